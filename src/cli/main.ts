@@ -4,13 +4,13 @@
  */
 import { Command, CommanderError } from 'commander';
 import { TenetError } from '../util/errors.js';
-// import * as lab from './lab.js';
+import * as lab from './lab.js';
 
 interface CommandGroup {
   register(program: Command): void;
 }
 
-const groups: CommandGroup[] = [];
+const groups: CommandGroup[] = [lab];
 
 export function buildProgram(): Command {
   const program = new Command('tenet')
@@ -18,6 +18,7 @@ export function buildProgram(): Command {
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)')
     .configureOutput({ outputError: (str, write) => write(str) })
+    .enablePositionalOptions()
     .exitOverride();
   for (const g of groups) g.register(program);
   return program;

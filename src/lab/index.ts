@@ -1,0 +1,8 @@
+/** The lab: several Open vSwitch hosts and their containers on one Linux machine. See docs/LAB.md. */
+export { labUp, labDown, requireRoot, hostEnv, readPid, isAlive, namespacePids, listNamespaces, LabUpError, type LabUpOptions, type Progress } from './lab.js';
+export { addContainer, delContainer, execIn, resolveTarget, loadLab, findHost, checkContainerSpec, type ContainerSpec } from './container.js';
+export { labHealth, isHealthy, type HostHealth } from './status.js';
+export { applyStaticOverlay, overlayFlows } from './overlay.js';
+export { ping, tcpExchange, type PingResult, type TcpResult } from './probe.js';
+export { readState, listLabs, labRoot, labDir, stateFile, type LabState, type LabHost, type LabContainer } from './state.js';
+export * as naming from './naming.js';
