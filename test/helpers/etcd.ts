@@ -1,0 +1,123 @@
+/**
+ * Starts a real etcd (Debian's etcd-server) on free loopback ports in a temp data
+ * directory, for tests and benchmarks. Stopped by pid; the directory is removed.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export interface EtcdProcess {
+  endpoint: string;
+  dataDir: string;
+  pid(): number | undefined;
+  /** Kills etcd (SIGKILL) and waits for it to exit; data stays. */
+  kill(): Promise<void>;
+  /** Starts it again on the same ports and data. */
+  restart(): Promise<void>;
+  /** Stops etcd and removes the data directory. */
+  stop(): Promise<void>;
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitHealthy(endpoint: string, child: ChildProcess, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`etcd exited with ${child.exitCode}`);
+    try {
+      const res = await fetch(`${endpoint}/health`);
+      if (res.ok) {
+        const body = (await res.json()) as { health?: string };
+        if (body.health === 'true') return;
+      }
+    } catch {
+      // not up yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`etcd at ${endpoint} did not become healthy in ${timeoutMs} ms`);
+}
+
+export async function startEtcd(opts: { quotaBytes?: number } = {}): Promise<EtcdProcess> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'tenet-etcd-'));
+  const clientPort = await freePort();
+  const peerPort = await freePort();
+  const client = `http://127.0.0.1:${clientPort}`;
+  const peer = `http://127.0.0.1:${peerPort}`;
+  let child: ChildProcess | undefined;
+  let stderr = '';
+  const launch = async () => {
+    const c = spawn(
+      'etcd',
+      [
+        '--name', 'default',
+        '--data-dir', join(dataDir, 'data'),
+        '--listen-client-urls', client,
+        '--advertise-client-urls', client,
+        '--listen-peer-urls', peer,
+        '--initial-advertise-peer-urls', peer,
+        '--initial-cluster', `default=${peer}`,
+        '--log-level', 'error',
+        ...(opts.quotaBytes ? ['--quota-backend-bytes', String(opts.quotaBytes)] : []),
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    c.stderr?.on('data', (d: Buffer) => {
+      stderr = (stderr + d.toString()).slice(-4000);
+    });
+    child = c;
+    try {
+      await waitHealthy(client, c, 20_000);
+    } catch (err) {
+      await killChild(c);
+      throw new Error(`${(err as Error).message}\n${stderr}`);
+    }
+  };
+  await launch().catch((err: unknown) => {
+    rmSync(dataDir, { recursive: true, force: true });
+    throw err;
+  });
+  return {
+    endpoint: client,
+    dataDir,
+    pid: () => child?.pid,
+    kill: async () => {
+      if (child) await killChild(child);
+      child = undefined;
+    },
+    restart: async () => {
+      if (child) await killChild(child);
+      await launch();
+    },
+    stop: async () => {
+      if (child) await killChild(child, 'SIGTERM');
+      child = undefined;
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+function killChild(c: ChildProcess, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+  if (c.exitCode !== null || c.signalCode !== null || c.pid === undefined) return Promise.resolve();
+  return new Promise((resolve) => {
+    const force = setTimeout(() => c.kill('SIGKILL'), 3000);
+    c.once('exit', () => {
+      clearTimeout(force);
+      resolve();
+    });
+    c.kill(signal); // by pid: ChildProcess.kill signals exactly this child
+  });
+}
