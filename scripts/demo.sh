@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec node --import tsx scripts/demo.ts "$@"
+exec node --import ./scripts/ts-loader/register.mjs scripts/demo.ts "$@"

@@ -6,9 +6,10 @@ import { labDown, listNamespaces } from '../../../src/lab/index.js';
 import { uniqueLabName } from '../../helpers/lab.js';
 
 const DEMO = fileURLToPath(new URL('../../../scripts/demo.ts', import.meta.url));
+const LOADER = fileURLToPath(new URL('../../../scripts/ts-loader/register.mjs', import.meta.url));
 
 function startDemo(args: string[]) {
-  const child = spawn(process.execPath, ['--import', 'tsx', DEMO, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', LOADER, DEMO, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d));
   child.stderr.on('data', (d: Buffer) => (out += d));
