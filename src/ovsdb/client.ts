@@ -164,8 +164,14 @@ export class OvsdbClient extends EventEmitter<OvsdbClientEvents> {
       }
       this.pending.set(id, p);
       if (opts.signal) {
+        // ovsdb-server drops a cancelled request without replying, so settle it here.
         const onAbort = () => {
-          if (this.pending.has(id)) this.notify('cancel', [id]);
+          const q = this.pending.get(id);
+          if (!q) return;
+          this.pending.delete(id);
+          if (q.timer) clearTimeout(q.timer);
+          if (!this.closed) this.notify('cancel', [id]);
+          q.reject(new OvsdbRpcError(method, 'canceled', { id }));
         };
         if (opts.signal.aborted) queueMicrotask(onAbort);
         else opts.signal.addEventListener('abort', onAbort, { once: true });
