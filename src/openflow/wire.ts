@@ -1,0 +1,161 @@
+/**
+ * Byte-level helpers. Writer encodes into one growing Buffer (no per-field
+ * allocation); Reader checks every read against the end of the current frame so
+ * a decoder can never read past it, and turns short input into a typed error.
+ */
+import { OpenFlowDecodeError } from './errors.js';
+
+export class Writer {
+  buf: Buffer;
+  pos = 0;
+
+  constructor(size = 4096) {
+    this.buf = Buffer.allocUnsafe(size);
+  }
+
+  ensure(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < this.pos + n) size *= 2;
+    const next = Buffer.allocUnsafe(size);
+    this.buf.copy(next, 0, 0, this.pos);
+    this.buf = next;
+  }
+
+  u8(v: number): void {
+    this.ensure(1);
+    this.buf[this.pos++] = v & 0xff;
+  }
+
+  u16(v: number): void {
+    this.ensure(2);
+    const b = this.buf;
+    b[this.pos] = (v >>> 8) & 0xff;
+    b[this.pos + 1] = v & 0xff;
+    this.pos += 2;
+  }
+
+  u32(v: number): void {
+    this.ensure(4);
+    this.buf.writeUInt32BE(v >>> 0, this.pos);
+    this.pos += 4;
+  }
+
+  u64(v: bigint): void {
+    this.ensure(8);
+    this.buf.writeBigUInt64BE(BigInt.asUintN(64, v), this.pos);
+    this.pos += 8;
+  }
+
+  bytes(src: Uint8Array): void {
+    this.ensure(src.length);
+    this.buf.set(src, this.pos);
+    this.pos += src.length;
+  }
+
+  zeros(n: number): void {
+    this.ensure(n);
+    this.buf.fill(0, this.pos, this.pos + n);
+    this.pos += n;
+  }
+
+  /** Pads with zeros so that (pos - start) is a multiple of 8. */
+  pad8(start: number): void {
+    const rem = (this.pos - start) % 8;
+    if (rem) this.zeros(8 - rem);
+  }
+
+  set16(at: number, v: number): void {
+    this.buf[at] = (v >>> 8) & 0xff;
+    this.buf[at + 1] = v & 0xff;
+  }
+
+  /**
+   * Hands out everything written so far without copying; later writes go to
+   * the unused tail (or a new buffer), so the returned bytes are never touched again.
+   */
+  take(): Buffer {
+    const out = this.buf.subarray(0, this.pos);
+    const rest = this.buf.length - this.pos;
+    this.buf = rest >= 1024 ? this.buf.subarray(this.pos) : Buffer.allocUnsafe(Math.max(4096, this.buf.length));
+    this.pos = 0;
+    return out;
+  }
+
+  /** Copy of what was written; the writer is reset for reuse. */
+  copyOut(): Buffer {
+    const out = Buffer.from(this.buf.subarray(0, this.pos));
+    this.pos = 0;
+    return out;
+  }
+}
+
+export class Reader {
+  constructor(
+    readonly buf: Buffer,
+    public pos: number,
+    readonly end: number,
+    readonly what = 'message',
+  ) {}
+
+  need(n: number, what = this.what): void {
+    if (n < 0 || this.pos + n > this.end) {
+      throw new OpenFlowDecodeError(`truncated ${what}: need ${n} bytes at offset ${this.pos}, have ${this.end - this.pos}`, {
+        offset: this.pos,
+        need: n,
+        have: this.end - this.pos,
+      });
+    }
+  }
+
+  get left(): number {
+    return this.end - this.pos;
+  }
+
+  u8(): number {
+    this.need(1);
+    return this.buf[this.pos++]!;
+  }
+
+  u16(): number {
+    this.need(2);
+    const v = this.buf.readUInt16BE(this.pos);
+    this.pos += 2;
+    return v;
+  }
+
+  u32(): number {
+    this.need(4);
+    const v = this.buf.readUInt32BE(this.pos);
+    this.pos += 4;
+    return v;
+  }
+
+  u64(): bigint {
+    this.need(8);
+    const v = this.buf.readBigUInt64BE(this.pos);
+    this.pos += 8;
+    return v;
+  }
+
+  /** A view (no copy) of the next n bytes. */
+  bytes(n: number, what?: string): Buffer {
+    this.need(n, what);
+    const v = this.buf.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return v;
+  }
+
+  skip(n: number): void {
+    this.need(n);
+    this.pos += n;
+  }
+
+  /** A reader over the next n bytes; this reader moves past them. */
+  sub(n: number, what: string): Reader {
+    this.need(n, what);
+    const r = new Reader(this.buf, this.pos, this.pos + n, what);
+    this.pos += n;
+    return r;
+  }
+}
