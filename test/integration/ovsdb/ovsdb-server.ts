@@ -21,8 +21,8 @@ export interface OvsdbServer {
   readonly pid: number;
   /** Runs ovs-vsctl against this server. */
   vsctl(...args: string[]): Promise<string>;
-  /** `ovsdb-client dump` of the given tables as JSON-ish text (`-f json`). */
-  dump(...tables: string[]): Promise<unknown>;
+  /** `ovsdb-client -f json dump` of the database, or of one table (optionally some columns); one object per table. */
+  dump(...tableAndColumns: string[]): Promise<unknown>;
   kill9(): Promise<void>;
   /** Starts the same command line again (same db file). */
   restart(): Promise<void>;
