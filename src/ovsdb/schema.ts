@@ -397,16 +397,20 @@ export function applyDiff(c: ColumnSchema, old: Value, diff: Value): Value {
   switch (c.kind) {
     case 'scalar':
       return diff;
-    case 'optional':
+    case 'optional': {
+      // As OVS's own IDLs apply it: a max-1 column with a value is replaced by
+      // the diff (empty diff → empty); an empty one gets the diff's element.
+      const d = diff as Atom[];
+      return d.length === 0 ? null : d[d.length - 1]!;
+    }
     case 'set': {
       // Set diffs toggle: elements present are removed, absent ones are added.
-      const cur: Atom[] = old === null ? [] : Array.isArray(old) ? [...old] : [old as Atom];
+      const cur: Atom[] = Array.isArray(old) ? [...old] : [];
       for (const e of diff as Atom[]) {
         const i = cur.indexOf(e);
         if (i >= 0) cur.splice(i, 1);
         else cur.push(e);
       }
-      if (c.kind === 'optional') return cur.length === 0 ? null : cur[0]!;
       return cur;
     }
     case 'map': {

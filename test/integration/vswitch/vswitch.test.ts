@@ -1,0 +1,134 @@
+/**
+ * The host switch manager against a lab host's real ovsdb-server and
+ * ovs-vswitchd: bridge and tunnel `ensure` (checked with ovs-vsctl; a second
+ * call sends no transaction), optimistic-concurrency guard, 1 → 50 → 10 peer
+ * reconciliation, and iface-id → ofport bindings following vswitchd live.
+ */
+import t from 'tap';
+import { OvsdbTransactError } from '../../../src/ovsdb/index.js';
+import { type BindingEvent, HostSwitch, PEER_KEY, planBridge, tunnelPortName } from '../../../src/vswitch/index.js';
+import { withLab } from '../../helpers/lab.js';
+
+const until = async (cond: () => boolean, ms = 10_000) => {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+};
+
+t.test('host switch manager on a lab host', async (t) => {
+  await withLab(t, { hosts: 1 }, async (lab) => {
+    const h = lab.hosts[0]!;
+    const vsctl = async (...a: string[]) => (await lab.vsctl(h.name, ...a)).stdout.trim();
+    const sw = await HostSwitch.open(`unix:${h.ovsdbSocket}`);
+    t.teardown(() => sw.close());
+
+    await t.test('ensureBridge creates, then is a no-op', async (t) => {
+      const spec = { name: 'br-tnt', datapathType: 'netdev', controllers: ['tcp:192.0.2.1:6653', 'unix:/tmp/tenet-of.sock'], protocols: ['OpenFlow10', 'OpenFlow13'] };
+      const r1 = await sw.ensureBridge(spec);
+      t.same(r1, { changed: true, attempts: 1 });
+      t.equal(await vsctl('get-fail-mode', 'br-tnt'), 'secure');
+      t.equal(await vsctl('get', 'Bridge', 'br-tnt', 'datapath_type'), 'netdev');
+      t.equal(await vsctl('get', 'Bridge', 'br-tnt', 'other_config:disable-in-band'), '"true"');
+      t.equal(await vsctl('get', 'Bridge', 'br-tnt', 'protocols'), '[OpenFlow10, OpenFlow13]');
+      t.same((await vsctl('get-controller', 'br-tnt')).split('\n').sort(), ['tcp:192.0.2.1:6653', 'unix:/tmp/tenet-of.sock']);
+      t.match(await vsctl('list-br'), 'br-tnt');
+      t.equal(await vsctl('get', 'Interface', 'br-tnt', 'type'), 'internal', 'local port like ovs-vsctl add-br');
+      const before = sw.transactions;
+      t.same(await sw.ensureBridge(spec), { changed: false, attempts: 0 });
+      t.equal(sw.transactions, before, 'second ensure sent no transaction');
+
+      // Someone changes it behind our back: one transaction repairs exactly that.
+      await vsctl('set-fail-mode', 'br-tnt', 'standalone', '--', 'set', 'Bridge', 'br-tnt', 'other_config:disable-in-band=false', '--', 'set-controller', 'br-tnt', 'tcp:192.0.2.1:6653', 'tcp:192.0.2.9:1');
+      await until(() => sw.replica.rows('Bridge').size > 0 && [...sw.replica.rows('Bridge').values()].some((b) => b.fail_mode === 'standalone'));
+      t.same(await sw.ensureBridge(spec), { changed: true, attempts: 1 });
+      t.equal(await vsctl('get-fail-mode', 'br-tnt'), 'secure');
+      t.equal(await vsctl('get', 'Bridge', 'br-tnt', 'other_config:disable-in-band'), '"true"');
+      t.same((await vsctl('get-controller', 'br-tnt')).split('\n').sort(), ['tcp:192.0.2.1:6653', 'unix:/tmp/tenet-of.sock']);
+      t.same(await sw.ensureBridge(spec), { changed: false, attempts: 0 });
+      await t.rejects(sw.ensureBridge({ ...spec, protocols: ['OpenFlow10'] }), { code: 'EVSWITCH' });
+    });
+
+    await t.test('the wait guard: a plan made before a concurrent change fails at the wait and changes nothing', async (t) => {
+      const stale = planBridge(sw.replica, { name: 'br-tnt', datapathType: 'system', controllers: [] })!;
+      t.equal(stale[0]!.op, 'wait');
+      await vsctl('set', 'Bridge', 'br-tnt', 'other_config:disable-in-band=false', '--', 'set-controller', 'br-tnt', 'tcp:192.0.2.7:1');
+      const e = (await sw.replica.transact(stale).catch((x: unknown) => x)) as OvsdbTransactError;
+      t.ok(e instanceof OvsdbTransactError);
+      t.equal(e.index, 0);
+      t.equal(e.op?.op, 'wait');
+      t.equal(await vsctl('get', 'Bridge', 'br-tnt', 'datapath_type'), 'netdev', 'unchanged');
+      // ensure replans from the replica (which has the concurrent change) and succeeds.
+      t.same(await sw.ensureBridge({ name: 'br-tnt', datapathType: 'netdev', controllers: ['tcp:192.0.2.1:6653'] }), { changed: true, attempts: 1 });
+      t.equal(await vsctl('get-controller', 'br-tnt'), 'tcp:192.0.2.1:6653');
+      t.equal(await vsctl('get', 'Bridge', 'br-tnt', 'protocols'), '[OpenFlow13]');
+    });
+
+    await t.test('tunnel ports: 1 → 50 → 10 peers, option changes, foreign ports untouched', async (t) => {
+      await vsctl('add-port', 'br-int', 'manual0', '--', 'set', 'Interface', 'manual0', 'type=vxlan', 'options:remote_ip=203.0.113.250');
+      const peers = (n: number, off = 0) =>
+        Array.from({ length: n }, (_, i) => ({ name: `host${i + 2}`, remoteIp: `203.0.113.${i + 2 + off}` }));
+      const check = async (expected: { name: string; remoteIp: string }[]) => {
+        const json = JSON.parse(await vsctl('--format=json', '--columns=name,type,options,external_ids', 'find', 'Interface', 'type=vxlan')) as { data: unknown[][] };
+        const got = new Map<string, { type: string; options: Record<string, string>; ext: Record<string, string> }>();
+        for (const [name, type, options, ext] of json.data) {
+          const m = (x: unknown) => Object.fromEntries((x as [string, [string, string][]])[1]);
+          got.set(name as string, { type: type as string, options: m(options), ext: m(ext) });
+        }
+        t.ok(got.has('manual0'), 'manual port untouched');
+        got.delete('manual0');
+        t.same([...got.keys()].sort(), expected.map((p) => tunnelPortName(p.name)).sort(), `exactly ${expected.length} tunnel ports`);
+        let bad = 0;
+        for (const p of expected) {
+          const g = got.get(tunnelPortName(p.name));
+          const ok = g && g.type === 'vxlan' && g.options.remote_ip === p.remoteIp && g.options.local_ip === h.underlayIp && g.options.key === 'flow' && g.ext[PEER_KEY] === p.name;
+          if (!ok) bad++;
+        }
+        t.equal(bad, 0, 'every tunnel has the right options');
+        const ports = (await vsctl('list-ports', 'br-int')).split('\n').filter((p) => p.startsWith('vx-'));
+        t.equal(ports.length, expected.length, 'ports on br-int');
+      };
+      const spec = (p: { name: string; remoteIp: string }[]) => ({ bridge: 'br-int', localIp: h.underlayIp, peers: p });
+
+      let r = await sw.ensureTunnels(spec(peers(1)));
+      t.equal(r.added.length, 1);
+      await check(peers(1));
+      r = await sw.ensureTunnels(spec(peers(50)));
+      t.same([r.added.length, r.removed.length, r.updated.length, r.attempts], [49, 0, 0, 1], 'one transaction adds 49');
+      await check(peers(50));
+      const p10 = peers(10);
+      p10[3] = { ...p10[3]!, remoteIp: '203.0.113.200' };
+      r = await sw.ensureTunnels(spec(p10));
+      t.same([r.added.length, r.removed.length, r.updated.length, r.attempts], [0, 40, 1, 1], 'one transaction removes 40, updates 1');
+      await check(p10);
+      const before = sw.transactions;
+      r = await sw.ensureTunnels(spec(p10));
+      t.same([r.changed, r.attempts], [false, 0]);
+      t.equal(sw.transactions, before, 'no transaction when tunnels match');
+      await t.rejects(sw.ensureTunnels({ ...spec(p10), bridge: 'nope' }), { code: 'EVSWITCH' });
+      await t.rejects(sw.ensureTunnels(spec([...p10, p10[0]!])), { code: 'EVSWITCH' });
+      r = await sw.ensureTunnels(spec([]));
+      t.equal(r.removed.length, 10);
+      await check([]);
+    });
+
+    await t.test('iface-id → ofport follows vswitchd live', async (t) => {
+      const events: BindingEvent[] = [];
+      sw.on('binding', (e) => events.push(e));
+      const c = await lab.addContainer(h.name, 'c1', { ip: '10.9.0.1/24', ifaceId: 'ep-c1' });
+      await until(() => sw.ofport('ep-c1') !== undefined);
+      const of = Number(await vsctl('get', 'Interface', c.hostIface, 'ofport'));
+      t.equal(sw.ofport('ep-c1'), of, 'ofport as ovs-vsctl shows it');
+      t.ok(events.some((e) => e.kind === 'added' && e.ifaceId === 'ep-c1'));
+      t.ok(sw.listBindings().some((b) => b.ifaceId === 'ep-c1' && b.ofport === of));
+      await vsctl('set', 'Interface', c.hostIface, 'ofport_request=77');
+      await until(() => sw.ofport('ep-c1') === 77);
+      t.ok(events.some((e) => e.kind === 'changed' && e.binding?.ofport === 77 && e.previous?.ofport === of));
+      await vsctl('del-port', 'br-int', c.hostIface);
+      await until(() => sw.ofport('ep-c1') === undefined);
+      t.ok(events.some((e) => e.kind === 'removed' && e.ifaceId === 'ep-c1'));
+      t.equal(sw.ofport('nobody'), undefined);
+    });
+  });
+});
