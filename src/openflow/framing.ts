@@ -14,7 +14,7 @@ export class FrameSplitter {
   private failed: OpenFlowDecodeError | null = null;
 
   /**
-   * @param versions if given, a frame whose version byte is not in this set is
+   * @param versions if given, a frame (other than HELLO) whose version byte is not in this set is
    *   rejected (the stream is then out of sync and cannot be trusted).
    */
   constructor(private readonly versions?: ReadonlySet<number>) {}
@@ -43,7 +43,8 @@ export class FrameSplitter {
         this.failed = new OpenFlowDecodeError(`frame header claims length ${len} (< 8)`, { offset: off, len });
         throw this.failed;
       }
-      if (this.versions && !this.versions.has(buf[off]!)) {
+      // HELLO carries the sender's highest version; everything after negotiation must match.
+      if (this.versions && buf[off + 1] !== 0 && !this.versions.has(buf[off]!)) {
         this.failed = new OpenFlowDecodeError(`frame with unexpected version 0x${buf[off]!.toString(16)}`, { version: buf[off] });
         throw this.failed;
       }

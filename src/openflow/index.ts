@@ -26,3 +26,13 @@ export {
   formatPort,
   type PrintableFlow,
 } from './flowtext.js';
+export { MultipartAssembler } from './multipart.js';
+export {
+  OpenFlowServer,
+  SwitchConnection,
+  BundleError,
+  type BundleItem,
+  type BundleFailure,
+  type ChannelOptions,
+  type ListenOptions,
+} from './channel.js';

@@ -1,0 +1,545 @@
+/**
+ * The switch channel: a listener (TCP or unix) that switches connect to, and
+ * one SwitchConnection per switch with the OpenFlow 1.3 handshake, echo
+ * keepalive with dead-peer detection, xid-correlated requests with timeouts,
+ * multipart reassembly, barriers, atomic bundles and bounded write buffering.
+ *
+ * Writes made while handling one read are batched into a single socket write.
+ */
+import { EventEmitter } from 'node:events';
+import { createServer, type Server, type Socket } from 'node:net';
+import { unlinkSync } from 'node:fs';
+import { errorName } from './errnames.js';
+import { ChannelError, OpenFlowDecodeError, SwitchError } from './errors.js';
+import { FrameSplitter } from './framing.js';
+import { MultipartAssembler } from './multipart.js';
+import {
+  decodeMessage,
+  encodeInto,
+  OFP_VERSION,
+  OFPBCT,
+  OFPBF,
+  OFPT,
+  type MultipartReplyBody,
+  type MultipartRequestBody,
+  type OfMessage,
+} from './messages.js';
+import { Writer } from './wire.js';
+
+export interface ChannelOptions {
+  /** Send an echo request after this much silence from the switch. */
+  echoIntervalMs?: number;
+  /** Declare the switch dead after this much silence. */
+  echoTimeoutMs?: number;
+  /** Default timeout of request(). */
+  requestTimeoutMs?: number;
+  /** Handshake (HELLO + FEATURES) must finish within this. */
+  handshakeTimeoutMs?: number;
+  /** Bytes queued in the socket beyond which send() reports back-pressure and sendAsync() waits for 'drain'. */
+  highWaterMark?: number;
+  /** Hard cap of queued bytes; send() throws beyond it (a stuck switch must not eat the controller's memory). */
+  maxBufferedBytes?: number;
+}
+
+const DEFAULTS: Required<ChannelOptions> = {
+  echoIntervalMs: 5_000,
+  echoTimeoutMs: 15_000,
+  requestTimeoutMs: 10_000,
+  handshakeTimeoutMs: 10_000,
+  highWaterMark: 1 << 20,
+  maxBufferedBytes: 64 << 20,
+};
+
+/** A message to put in a bundle; its xid is replaced by applyBundle(). */
+export type BundleItem = Extract<OfMessage, { type: 'flow_mod' | 'group_mod' | 'meter_mod' }>;
+
+export interface BundleFailure {
+  /** Index of the offending item in the list given to applyBundle(). */
+  index: number;
+  item: BundleItem;
+  error: SwitchError;
+}
+
+/** The switch rejected a bundle; nothing of it was applied. */
+export class BundleError extends ChannelError {
+  constructor(
+    message: string,
+    readonly failures: BundleFailure[],
+    readonly commitError?: SwitchError,
+  ) {
+    super('EOFBUNDLE', message, {
+      failures: failures.map((f) => ({ index: f.index, error: f.error.context.name })),
+      commitError: commitError?.context.name,
+    });
+  }
+}
+
+interface Pending {
+  resolve: (m: OfMessage) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout;
+  multipart: boolean;
+}
+
+function switchError(m: Extract<OfMessage, { type: 'error' }>): SwitchError {
+  const n = errorName(m.errType, m.errCode, m.experimenter);
+  // The error carries (at least the start of) the offending request: keep its type and xid.
+  const d = Buffer.from(m.data.buffer, m.data.byteOffset, m.data.length);
+  const requestType = d.length >= 8 ? d[1] : undefined;
+  const requestXid = d.length >= 8 ? d.readUInt32BE(4) : undefined;
+  return new SwitchError(`switch error ${n.type}/${n.code}`, {
+    errType: m.errType,
+    errCode: m.errCode,
+    name: `${n.type}/${n.code}`,
+    xid: m.xid,
+    requestType,
+    requestXid,
+    data: Buffer.from(m.data).toString('hex'),
+  });
+}
+
+export class SwitchConnection extends EventEmitter {
+  datapathId = 0n;
+  nTables = 0;
+  readonly remote: string;
+  private readonly opts: Required<ChannelOptions>;
+  private readonly splitter = new FrameSplitter(new Set([OFP_VERSION]));
+  private readonly out = new Writer(1 << 16);
+  private readonly pending = new Map<number, Pending>();
+  private readonly parts = new MultipartAssembler();
+  private xid = 0x1000;
+  private bundleId = 1;
+  private lastRx = Date.now();
+  private echoTimer: NodeJS.Timeout | null = null;
+  private inRead = false;
+  private flushScheduled = false;
+  private closed = false;
+  /** Errors for xids we did not wait on (e.g. bundle adds), by xid. */
+  private readonly looseErrors = new Map<number, SwitchError>();
+  private watchXids: Set<number> | null = null;
+
+  constructor(
+    readonly socket: Socket,
+    opts: ChannelOptions = {},
+  ) {
+    super();
+    this.opts = { ...DEFAULTS, ...opts };
+    this.remote = socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : 'unix';
+    socket.setNoDelay?.(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('close', () => this.shutdown(new ChannelError('EOFCLOSED', `switch ${this.name} closed the connection`, { dpid: this.dpidHex })));
+    socket.on('error', (e) => this.shutdown(new ChannelError('EOFSOCKET', `socket error: ${e.message}`, { dpid: this.dpidHex })));
+  }
+
+  get dpidHex(): string {
+    return this.datapathId.toString(16).padStart(16, '0');
+  }
+
+  get name(): string {
+    return this.datapathId ? this.dpidHex : this.remote;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Next transaction id (never 0, wraps at 2^32). */
+  nextXid(): number {
+    this.xid = (this.xid + 1) >>> 0 || 1;
+    return this.xid;
+  }
+
+  /** Runs the handshake: HELLO exchange and FEATURES (datapath id). */
+  async handshake(): Promise<void> {
+    const hello = new Promise<OfMessage>((resolve, reject) => {
+      this.once('hello', resolve);
+      this.once('close', reject);
+    });
+    this.send({ type: 'hello', xid: this.nextXid(), versions: [OFP_VERSION] });
+    const timer = setTimeout(
+      () => this.shutdown(new ChannelError('EOFHANDSHAKE', `handshake with ${this.remote} timed out`, { remote: this.remote })),
+      this.opts.handshakeTimeoutMs,
+    );
+    try {
+      const h = (await hello) as Extract<OfMessage, { type: 'hello' }>;
+      if (!h.versions.includes(OFP_VERSION)) {
+        this.send({ type: 'error', xid: h.xid, errType: 0, errCode: 0, data: Buffer.from('OpenFlow 1.3 required') });
+        this.flush();
+        const e = new ChannelError('EOFVERSION', `switch ${this.remote} does not speak OpenFlow 1.3 (offers ${h.versions.join(',')})`, {
+          versions: h.versions,
+        });
+        this.shutdown(e);
+        throw e;
+      }
+      const f = await this.request({ type: 'features_request', xid: 0 }, this.opts.handshakeTimeoutMs);
+      if (f.type !== 'features_reply') throw new ChannelError('EOFHANDSHAKE', `expected features_reply, got ${f.type}`, {});
+      this.datapathId = f.datapathId;
+      this.nTables = f.nTables;
+    } finally {
+      clearTimeout(timer);
+    }
+    this.lastRx = Date.now();
+    this.echoTimer = setInterval(() => this.keepalive(), Math.max(10, Math.min(this.opts.echoIntervalMs, this.opts.echoTimeoutMs / 3)));
+    this.echoTimer.unref();
+  }
+
+  private keepalive(): void {
+    const idle = Date.now() - this.lastRx;
+    if (idle >= this.opts.echoTimeoutMs) {
+      this.shutdown(new ChannelError('EOFDEAD', `switch ${this.name} silent for ${idle} ms (echo timeout)`, { dpid: this.dpidHex, idleMs: idle }));
+      this.socket.destroy();
+      return;
+    }
+    if (idle >= this.opts.echoIntervalMs) {
+      this.send({ type: 'echo_request', xid: this.nextXid(), data: Buffer.alloc(0) });
+    }
+  }
+
+  private onData(chunk: Buffer): void {
+    this.lastRx = Date.now();
+    this.inRead = true;
+    try {
+      this.splitter.push(chunk, (frame) => this.onFrame(frame));
+    } catch (e) {
+      // A broken frame stream cannot be resynchronised: drop the connection, keep the process.
+      this.emit('protocol-error', e);
+      this.shutdown(e instanceof OpenFlowDecodeError ? new ChannelError('EOFPROTOCOL', e.message, e.context) : (e as Error));
+      this.socket.destroy();
+    } finally {
+      this.inRead = false;
+    }
+    if (this.out.pos > 0) this.flush();
+  }
+
+  private onFrame(frame: Buffer): void {
+    let m: OfMessage;
+    try {
+      m = decodeMessage(frame);
+    } catch (e) {
+      // A message we cannot decode is reported, answered like OVS would (BAD_REQUEST), and skipped.
+      this.emit('protocol-error', e);
+      const xid = frame.readUInt32BE(4);
+      const p = this.pending.get(xid);
+      if (p) this.settle(xid, undefined, e as Error);
+      return;
+    }
+    switch (m.type) {
+      case 'hello':
+        this.emit('hello', m);
+        return;
+      case 'echo_request':
+        this.send({ type: 'echo_reply', xid: m.xid, data: m.data });
+        return;
+      case 'error': {
+        const err = switchError(m);
+        if (this.pending.has(m.xid)) this.settle(m.xid, undefined, err);
+        else {
+          if (this.watchXids?.has(m.xid)) this.looseErrors.set(m.xid, err);
+          this.emit('switch-error', err);
+        }
+        return;
+      }
+      case 'multipart_reply': {
+        const p = this.pending.get(m.xid);
+        if (!p) return;
+        let body: MultipartReplyBody | undefined;
+        try {
+          body = this.parts.add(m.xid, m.flags, m.body);
+        } catch (e) {
+          this.settle(m.xid, undefined, e as Error);
+          return;
+        }
+        if (body) this.settle(m.xid, { ...m, flags: 0, body });
+        else p.timer.refresh();
+        return;
+      }
+      case 'echo_reply':
+      case 'features_reply':
+      case 'get_config_reply':
+      case 'barrier_reply':
+      case 'role_reply':
+      case 'bundle_control':
+        if (this.pending.has(m.xid)) this.settle(m.xid, m);
+        return;
+      default:
+        this.emit('message', m);
+        if (m.type === 'packet_in') this.emit('packet_in', m);
+        else if (m.type === 'port_status') this.emit('port_status', m);
+    }
+  }
+
+  private settle(xid: number, m?: OfMessage, err?: Error): void {
+    const p = this.pending.get(xid);
+    if (!p) return;
+    this.pending.delete(xid);
+    clearTimeout(p.timer);
+    if (p.multipart) this.parts.forget(xid);
+    if (err) p.reject(err);
+    else p.resolve(m!);
+  }
+
+  /** Bytes waiting in the socket and in the batch buffer. */
+  get buffered(): number {
+    return this.socket.writableLength + this.out.pos;
+  }
+
+  /**
+   * Queues a message (xid as given). Returns false when the caller should wait
+   * (sendAsync / drained()) before sending more. Throws past maxBufferedBytes.
+   */
+  send(m: OfMessage): boolean {
+    if (this.closed) throw new ChannelError('EOFCLOSED', `switch ${this.name} is disconnected`, { dpid: this.dpidHex });
+    if (this.buffered > this.opts.maxBufferedBytes) {
+      throw new ChannelError('EOFBACKPRESSURE', `switch ${this.name}: ${this.buffered} bytes queued (limit ${this.opts.maxBufferedBytes})`, {
+        dpid: this.dpidHex,
+        buffered: this.buffered,
+      });
+    }
+    encodeInto(this.out, m);
+    if (!this.inRead) {
+      if (this.out.pos >= 1 << 16) this.flush();
+      else if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flush());
+      }
+    }
+    return this.buffered < this.opts.highWaterMark;
+  }
+
+  /** send(), then waits for the socket to drain if it is above the high-water mark. */
+  async sendAsync(m: OfMessage): Promise<void> {
+    if (!this.send(m)) await this.drained();
+  }
+
+  /** Resolves once queued bytes are below the high-water mark. */
+  drained(): Promise<void> {
+    this.flush();
+    if (this.socket.writableLength < this.opts.highWaterMark || this.closed) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const onDrain = () => {
+        this.off('close', onClose);
+        resolve();
+      };
+      const onClose = (e: Error) => {
+        this.socket.off('drain', onDrain);
+        reject(e);
+      };
+      this.socket.once('drain', onDrain);
+      this.once('close', onClose);
+    });
+  }
+
+  /** Writes everything batched so far in one socket write. */
+  flush(): void {
+    this.flushScheduled = false;
+    if (this.out.pos === 0 || this.closed) return;
+    this.socket.write(this.out.take());
+  }
+
+  /**
+   * Sends a request and resolves with its reply (same xid); a switch ERROR for
+   * that xid rejects with SwitchError. A request with xid 0 gets a fresh xid.
+   */
+  request(m: OfMessage, timeoutMs = this.opts.requestTimeoutMs): Promise<OfMessage> {
+    const msg = m.xid ? m : { ...m, xid: this.nextXid() };
+    return new Promise((resolve, reject) => {
+      if (this.closed) {
+        reject(new ChannelError('EOFCLOSED', `switch ${this.name} is disconnected`, { dpid: this.dpidHex }));
+        return;
+      }
+      const timer = setTimeout(
+        () => this.settle(msg.xid, undefined, new ChannelError('EOFTIMEOUT', `${msg.type} to ${this.name} timed out after ${timeoutMs} ms`, { xid: msg.xid, type: msg.type })),
+        timeoutMs,
+      );
+      this.pending.set(msg.xid, { resolve, reject, timer, multipart: msg.type === 'multipart_request' });
+      try {
+        this.send(msg);
+      } catch (e) {
+        this.settle(msg.xid, undefined, e as Error);
+      }
+    });
+  }
+
+  async barrier(timeoutMs?: number): Promise<void> {
+    await this.request({ type: 'barrier_request', xid: 0 }, timeoutMs);
+  }
+
+  /** A multipart request, resolved with all parts merged. */
+  async multipart(body: MultipartRequestBody, timeoutMs?: number): Promise<MultipartReplyBody> {
+    const r = await this.request({ type: 'multipart_request', xid: 0, flags: 0, body }, timeoutMs);
+    if (r.type !== 'multipart_reply') throw new ChannelError('EOFPROTOCOL', `expected multipart_reply, got ${r.type}`, {});
+    return r.body;
+  }
+
+  async roleRequest(role: number, generationId = 0n): Promise<{ role: number; generationId: bigint }> {
+    const r = await this.request({ type: 'role_request', xid: 0, role, generationId });
+    if (r.type !== 'role_reply') throw new ChannelError('EOFPROTOCOL', `expected role_reply, got ${r.type}`, {});
+    return { role: r.role, generationId: r.generationId };
+  }
+
+  /**
+   * Applies the items atomically in one ONF bundle (ordered + atomic). If the
+   * switch rejects any item (when added or at commit), the bundle is discarded
+   * and BundleError names the offending items by index.
+   */
+  async applyBundle(items: readonly BundleItem[], opts: { timeoutMs?: number; flags?: number } = {}): Promise<void> {
+    const flags = opts.flags ?? OFPBF.ATOMIC | OFPBF.ORDERED;
+    const timeoutMs = opts.timeoutMs ?? Math.max(this.opts.requestTimeoutMs, 30_000 + items.length / 10);
+    const bundleId = this.bundleId++;
+    const ctl = async (ctrlType: number) => {
+      const r = await this.request({ type: 'bundle_control', xid: 0, bundleId, ctrlType, flags }, timeoutMs);
+      if (r.type !== 'bundle_control' || r.ctrlType !== ctrlType + 1) {
+        throw new ChannelError('EOFPROTOCOL', `bundle ${bundleId}: unexpected reply to control ${ctrlType}`, { bundleId });
+      }
+    };
+    const xids = new Map<number, number>();
+    this.watchXids = new Set();
+    this.looseErrors.clear();
+    const failures = (): BundleFailure[] =>
+      [...this.looseErrors].flatMap(([xid, error]) => {
+        const index = xids.get(xid);
+        return index === undefined ? [] : [{ index, item: items[index]!, error }];
+      });
+    try {
+      await ctl(OFPBCT.OPEN_REQUEST);
+      for (let i = 0; i < items.length; i++) {
+        const xid = this.nextXid();
+        xids.set(xid, i);
+        this.watchXids.add(xid);
+        const inner = { ...items[i]!, xid } as OfMessage;
+        if (!this.send({ type: 'bundle_add', xid, bundleId, flags, message: inner })) await this.drained();
+      }
+      // Errors for adds arrive in order before the barrier reply.
+      await this.barrier(timeoutMs);
+      let f = failures();
+      if (f.length) {
+        await ctl(OFPBCT.DISCARD_REQUEST).catch(() => undefined);
+        throw new BundleError(`bundle ${bundleId}: switch rejected ${f.length} of ${items.length} messages; bundle discarded`, f);
+      }
+      try {
+        await ctl(OFPBCT.COMMIT_REQUEST);
+      } catch (e) {
+        f = failures();
+        throw new BundleError(
+          `bundle ${bundleId}: commit failed${f.length ? ` at item ${f.map((x) => x.index).join(', ')}` : ''}; nothing applied`,
+          f,
+          e instanceof SwitchError ? e : undefined,
+        );
+      }
+    } finally {
+      this.watchXids = null;
+      this.looseErrors.clear();
+    }
+  }
+
+  /** Closes the connection (the switch will reconnect per its own policy). */
+  close(): void {
+    this.shutdown(new ChannelError('EOFCLOSED', `connection to ${this.name} closed locally`, { dpid: this.dpidHex }));
+    this.socket.destroy();
+  }
+
+  private shutdown(reason: Error): void {
+    if (this.closed) return;
+    this.flush();
+    this.closed = true;
+    if (this.echoTimer) clearInterval(this.echoTimer);
+    for (const xid of [...this.pending.keys()]) this.settle(xid, undefined, reason);
+    this.socket.end();
+    this.emit('close', reason);
+  }
+}
+
+export interface ListenOptions extends ChannelOptions {
+  /** TCP port (0 = ephemeral) and host, or a unix socket path. */
+  port?: number;
+  host?: string;
+  path?: string;
+}
+
+/**
+ * Accepts switch connections. Emits 'connect' (conn) after a successful
+ * handshake, 'disconnect' (conn, reason) when a handshaken switch goes away,
+ * and 'handshake-error' (err, remote) for peers that fail the handshake.
+ */
+export class OpenFlowServer extends EventEmitter {
+  private server: Server | null = null;
+  readonly connections = new Set<SwitchConnection>();
+
+  constructor(private readonly opts: ChannelOptions = {}) {
+    super();
+  }
+
+  async listen(where: { port?: number; host?: string; path?: string }): Promise<{ port?: number; path?: string }> {
+    const server = createServer((sock) => this.accept(sock));
+    this.server = server;
+    if (where.path) {
+      try {
+        unlinkSync(where.path);
+      } catch {
+        /* not there */
+      }
+    }
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      if (where.path) server.listen(where.path, resolve);
+      else server.listen(where.port ?? 0, where.host ?? '127.0.0.1', resolve);
+    });
+    const addr = server.address();
+    return typeof addr === 'string' ? { path: addr } : { port: addr?.port };
+  }
+
+  private accept(sock: Socket): void {
+    const conn = new SwitchConnection(sock, this.opts);
+    conn.on('protocol-error', (e) => this.emit('protocol-error', e, conn));
+    conn.on('switch-error', (e) => this.emit('switch-error', e, conn));
+    conn.handshake().then(
+      () => {
+        if (conn.isClosed) return;
+        this.connections.add(conn);
+        conn.once('close', (reason) => {
+          this.connections.delete(conn);
+          this.emit('disconnect', conn, reason);
+        });
+        this.emit('connect', conn);
+      },
+      (e) => {
+        conn.close();
+        this.emit('handshake-error', e, conn.remote);
+      },
+    );
+  }
+
+  /** A connected switch by datapath id. */
+  get(datapathId: bigint): SwitchConnection | undefined {
+    for (const c of this.connections) if (c.datapathId === datapathId) return c;
+    return undefined;
+  }
+
+  /** Resolves with the next switch that connects (optionally a given dpid). */
+  waitForSwitch(datapathId?: bigint, timeoutMs = 30_000): Promise<SwitchConnection> {
+    const existing = datapathId === undefined ? [...this.connections][0] : this.get(datapathId);
+    if (existing) return Promise.resolve(existing);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.off('connect', onConnect);
+        reject(new ChannelError('EOFTIMEOUT', `no switch${datapathId !== undefined ? ` ${datapathId.toString(16)}` : ''} connected within ${timeoutMs} ms`, {}));
+      }, timeoutMs);
+      const onConnect = (c: SwitchConnection) => {
+        if (datapathId !== undefined && c.datapathId !== datapathId) return;
+        clearTimeout(timer);
+        this.off('connect', onConnect);
+        resolve(c);
+      };
+      this.on('connect', onConnect);
+    });
+  }
+
+  async close(): Promise<void> {
+    for (const c of this.connections) c.close();
+    const s = this.server;
+    this.server = null;
+    if (s) await new Promise<void>((resolve) => s.close(() => resolve()));
+  }
+}
+
+
