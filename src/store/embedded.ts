@@ -267,6 +267,7 @@ export class EmbeddedStore implements Store {
     const newFirst = this.durableLsn + 1;
     const old = this.fd;
     this.fd = await open(join(this.dir, segmentName(newFirst)), 'a');
+    await fsyncDir(this.dir); // the new segment's name must survive power loss too
     await old.close();
     this.recordsSinceSnapshot = 0;
     this.snapshotting = this.writeSnapshot(lsn, data, newFirst).finally(() => {

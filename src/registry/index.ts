@@ -1,0 +1,15 @@
+/** Service-discovery registry: instances with leases and health checks, REST + WebSocket, DNS. */
+export type * from './types.js';
+export { Registry, type RegistryOptions, type Filter } from './registry.js';
+export { RegistryError, ValidationError, NotFoundError, parseRegistration, parseDuration, MAX_META_BYTES } from './validate.js';
+export { aggregate, statusForHttp, runHttpCheck, runTcpCheck } from './health.js';
+export {
+  createRegistryRouter,
+  attachRegistryWatch,
+  serveRegistryHttp,
+  SERVICES_BASE,
+  WATCH_PATH,
+  type HttpOptions,
+  type RegistryHttpServer,
+} from './http.js';
+export { startRegistryDns, resolveName, RCODE, type DnsOptions, type RegistryDnsServer } from './dns.js';
