@@ -1,0 +1,210 @@
+import t, { type Test } from 'tap';
+import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createTcpServer, type AddressInfo, type Server as TcpServer } from 'node:net';
+import WebSocket from 'ws';
+import { WATCH_PATH } from '../../../src/registry/index.js';
+import { TOKEN, registryFixture } from '../../helpers/registry.js';
+
+/** A real HTTP health target whose answer the test flips. */
+async function healthTarget(t: Test) {
+  let code = 200;
+  const srv: Server = createHttpServer((_req, res) => {
+    res.statusCode = code;
+    res.end(String(code));
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => new Promise<void>((r) => {
+    srv.closeAllConnections();
+    srv.close(() => r());
+  }));
+  return { url: `http://127.0.0.1:${(srv.address() as AddressInfo).port}/health`, set: (c: number) => (code = c) };
+}
+
+t.test('REST: auth, bad input with the field named, register/list/get/deregister', async (t) => {
+  const f = await registryFixture(t);
+  t.equal((await f.api('GET', '/v1/services', undefined, null)).status, 401, 'no token: 401');
+  t.equal((await f.api('GET', '/v1/services', undefined, 'wrong')).status, 401, 'wrong token: 401');
+  const bad: Array<[string, string, unknown, string]> = [
+    ['bad IP', '/v1/services/acme/web/w1', { address: '300.1.1.1', port: 80 }, 'address'],
+    ['port out of range', '/v1/services/acme/web/w1', { address: '10.0.0.1', port: 65536 }, 'port'],
+    ['unknown tenant', '/v1/services/nobody/web/w1', { address: '10.0.0.1', port: 80 }, 'tenant'],
+    ['oversize metadata', '/v1/services/acme/web/w1', { address: '10.0.0.1', port: 80, meta: { k: 'v'.repeat(5000) } }, 'meta'],
+    ['bad service name', '/v1/services/acme/Web_1/w1', { address: '10.0.0.1', port: 80 }, 'service'],
+    ['not JSON', '/v1/services/acme/web/w1', '{"address":', '(body)'],
+  ];
+  for (const [title, path, body, field] of bad) {
+    const r = await f.api('PUT', path, body);
+    t.equal(r.status, 400, `${title}: 400`);
+    t.equal(r.body?.field, field, `${title}: names ${field}`);
+  }
+  t.same((await f.api('GET', '/v1/services')).body?.instances, [], 'bad input changed nothing');
+  const reg = await f.api('PUT', '/v1/services/acme/web/w1', { address: '10.0.0.1', port: 80, tags: ['blue'], meta: { v: '1' } });
+  t.equal(reg.status, 201);
+  t.match(reg.body, { tenant: 'acme', service: 'web', id: 'w1', status: 'passing', tags: ['blue'], meta: { v: '1' } });
+  t.equal((await f.api('PUT', '/v1/services/acme/web/w1', { address: '10.0.0.1', port: 81 })).status, 200, 're-register: 200');
+  await f.api('PUT', '/v1/services/acme/db/d1', { address: '10.0.0.9', port: 5432 });
+  await f.api('PUT', '/v1/services/blue/web/b1', { address: '10.1.0.1', port: 80 });
+  const all = await f.api('GET', '/v1/services');
+  t.same((all.body?.instances as Array<{ id: string }>).map((i) => i.id), ['d1', 'w1', 'b1']);
+  t.ok(Number(all.headers.get('x-tenet-index')) > 0, 'X-Tenet-Index header');
+  const acme = await f.api('GET', '/v1/services/acme');
+  t.equal((acme.body?.instances as unknown[]).length, 2);
+  const web = await f.api('GET', '/v1/services?tenant=acme&service=web');
+  t.match(web.body?.instances, [{ id: 'w1', port: 81 }]);
+  t.equal((await f.api('GET', '/v1/services/acme/web/w1')).body?.port, 81);
+  t.equal((await f.api('GET', '/v1/services/acme/web/nope')).status, 404);
+  t.equal((await f.api('PUT', '/v1/services/acme/web/w1/renew')).body?.ttl, 30);
+  t.equal((await f.api('DELETE', '/v1/services/acme/web/w1')).status, 204);
+  t.equal((await f.api('DELETE', '/v1/services/acme/web/w1')).status, 404);
+  t.equal((await f.api('GET', '/v1/services/acme/web')).body?.instances instanceof Array, true);
+  t.same((await f.api('GET', '/v1/services/acme/web')).body?.instances, []);
+  t.equal((await f.api('GET', '/v1/services?index=abc')).body?.field, 'index');
+  t.equal((await f.api('GET', '/v1/services?index=1&wait=forever')).body?.field, 'wait');
+  t.equal((await f.api('GET', '/v1/nothing')).status, 404);
+});
+
+t.test('blocking queries return on change and time out on no change', async (t) => {
+  const f = await registryFixture(t);
+  await f.api('PUT', '/v1/services/acme/web/w1', { address: '10.0.0.1', port: 80 });
+  const first = await f.api('GET', '/v1/services/acme/web');
+  const index = Number(first.headers.get('x-tenet-index'));
+  // No change: waits for `wait`, then answers with the same index.
+  const t0 = Date.now();
+  const idle = await f.api('GET', `/v1/services/acme/web?index=${index}&wait=400ms`);
+  const waited = Date.now() - t0;
+  t.ok(waited >= 350, `blocked until the wait ran out (${waited} ms)`);
+  t.equal(Number(idle.headers.get('x-tenet-index')), index, 'same index on timeout');
+  // A change in another service does not wake it; a change in this one does.
+  const pending = f.api('GET', `/v1/services/acme/web?index=${index}&wait=20s`);
+  let settled = false;
+  void pending.then(() => (settled = true));
+  await f.api('PUT', '/v1/services/acme/db/d1', { address: '10.0.0.9', port: 5432 });
+  await new Promise((r) => setTimeout(r, 150));
+  t.equal(settled, false, 'an unrelated change does not release the query');
+  await f.api('PUT', '/v1/services/acme/web/w2', { address: '10.0.0.2', port: 80 });
+  const changed = await pending;
+  t.ok(Number(changed.headers.get('x-tenet-index')) > index, 'new index');
+  t.same((changed.body?.instances as Array<{ id: string }>).map((i) => i.id), ['w1', 'w2'], 'returns the new state');
+  // An old index answers at once.
+  const t1 = Date.now();
+  await f.api('GET', `/v1/services/acme/web?index=${index}&wait=20s`);
+  t.ok(Date.now() - t1 < 5000, 'stale index: immediate answer');
+});
+
+t.test('TTL lease expiry removes an instance and watchers see it (WebSocket)', async (t) => {
+  const f = await registryFixture(t);
+  const ws = new WebSocket(`${f.http.url.replace('http', 'ws')}${WATCH_PATH}?tenant=acme`, { headers: { authorization: `Bearer ${TOKEN}` } });
+  t.teardown(() => ws.terminate());
+  const msgs: Array<Record<string, unknown>> = [];
+  ws.on('message', (d) => msgs.push(JSON.parse(String(d)) as Record<string, unknown>));
+  await f.until('snapshot', () => msgs.length >= 1);
+  t.match(msgs[0], { type: 'snapshot', instances: [] });
+  await f.api('PUT', '/v1/services/acme/eph/e1', { address: '10.0.0.5', port: 9000, ttl: '1s' });
+  await f.api('PUT', '/v1/services/blue/eph/x', { address: '10.0.0.6', port: 9000 });
+  await f.until('register event', () => msgs.some((m) => m.type === 'register'));
+  t.equal((await f.query('eph.acme.tenet.', 'A')).answers.length, 1);
+  // Not renewed: the lease expires and the instance goes, with a deregister event.
+  await f.until('deregister event', () => msgs.some((m) => m.type === 'deregister' && m.id === 'e1'), 6000);
+  t.same((await f.api('GET', '/v1/services/acme/eph')).body?.instances, [], 'gone from the API');
+  t.notOk(msgs.some((m) => m.tenant === 'blue'), 'the watch is scoped to its tenant');
+  t.equal((await f.query('eph.acme.tenet.', 'A')).rcode, 3, 'and from DNS (NXDOMAIN: no instance left)');
+  // Renewal keeps an instance alive past its TTL.
+  await f.api('PUT', '/v1/services/acme/eph/e2', { address: '10.0.0.7', port: 9000, ttl: '1s' });
+  for (let i = 0; i < 5; i++) {
+    await new Promise((r) => setTimeout(r, 400));
+    t.equal((await f.api('PUT', '/v1/services/acme/eph/e2/renew')).status, 200);
+  }
+  t.equal((await f.api('GET', '/v1/services/acme/eph/e2')).status, 200, 'renewed instance still there after 2 s');
+  // Refused upgrades.
+  const bad = new WebSocket(`${f.http.url.replace('http', 'ws')}${WATCH_PATH}`);
+  const code = await new Promise<number>((r) => bad.on('unexpected-response', (_req, res) => r(res.statusCode ?? 0)));
+  t.equal(code, 401, 'watch without token refused');
+});
+
+t.test('HTTP and TCP checks: failing turns critical, DNS stops returning it; auto-deregistration', async (t) => {
+  const f = await registryFixture(t);
+  const target = await healthTarget(t);
+  const tcp: TcpServer = createTcpServer((s) => s.end());
+  await new Promise<void>((r) => tcp.listen(0, '127.0.0.1', () => r()));
+  const tcpPort = (tcp.address() as AddressInfo).port;
+  t.teardown(() => new Promise<void>((r) => tcp.close(() => r())));
+  await f.api('PUT', '/v1/services/acme/web/w1', {
+    address: '10.0.0.1',
+    port: 8080,
+    checks: [{ type: 'http', url: target.url, interval: '100ms', timeout: '1s' }],
+  });
+  await f.api('PUT', '/v1/services/acme/web/w2', {
+    address: '10.0.0.2',
+    port: 8080,
+    checks: [{ type: 'tcp', target: `127.0.0.1:${tcpPort}`, interval: '100ms', timeout: '1s' }],
+  });
+  await f.api('PUT', '/v1/services/acme/web/w3', { address: 'fd00::3', port: 8080 });
+  const status = async (id: string) => (await f.api('GET', `/v1/services/acme/web/${id}`)).body?.status;
+  await f.until('both checks passing', async () => (await status('w1')) === 'passing' && (await status('w2')) === 'passing');
+  // DNS through a real UDP socket.
+  const a = await f.query('web.acme.tenet.', 'A');
+  t.equal(a.rcode, 0);
+  t.same(a.answers.map((r) => r.address).sort(), ['10.0.0.1', '10.0.0.2'], 'A: the IPv4 instances');
+  const aaaa = await f.query('web.acme.tenet.', 'AAAA');
+  t.same(aaaa.answers.map((r) => r.address), ['fd00::3'], 'AAAA: the IPv6 instance');
+  const srv = await f.query('_web._tcp.acme.tenet.', 'SRV');
+  t.equal(srv.rcode, 0);
+  t.same(srv.answers.map((r) => [r.port, r.target]).sort(), [
+    [8080, 'w1.web.acme.tenet'],
+    [8080, 'w2.web.acme.tenet'],
+    [8080, 'w3.web.acme.tenet'],
+  ], 'SRV: port and per-instance target');
+  t.equal(srv.additionals.filter((r) => r.type === 1 || r.type === 28).length, 3, 'SRV glue records');
+  t.same((await f.query('w2.web.acme.tenet.', 'A')).answers.map((r) => r.address), ['10.0.0.2'], 'SRV target resolves');
+  t.equal((await f.query('nope.acme.tenet.', 'A')).rcode, 3, 'unknown service: NXDOMAIN');
+  t.equal((await f.query('web.nope.tenet.', 'A')).rcode, 3, 'unknown tenant: NXDOMAIN');
+  const txt = await f.query('web.acme.tenet.', 'TXT');
+  t.same([txt.rcode, txt.answers.length], [0, 0], 'known name, no such type: NOERROR, empty');
+  t.equal((await f.query('example.com.', 'A')).rcode, 5, 'outside tenet.: REFUSED');
+  // Shuffled: over many queries both orders show up.
+  const orders = new Set<string>();
+  for (let i = 0; i < 20; i++) orders.add((await f.query('web.acme.tenet.', 'A')).answers.map((r) => r.address).join(','));
+  t.ok(orders.size > 1, `answers are shuffled (${[...orders].join(' | ')})`);
+  // HTTP check fails: critical, gone from DNS, still listed by the API.
+  target.set(500);
+  await f.until('w1 critical', async () => (await status('w1')) === 'critical');
+  t.same((await f.query('web.acme.tenet.', 'A')).answers.map((r) => r.address), ['10.0.0.2'], 'DNS stops returning it');
+  t.equal((await f.api('GET', '/v1/services/acme/web?passing=1')).body?.instances instanceof Array, true);
+  t.same(((await f.api('GET', '/v1/services/acme/web?passing=1')).body?.instances as Array<{ id: string }>).map((i) => i.id), ['w2', 'w3']);
+  target.set(429);
+  await f.until('w1 warning', async () => (await status('w1')) === 'warning');
+  t.equal((await f.query('web.acme.tenet.', 'A')).answers.length, 2, 'warning instances are still served');
+  target.set(200);
+  await f.until('w1 passing again', async () => (await status('w1')) === 'passing');
+  // TCP target goes away: critical.
+  await new Promise<void>((r) => tcp.close(() => r()));
+  await f.until('w2 critical', async () => (await status('w2')) === 'critical');
+  t.same((await f.query('web.acme.tenet.', 'A')).answers.map((r) => r.address), ['10.0.0.1']);
+  const checks = (await f.api('GET', '/v1/services/acme/web/w2')).body?.checkStates as Record<string, { output: string }>;
+  t.match(checks['tcp-0']?.output, /ECONNREFUSED/, 'check output says why');
+  // Auto-deregistration after a critical period.
+  await f.api('PUT', '/v1/services/acme/web/w4', {
+    address: '10.0.0.4',
+    port: 8080,
+    checks: [{ type: 'http', url: 'http://127.0.0.1:1/', interval: '100ms', timeout: '500ms' }],
+    deregisterCriticalAfter: '500ms',
+  });
+  await f.until('w4 deregistered', async () => (await f.api('GET', '/v1/services/acme/web/w4')).status === 404, 6000);
+  t.pass('critical longer than deregisterCriticalAfter: deregistered');
+});
+
+t.test('TTL checks: pass/warn/fail, expiry to critical', async (t) => {
+  const f = await registryFixture(t);
+  await f.api('PUT', '/v1/services/acme/job/j1', { address: '10.0.0.1', port: 1, checks: [{ id: 'hb', type: 'ttl', ttl: '600ms' }] });
+  const status = async () => (await f.api('GET', '/v1/services/acme/job/j1')).body?.status;
+  t.equal(await status(), 'critical', 'a TTL check starts critical until reported');
+  t.equal((await f.query('job.acme.tenet.', 'A')).answers.length, 0);
+  t.equal((await f.api('PUT', '/v1/services/acme/job/j1/checks/hb/pass', { output: 'ok' })).body?.status, 'passing');
+  t.equal((await f.query('job.acme.tenet.', 'A')).answers.length, 1);
+  t.equal((await f.api('PUT', '/v1/services/acme/job/j1/checks/hb/warn')).body?.status, 'warning');
+  await f.api('PUT', '/v1/services/acme/job/j1/checks/hb/pass');
+  await f.until('TTL expiry', async () => (await status()) === 'critical', 4000);
+  t.pass('not reported within its TTL: critical');
+  t.equal((await f.api('PUT', '/v1/services/acme/job/j1/checks/hb/maybe')).body?.field, 'state');
+  t.equal((await f.api('PUT', '/v1/services/acme/job/j1/checks/nope/pass')).status, 404);
+});
