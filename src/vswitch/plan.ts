@@ -91,6 +91,8 @@ function waitRow(table: string, uuid: string, row: Row, columns: readonly string
   return { op: 'wait', table, where: [['_uuid', '==', uuid]], columns, until: '==', rows: [expect], timeout: 0 };
 }
 
+const BRIDGE_GUARD = ['name', 'datapath_type', 'fail_mode', 'other_config', 'protocols', 'controller', 'ports'];
+
 /** Operations making the bridge match `spec`, or null if it already does. */
 export function planBridge(view: SwitchView, spec: BridgeSpec): Operation[] | null {
   const protocols = [...(spec.protocols ?? ['OpenFlow13'])];
@@ -128,13 +130,11 @@ export function planBridge(view: SwitchView, spec: BridgeSpec): Operation[] | nu
 
   const [bUuid, b] = found;
   const update: RowInput = {};
-  const watched: string[] = [];
   if (b.datapath_type !== spec.datapathType) update.datapath_type = spec.datapathType;
   if (b.fail_mode !== 'secure') update.fail_mode = 'secure';
   const oc = rec(b.other_config);
   if (oc['disable-in-band'] !== 'true') {
     update.other_config = { ...oc, 'disable-in-band': 'true' };
-    watched.push('other_config');
   }
   if (!sameSet(arr(b.protocols), protocols)) update.protocols = protocols;
 
@@ -157,7 +157,6 @@ export function planBridge(view: SwitchView, spec: BridgeSpec): Operation[] | nu
       }
     });
     update.controller = refs;
-    watched.push('controller');
   }
 
   // The bridge's local (internal) port, as ovs-vsctl add-br creates it.
@@ -173,7 +172,9 @@ export function planBridge(view: SwitchView, spec: BridgeSpec): Operation[] | nu
     ops.push({ op: 'mutate', table: 'Open_vSwitch', where: [['_uuid', '==', rootUuid]], mutations: [['bridges', 'insert', [bUuid]]] });
   }
   if (Object.keys(update).length === 0 && ops.length === 0) return null;
-  const guard = waitRow('Bridge', bUuid, b, ['name', ...watched]);
+  // Guard every column the decision read, not only those we write: a
+  // concurrent change to any of them means the plan may be wrong.
+  const guard = waitRow('Bridge', bUuid, b, BRIDGE_GUARD);
   const out: Operation[] = [guard, ...ops];
   if (Object.keys(update).length) out.push({ op: 'update', table: 'Bridge', where: [['_uuid', '==', bUuid]], row: update });
   return out;
@@ -218,6 +219,7 @@ export function planTunnels(view: SwitchView, spec: TunnelSpec): { ops: Operatio
   }
 
   const added: { namedUuid: string }[] = [];
+  const guards: Operation[] = [];
   let k = 0;
   for (const [peer, p] of desired) {
     const name = tunnelPortName(peer);
@@ -231,8 +233,9 @@ export function planTunnels(view: SwitchView, spec: TunnelSpec): { ops: Operatio
         cur.remote_ip === options.remote_ip &&
         cur.local_ip === options.local_ip &&
         cur.key === 'flow';
+      // Guard kept tunnels too: if one changes under us, the plan is stale.
+      guards.push(waitRow('Interface', e.ifaceUuid, e.iface, ['type', 'options']));
       if (!same) {
-        ops.push(waitRow('Interface', e.ifaceUuid, e.iface, ['type', 'options']));
         ops.push({ op: 'update', table: 'Interface', where: [['_uuid', '==', e.ifaceUuid]], row: { type, options } });
         summary.updated.push(name);
       }
@@ -253,7 +256,7 @@ export function planTunnels(view: SwitchView, spec: TunnelSpec): { ops: Operatio
   // Delete before insert: a replaced port's name is free again within the same transaction.
   if (stale.length) mutations.push(['ports', 'delete', stale]);
   if (added.length) mutations.push(['ports', 'insert', added]);
-  const out: Operation[] = [waitRow('Bridge', bUuid, b, ['ports']), ...ops];
+  const out: Operation[] = [waitRow('Bridge', bUuid, b, ['ports']), ...guards, ...ops];
   if (mutations.length) out.push({ op: 'mutate', table: 'Bridge', where: [['_uuid', '==', bUuid]], mutations });
   return { ops: out, summary };
 }

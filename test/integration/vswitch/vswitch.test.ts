@@ -65,6 +65,29 @@ t.test('host switch manager on a lab host', async (t) => {
       t.equal(await vsctl('get', 'Bridge', 'br-tnt', 'protocols'), '[OpenFlow13]');
     });
 
+    await t.test('lost optimistic race: ensure replans from the updated replica and retries', async (t) => {
+      const spec = { name: 'br-tnt', datapathType: 'netdev', controllers: ['tcp:192.0.2.1:6653'] };
+      await vsctl('set-fail-mode', 'br-tnt', 'standalone');
+      await until(() => [...sw.replica.rows('Bridge').values()].some((b) => b.name === 'br-tnt' && b.fail_mode === 'standalone'));
+      // Inject a concurrent writer between planning and sending: the first
+      // transaction must fail at its guard and change nothing.
+      const orig = sw.replica.transact.bind(sw.replica);
+      let calls = 0;
+      sw.replica.transact = async (ops, o) => {
+        if (calls++ === 0) await vsctl('set', 'Bridge', 'br-tnt', 'other_config:disable-in-band=false', '--', 'set-controller', 'br-tnt', 'tcp:192.0.2.5:1');
+        return orig(ops, o);
+      };
+      t.teardown(() => {
+        sw.replica.transact = orig;
+      });
+      const r = await sw.ensureBridge(spec);
+      t.same(r, { changed: true, attempts: 2 });
+      t.equal(await vsctl('get-fail-mode', 'br-tnt'), 'secure');
+      t.equal(await vsctl('get', 'Bridge', 'br-tnt', 'other_config:disable-in-band'), '"true"', 'the concurrent change was seen and repaired');
+      t.equal(await vsctl('get-controller', 'br-tnt'), 'tcp:192.0.2.1:6653');
+      sw.replica.transact = orig;
+    });
+
     await t.test('tunnel ports: 1 → 50 → 10 peers, option changes, foreign ports untouched', async (t) => {
       await vsctl('add-port', 'br-int', 'manual0', '--', 'set', 'Interface', 'manual0', 'type=vxlan', 'options:remote_ip=203.0.113.250');
       const peers = (n: number, off = 0) =>
