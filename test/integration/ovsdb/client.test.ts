@@ -15,6 +15,7 @@ import {
   type TableUpdates,
   type TableUpdates2,
 } from '../../../src/ovsdb/index.js';
+import { run } from '../../../src/util/exec.js';
 import { freePort, startOvsdbServer } from './ovsdb-server.js';
 
 const DB = 'Open_vSwitch';
@@ -74,6 +75,9 @@ t.test('client against ovsdb-server', async (t) => {
     t.same(row[h.indexOf('name')], 'br0');
     t.same(row[h.indexOf('_uuid')], ['uuid', brUuid]);
     t.same(row[h.indexOf('protocols')], 'OpenFlow13');
+    // The comment operation is recorded with the transaction in the database log.
+    const log = (await run(['ovsdb-tool', '-m', 'show-log', join(srv.dir, 'conf.db')])).stdout;
+    t.match(log, 'tenet test: add br0');
   });
 
   t.test('update, mutate, delete counts; matches ovs-vsctl', async (t) => {
@@ -104,6 +108,15 @@ t.test('client against ovsdb-server', async (t) => {
     t.same((await srv.vsctl('list-ports', 'br0')).trim(), '');
     const d = await c.transact(DB, [{ op: 'delete', table: 'Port', where: [['name', '==', 'nonexistent']] }]);
     t.same(d, [{ count: 0 }]);
+    // A real delete: a second bridge, detached and deleted in one transaction.
+    await srv.vsctl('add-br', 'brd');
+    const brd = (await srv.vsctl('get', 'Bridge', 'brd', '_uuid')).trim();
+    const del = await c.transact(DB, [
+      { op: 'mutate', table: 'Open_vSwitch', where: [], mutations: [['bridges', 'delete', [brd]]] },
+      { op: 'delete', table: 'Bridge', where: [['_uuid', '==', brd]] },
+    ]);
+    t.same(del, [{ count: 1 }, { count: 1 }]);
+    t.same((await srv.vsctl('list-br')).trim(), 'br0', 'ovs-vsctl no longer lists brd');
     const sel = await c.transact(DB, [{ op: 'select', table: 'Interface', where: [['name', '==', 'p1']] }]);
     t.same(sel, [{ rows: [] }], 'garbage-collected');
   });

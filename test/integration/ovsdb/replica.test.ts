@@ -78,6 +78,17 @@ t.test('replica follows ovs-vsctl and survives kill -9 of ovsdb-server', async (
   t.equal((br.old!.ports as string[]).length, 1);
   await assertEqualToServer(t, srv, r);
 
+  // monitor_cond with a row condition: a second replica sees br0's rows only.
+  const only = new Replica(srv.tcp, { db: 'Open_vSwitch', tables: { Bridge: ['name', 'fail_mode'] }, where: { Bridge: [['name', '==', 'br0']] } });
+  t.teardown(() => only.close());
+  await only.start();
+  await srv.vsctl('add-br', 'brx', '--', 'set', 'Bridge', 'br0', 'fail_mode=standalone');
+  await until(() => [...only.rows('Bridge').values()][0]?.fail_mode === 'standalone');
+  t.same([...only.rows('Bridge').values()], [{ name: 'br0', fail_mode: 'standalone' }], 'condition applied by the server');
+  await srv.vsctl('del-br', 'brx', '--', 'set', 'Bridge', 'br0', 'fail_mode=secure');
+  only.close();
+  await until(() => r.rows('Bridge').size === 1);
+
   // Kill the server hard; change the database while the replica is away.
   events.length = 0;
   const down = new Promise((res) => r.once('disconnected', res));
