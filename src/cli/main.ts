@@ -5,12 +5,13 @@
 import { Command, CommanderError } from 'commander';
 import { TenetError } from '../util/errors.js';
 import * as lab from './lab.js';
+import * as services from './services.js';
 
 interface CommandGroup {
   register(program: Command): void;
 }
 
-const groups: CommandGroup[] = [lab];
+const groups: CommandGroup[] = [lab, services];
 
 export function buildProgram(): Command {
   const program = new Command('tenet')

@@ -124,19 +124,30 @@ export class Registry extends EventEmitter {
     return { ek, before, after: e.record !== undefined };
   }
 
+  /** Applies a batch; emits one event per instance per revision (a revoke deletes both keys at once). */
   private onEvents(events: WatchEvent[]): void {
-    for (const ev of events) {
-      const r = this.applyKv(ev.kv, ev.type === 'delete');
-      this.rev = Math.max(this.rev, ev.kv.modRevision);
-      if (!r) continue;
-      const [tenant, service, id] = r.ek.split(sep) as [string, string, string];
-      this.syncRunner(r.ek);
-      if (!r.before && !r.after) continue;
-      const type: RegistryEvent['type'] = !r.after ? 'deregister' : !r.before ? 'register' : 'update';
-      const out: RegistryEvent = { type, revision: ev.kv.modRevision, tenant, service, id };
-      const inst = this.instance(r.ek);
-      if (inst) out.instance = inst;
-      this.emit('change', out);
+    let i = 0;
+    while (i < events.length) {
+      const rev = events[i]!.kv.modRevision;
+      const touched = new Map<string, { before: boolean; after: boolean }>();
+      for (; i < events.length && events[i]!.kv.modRevision === rev; i++) {
+        const ev = events[i]!;
+        const r = this.applyKv(ev.kv, ev.type === 'delete');
+        if (!r) continue;
+        const prev = touched.get(r.ek);
+        touched.set(r.ek, { before: prev ? prev.before : r.before, after: r.after });
+      }
+      this.rev = Math.max(this.rev, rev);
+      for (const [ek, { before, after }] of touched) {
+        this.syncRunner(ek);
+        if (!before && !after) continue;
+        const [tenant, service, id] = ek.split(sep) as [string, string, string];
+        const type: RegistryEvent['type'] = !after ? 'deregister' : !before ? 'register' : 'update';
+        const out: RegistryEvent = { type, revision: rev, tenant, service, id };
+        const inst = this.instance(ek);
+        if (inst) out.instance = inst;
+        this.emit('change', out);
+      }
     }
   }
 

@@ -1,0 +1,135 @@
+/**
+ * End to end: `tenet registry serve` as a real process (embedded store, HTTP, DNS),
+ * driven by the `tenet services ...` commands (the binary for register, in-process
+ * client functions for the rest, to keep the file fast).
+ */
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import dns2 from 'dns2';
+import { deregisterService, listServices, registrationBody, watchServices, ApiError } from '../../../src/cli/services.js';
+import { freePort } from '../../helpers/etcd.js';
+
+const bin = new URL('../../../bin/tenet.js', import.meta.url).pathname;
+const dir = mkdtempSync(join(tmpdir(), 'tenet-cli-'));
+t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+
+function tenet(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const c = spawn(process.execPath, [bin, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    c.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    c.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    c.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+const httpPort = await freePort();
+const dnsPort = await freePort();
+const api = `http://127.0.0.1:${httpPort}`;
+const server = spawn(
+  process.execPath,
+  [bin, 'registry', 'serve', '--data-dir', dir, '--http-port', String(httpPort), '--dns-port', String(dnsPort), '--tenants', 'acme'],
+  { stdio: ['ignore', 'pipe', 'pipe'] },
+);
+t.teardown(
+  () =>
+    new Promise<void>((r) => {
+      if (server.exitCode !== null) return r();
+      server.once('exit', () => r());
+      server.kill('SIGTERM'); // by pid
+    }),
+);
+let banner = '';
+await new Promise<void>((resolve, reject) => {
+  const timer = setTimeout(() => reject(new Error(`serve did not start: ${banner}`)), 20_000);
+  server.stdout.on('data', (d: Buffer) => {
+    banner += d.toString();
+    if (banner.includes('registry: http')) {
+      clearTimeout(timer);
+      resolve();
+    }
+  });
+  server.stderr.on('data', (d: Buffer) => (banner += d.toString()));
+  server.on('exit', (code) => reject(new Error(`serve exited ${code}: ${banner}`)));
+});
+
+t.test('serve generates a private token; the CLI registers, lists, watches, deregisters', async (t) => {
+  const tokenFile = join(dir, 'token');
+  t.equal(statSync(tokenFile).mode & 0o777, 0o600, 'token file is mode 0600');
+  const token = readFileSync(tokenFile, 'utf8').trim();
+  t.ok(token.length >= 24);
+
+  const ok = await tenet(['services', 'register', 'acme', 'web', 'w1', '--address', '10.0.0.1', '--port', '8080', '--tag', 'v1', '--meta', 'zone=a', '--api', api], {
+    TENET_TOKEN: token,
+  });
+  t.equal(ok.code, 0, ok.stderr);
+  t.match(ok.stdout, /registered acme\/web\/w1 10\.0\.0\.1:8080 \(passing/);
+
+  const bad = await tenet(['services', 'register', 'acme', 'web', 'w2', '--address', '10.0.0.2', '--port', '70000', '--api', api], { TENET_TOKEN: token });
+  t.equal(bad.code, 1, 'bad port: non-zero exit');
+  t.match(bad.stderr, /400.*field port/, `names the field: ${bad.stderr.trim()}`);
+
+  let text = '';
+  const w = (s: string) => (text += s);
+  const c = { api, token };
+  const listed = await listServices({ ...c, tenant: 'acme' }, w);
+  t.same(listed.map((i) => i.id), ['w1']);
+  t.match(text, /TENANT\s+SERVICE\s+ID\s+ADDRESS\s+PORT\s+STATUS\s+TAGS\n\s*acme\s+web\s+w1\s+10\.0\.0\.1\s+8080\s+passing\s+v1/);
+  text = '';
+  await listServices({ ...c, output: 'json' }, w);
+  t.match(JSON.parse(text), [{ id: 'w1', meta: { zone: 'a' } }]);
+  await t.rejects(listServices({ api, tenant: 'acme' }, w), ApiError, 'no token: refused');
+  await t.rejects(listServices({ ...c, service: 'web' }, w), /--service needs --tenant/);
+
+  // DNS of the served registry.
+  const resolve = dns2.UDPClient({ dns: '127.0.0.1', port: dnsPort, timeout: 2000, retryOverTCP: false } as never);
+  const a = await resolve('web.acme.tenet.', 'A', undefined, { recursive: false });
+  t.same(a.answers.map((r) => r.address), ['10.0.0.1'], 'served DNS answers');
+
+  // Watch sees the deregistration.
+  let wtext = '';
+  const watching = watchServices({ ...c, tenant: 'acme', count: 1 }, (s) => (wtext += s));
+  await new Promise((r) => setTimeout(r, 300));
+  text = '';
+  await deregisterService(c, 'acme', 'web', 'w1', w);
+  t.equal(text, 'deregistered acme/web/w1\n');
+  await watching;
+  t.match(wtext, /# 1 instances at index \d+\n\d+ deregister acme\/web\/w1\n/);
+  await t.rejects(deregisterService(c, 'acme', 'web', 'w1', w), /404/);
+  await t.rejects(watchServices({ api, tenant: 'acme', count: 1 }, w), /401/, 'watch without token refused');
+  await t.rejects(listServices({ api: 'http://127.0.0.1:1', token }, w), /cannot reach the registry API/);
+});
+
+t.test('registration flags', async (t) => {
+  t.same(
+    registrationBody({
+      address: '10.0.0.1',
+      port: '80',
+      ttl: '10s',
+      httpCheck: 'http://x/h',
+      tcpCheck: 'self',
+      ttlCheck: '5s',
+      checkInterval: '1s',
+      deregisterCriticalAfter: '1m',
+    }),
+    {
+      address: '10.0.0.1',
+      port: 80,
+      tags: [],
+      meta: {},
+      checks: [
+        { type: 'http', url: 'http://x/h', interval: '1s' },
+        { type: 'tcp', interval: '1s' },
+        { id: 'ttl', type: 'ttl', ttl: '5s' },
+      ],
+      ttl: '10s',
+      deregisterCriticalAfter: '1m',
+    },
+  );
+  t.throws(() => registrationBody({ address: 'x', port: 'eighty' }), /--port must be a number/);
+  t.throws(() => registrationBody({ address: 'x', port: '1', meta: ['novalue'] }), /key=value/);
+});
