@@ -26,6 +26,7 @@ import {
   decodeDiff,
   decodeRow,
   encodeValue,
+  rowDecoder,
   parseSchema,
   tableOf,
   columnOf,
@@ -455,11 +456,12 @@ export function decodeUpdates2(schema: DatabaseSchema, j: unknown, columns: Map<
   for (const [table, rows] of Object.entries(asObject(j, 'table-updates2'))) {
     const t = tableOf(schema, table);
     const fill = columns.get(table);
+    const decode = fill ? rowDecoder(t, fill) : (j: unknown) => decodeRow(t, j);
     const tu: Record<string, RowUpdate2> = {};
     for (const [uuid, ru] of Object.entries(asObject(rows, 'table-update2'))) {
       const r = asObject(ru, 'row-update2');
-      if (r.initial !== undefined) tu[uuid] = { initial: decodeRow(t, r.initial, fill) };
-      else if (r.insert !== undefined) tu[uuid] = { insert: decodeRow(t, r.insert, fill) };
+      if (r.initial !== undefined) tu[uuid] = { initial: decode(r.initial) };
+      else if (r.insert !== undefined) tu[uuid] = { insert: decode(r.insert) };
       else if ('delete' in r) tu[uuid] = { delete: null };
       else if (r.modify !== undefined) {
         const d: Record<string, Value> = {};

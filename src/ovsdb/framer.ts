@@ -46,13 +46,26 @@ export class JsonFramer {
     let start = this.depth > 0 ? 0 : -1; // start of the current frame inside chunk
     const n = chunk.length;
     for (let i = 0; i < n; i++) {
-      const b = chunk[i]!;
       if (this.inString) {
-        if (this.escape) this.escape = false;
-        else if (b === BACKSLASH) this.escape = true;
-        else if (b === QUOTE) this.inString = false;
+        // Most bytes are inside strings: jump to the next quote, then decide
+        // whether it is escaped by counting the backslashes right before it
+        // (a backslash carried over from the previous chunk counts as one).
+        const q = chunk.indexOf(QUOTE, i);
+        const end = q === -1 ? n : q;
+        let j = end - 1;
+        while (j >= i && chunk[j] === BACKSLASH) j--;
+        let run = end - 1 - j;
+        if (j < i && this.escape) run++;
+        this.escape = false;
+        if (q === -1) {
+          this.escape = run % 2 === 1;
+          break;
+        }
+        if (run % 2 === 0) this.inString = false;
+        i = q;
         continue;
       }
+      const b = chunk[i]!;
       if (this.depth === 0) {
         // Between messages only whitespace may appear; a message is an object.
         if (b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09) continue;

@@ -285,6 +285,7 @@ function decodeMap(t: ColumnType, j: unknown): Record<string, Atom> | Map<Atom, 
   const pairs = j[1] as [unknown, unknown][];
   const vt = t.value!;
   if (t.key.type === 'string') {
+    if (pairs.length === 0) return EMPTY_RECORD;
     const out: Record<string, Atom> = {};
     for (const [k, v] of pairs) out[k as string] = decodeAtom(vt, v);
     return out;
@@ -300,6 +301,7 @@ export function decodeValue(t: ColumnType, j: unknown): Value {
   if (t.min === 1 && t.max === 1) return decodeAtom(t.key, j);
   const elems = setElements(j);
   if (t.max === 1) return elems.length === 0 ? null : decodeAtom(t.key, elems[0]);
+  if (elems.length === 0) return EMPTY_SET;
   const out: Atom[] = new Array(elems.length);
   for (let i = 0; i < elems.length; i++) out[i] = decodeAtom(t.key, elems[i]);
   return out;
@@ -336,19 +338,66 @@ export function defaultValue(c: ColumnSchema): Value {
   return null;
 }
 
-/** Decodes a row; with `fill`, columns the server omitted get their default (update2 omits them). */
-export function decodeRow(table: TableSchema, j: unknown, fill?: readonly string[]): Row {
-  if (!isObj(j)) throw new OvsdbSchemaError(`row of ${table.name} is not an object`);
-  const out: Row = {};
-  if (fill) {
-    for (const name of fill) {
-      const c = table.columns.get(name);
-      if (!c) continue;
-      const v = j[name];
-      out[name] = v === undefined ? defaultValue(c) : decodeValue(c.type, v);
+/** A value decoder specialised for one column type (the hot path of a large initial sync). */
+function compileDecoder(t: ColumnType): (j: unknown) => Value {
+  const k = t.key;
+  if (t.value) return (j) => decodeMap(t, j);
+  if (t.min === 1 && t.max === 1) {
+    if (k.type === 'uuid') return (j) => decodeAtom(k, j);
+    return (j) => {
+      const ty = typeof j;
+      if (ty === 'string' || ty === 'number' || ty === 'boolean') return j as Atom;
+      return decodeAtom(k, j);
+    };
+  }
+  return (j) => decodeValue(t, j);
+}
+
+interface ColumnDecoder {
+  name: string;
+  column: ColumnSchema;
+  decode: (j: unknown) => Value;
+  /** Shared, frozen default (empty set / map / null / zero) or a factory for mutable ones. */
+  def: Value | (() => Value);
+}
+
+const EMPTY_SET: Atom[] = Object.freeze([]) as unknown as Atom[];
+const EMPTY_RECORD: Record<string, Atom> = Object.freeze({}) as Record<string, Atom>;
+
+/**
+ * A row decoder for a fixed column list: columns the server omitted (update2
+ * omits default values) get their default. Empty defaults are shared frozen
+ * objects — a 10,000-row sync would otherwise allocate hundreds of thousands
+ * of empty arrays and objects; changes always build new values anyway.
+ */
+export function rowDecoder(table: TableSchema, columns: readonly string[]): (j: unknown) => Row {
+  const decs: ColumnDecoder[] = [];
+  for (const name of columns) {
+    const c = table.columns.get(name);
+    if (!c) continue;
+    let def: ColumnDecoder['def'];
+    if (c.kind === 'set') def = EMPTY_SET;
+    else if (c.kind === 'map') def = c.type.key.type === 'string' ? EMPTY_RECORD : () => new Map();
+    else def = defaultValue(c);
+    decs.push({ name, column: c, decode: compileDecoder(c.type), def });
+  }
+  return (j) => {
+    if (!isObj(j)) throw new OvsdbSchemaError(`row of ${table.name} is not an object`);
+    const out: Row = {};
+    for (let i = 0; i < decs.length; i++) {
+      const d = decs[i]!;
+      const v = j[d.name];
+      out[d.name] = v !== undefined ? d.decode(v) : typeof d.def === 'function' ? d.def() : d.def;
     }
     return out;
-  }
+  };
+}
+
+/** Decodes a row; with `fill`, columns the server omitted get their default (update2 omits them). */
+export function decodeRow(table: TableSchema, j: unknown, fill?: readonly string[]): Row {
+  if (fill) return rowDecoder(table, fill)(j);
+  if (!isObj(j)) throw new OvsdbSchemaError(`row of ${table.name} is not an object`);
+  const out: Row = {};
   for (const k of Object.keys(j)) {
     const c = table.columns.get(k);
     if (!c) continue; // a column newer than our schema: ignore rather than fail

@@ -11,6 +11,8 @@ const msgs = [
   { id: 1, result: ['a}b', 'c{[d"e'], error: null },
   { method: 'update', params: ['x', { T: { u: { new: { s: 'esc \\" } \\\\' } } } }], id: null },
   { id: 2, result: { 'ünïcødé ✓': '日本語 {' }, error: null },
+  // Runs of backslashes before quotes: odd runs escape the quote, even runs do not.
+  { id: 3, result: ['\\', '\\\\', '\\"', '\\\\"}', '"', '\\\\\\"{'], error: null },
 ];
 const wire = Buffer.from(msgs.map((m) => JSON.stringify(m)).join(' \n'));
 

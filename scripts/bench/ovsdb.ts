@@ -1,0 +1,217 @@
+/**
+ * `npm run bench -- ovsdb [rows] [updates]`: OVSDB client + replica against a
+ * private ovsdb-server (temp dir, stopped by pid).
+ *   1. bulk-create ROWS Interface rows (and their Ports) in a few transactions;
+ *   2. initial sync: Tenet's Replica (monitor_cond, all Interface columns, typed
+ *      rows) vs. a minimal raw JSON-RPC `monitor` of the same table (reference);
+ *   3. UPDATES single-row update transactions, 16 in flight, on the replica's own
+ *      connection: txn/s and latency from sending the transaction to the
+ *      replica's change event; reference: a minimal raw pipelined JSON-RPC
+ *      client (no monitor, no schema layer) doing the same updates.
+ * Medians of 3 runs for syncs. Last line: one JSON object.
+ */
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { JsonFramer, OvsdbClient, Replica } from '../../src/ovsdb/index.js';
+import { startOvsdbServer } from '../../test/integration/ovsdb/ovsdb-server.js';
+
+const ROWS = Number(process.argv[2] ?? 10_000);
+const UPDATES = Number(process.argv[3] ?? 10_000);
+const IN_FLIGHT = 16;
+const DB = 'Open_vSwitch';
+const log = (s: string) => console.log(s);
+const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
+const pct = (a: number[], p: number) => {
+  const s = [...a].sort((x, y) => x - y);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+};
+const r3 = (x: number) => Math.round(x * 1000) / 1000;
+
+/** CPU seconds used so far by process `pid` (user + system), from /proc. */
+function procCpu(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return (Number(rest[11]) + Number(rest[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+}
+const selfCpu = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
+/** Runs `f`, returning its result plus the CPU µs per `n` items spent by the server and by this process. */
+async function withCpu<T>(pid: number, n: number, f: () => Promise<T>): Promise<T & { server_us: number; client_us: number }> {
+  const s0 = procCpu(pid);
+  const c0 = selfCpu();
+  const r = await f();
+  return { ...r, server_us: ((procCpu(pid) - s0) * 1e6) / n, client_us: ((selfCpu() - c0) * 1e6) / n };
+}
+
+function rawSocket(path: string): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.createConnection({ path }, () => resolve(s));
+    s.once('error', reject);
+  });
+}
+
+/** Reference: one raw `monitor` request; time until its reply has been received and JSON.parsed. */
+async function rawMonitor(path: string, method: 'monitor' | 'monitor_cond' = 'monitor'): Promise<number> {
+  const s = await rawSocket(path);
+  const t0 = performance.now();
+  const chunks: Buffer[] = [];
+  await new Promise<void>((resolve) => {
+    s.on('data', (d: Buffer) => {
+      chunks.push(d);
+      if (d[d.length - 1] !== 0x7d) return; // the reply ends with '}'; try to parse only then
+      try {
+        JSON.parse(Buffer.concat(chunks).toString());
+        resolve();
+      } catch {
+        /* not complete yet */
+      }
+    });
+    const req = method === 'monitor' ? { Interface: {} } : { Interface: [{}] };
+    s.write(JSON.stringify({ method, params: [DB, null, req], id: 1 }));
+  });
+  const dt = (performance.now() - t0) / 1000;
+  s.destroy();
+  return dt;
+}
+
+/** Reference: minimal pipelined JSON-RPC transact client; returns txn/s and latencies (ms). */
+async function rawUpdates(path: string, uuids: string[], n: number): Promise<{ tps: number; lat: number[] }> {
+  const s = await rawSocket(path);
+  const framer = new JsonFramer();
+  const sent = new Map<number, number>();
+  const lat: number[] = [];
+  let next = 0;
+  let done = 0;
+  const t0 = performance.now();
+  const send = () => {
+    const i = next++;
+    sent.set(i, performance.now());
+    s.write(
+      `{"method":"transact","params":["${DB}",{"op":"update","table":"Interface","where":[["_uuid","==",["uuid","${uuids[i % uuids.length]}"]]],"row":{"external_ids":["map",[["raw","${i}"]]]}}],"id":${i}}`,
+    );
+  };
+  await new Promise<void>((resolve) => {
+    s.on('data', (d: Buffer) =>
+      framer.push(d, (m) => {
+        const id = (m as { id: number }).id;
+        lat.push(performance.now() - sent.get(id)!);
+        sent.delete(id);
+        if (++done === n) resolve();
+        else if (next < n) send();
+      }),
+    );
+    for (let k = 0; k < IN_FLIGHT; k++) send();
+  });
+  const tps = n / ((performance.now() - t0) / 1000);
+  s.destroy();
+  return { tps, lat };
+}
+
+async function tenetSync(target: string): Promise<{ s: number; replica: Replica }> {
+  const replica = new Replica(target, { db: DB, tables: { Interface: 'all' } });
+  const t0 = performance.now();
+  await replica.start();
+  return { s: (performance.now() - t0) / 1000, replica };
+}
+
+async function tenetUpdates(replica: Replica, uuids: string[], n: number): Promise<{ tps: number; lat: number[] }> {
+  const lat: number[] = [];
+  const started = new Map<string, number>();
+  const onChange = (e: { uuid: string; table: string }) => {
+    const t = started.get(e.uuid);
+    if (t !== undefined) {
+      lat.push(performance.now() - t);
+      started.delete(e.uuid);
+    }
+  };
+  replica.on('change', onChange);
+  let next = 0;
+  const t0 = performance.now();
+  const worker = async () => {
+    while (next < n) {
+      const i = next++;
+      const u = uuids[i % uuids.length]!;
+      started.set(u, performance.now());
+      await replica.transact([{ op: 'update', table: 'Interface', where: [['_uuid', '==', u]], row: { external_ids: { tenet: String(i) } } }]);
+    }
+  };
+  await Promise.all(Array.from({ length: IN_FLIGHT }, worker));
+  const tps = n / ((performance.now() - t0) / 1000);
+  replica.off('change', onChange);
+  return { tps, lat };
+}
+
+const srv = await startOvsdbServer();
+const path = srv.unix.slice('unix:'.length);
+try {
+  log(`ovsdb-server pid ${srv.pid} in ${srv.dir}`);
+  // 1. Bulk load.
+  const c = await OvsdbClient.connect(srv.unix);
+  await srv.vsctl('add-br', 'br-bench');
+  const tl = performance.now();
+  const BATCH = 2000;
+  for (let base = 0; base < ROWS; base += BATCH) {
+    const ops: Parameters<OvsdbClient['transact']>[1][number][] = [];
+    const refs: { namedUuid: string }[] = [];
+    for (let i = base; i < Math.min(ROWS, base + BATCH); i++) {
+      ops.push({ op: 'insert', table: 'Interface', row: { name: `if${i}`, type: 'internal', external_ids: { 'iface-id': `ep${i}` } }, uuidName: `i${i}` });
+      ops.push({ op: 'insert', table: 'Port', row: { name: `if${i}`, interfaces: { namedUuid: `i${i}` } }, uuidName: `p${i}` });
+      refs.push({ namedUuid: `p${i}` });
+    }
+    ops.push({ op: 'mutate', table: 'Bridge', where: [['name', '==', 'br-bench']], mutations: [['ports', 'insert', refs]] });
+    await c.transact(DB, ops, { timeoutMs: 120_000 });
+  }
+  log(`loaded ${ROWS} Interface rows in ${((performance.now() - tl) / 1000).toFixed(2)} s`);
+  c.close();
+
+  // 2. Initial sync, alternating reference and Tenet, 3 runs each.
+  const rawSyncs: number[] = [];
+  const rawCondSyncs: number[] = [];
+  const syncs: number[] = [];
+  let replica: Replica | undefined;
+  for (let run = 0; run < 3; run++) {
+    rawSyncs.push(await rawMonitor(path));
+    rawCondSyncs.push(await rawMonitor(path, 'monitor_cond'));
+    const r = await tenetSync(srv.unix);
+    syncs.push(r.s);
+    if (run < 2) r.replica.close();
+    else replica = r.replica;
+    log(`sync run ${run + 1}: raw monitor ${rawSyncs[run]!.toFixed(3)} s, raw monitor_cond ${rawCondSyncs[run]!.toFixed(3)} s, Tenet replica ${syncs[run]!.toFixed(3)} s (${r.replica.rows('Interface').size} rows)`);
+  }
+  const uuids = [...replica!.rows('Interface').keys()];
+
+  // 3. Pipelined single-row updates: reference first, then Tenet.
+  const ref = await withCpu(srv.pid, UPDATES, () => rawUpdates(path, uuids, UPDATES));
+  log(`raw pipelined client: ${Math.round(ref.tps)} txn/s, p50 ${pct(ref.lat, 50).toFixed(3)} ms, p99 ${pct(ref.lat, 99).toFixed(3)} ms (reply latency); CPU per txn: server ${ref.server_us.toFixed(1)} µs, client ${ref.client_us.toFixed(1)} µs`);
+  const mine = await withCpu(srv.pid, UPDATES, () => tenetUpdates(replica!, uuids, UPDATES));
+  log(`Tenet client+replica: ${Math.round(mine.tps)} txn/s, p50 ${pct(mine.lat, 50).toFixed(3)} ms, p99 ${pct(mine.lat, 99).toFixed(3)} ms (send → replica event, ${mine.lat.length} events); CPU per txn: server ${mine.server_us.toFixed(1)} µs, client ${mine.client_us.toFixed(1)} µs`);
+  replica!.close();
+
+  const out = {
+    rows: ROWS,
+    updates: UPDATES,
+    in_flight: IN_FLIGHT,
+    sync_s: r3(median(syncs)),
+    txn_per_s: Math.round(mine.tps),
+    p50_ms: r3(pct(mine.lat, 50)),
+    p99_ms: r3(pct(mine.lat, 99)),
+    ref_raw_monitor_s: r3(median(rawSyncs)),
+    ref_raw_monitor_cond_s: r3(median(rawCondSyncs)),
+    ref_raw_txn_per_s: Math.round(ref.tps),
+    ref_raw_p50_ms: r3(pct(ref.lat, 50)),
+    ref_raw_p99_ms: r3(pct(ref.lat, 99)),
+    server_cpu_us_per_txn: Math.round(mine.server_us),
+    client_cpu_us_per_txn: Math.round(mine.client_us),
+    ref_raw_server_cpu_us_per_txn: Math.round(ref.server_us),
+    ref_raw_client_cpu_us_per_txn: Math.round(ref.client_us),
+    sync_ratio_vs_raw: r3(median(syncs) / median(rawSyncs)),
+    sync_ratio_vs_raw_monitor_cond: r3(median(syncs) / median(rawCondSyncs)),
+    txn_ratio_vs_raw: r3(mine.tps / ref.tps),
+  };
+  console.log(JSON.stringify(out));
+} finally {
+  await srv.stop();
+}
