@@ -232,19 +232,29 @@ export function readMatch(r: Reader): Match {
 
 // ---- value helpers shared by the text layer -------------------------------------------------
 
+const scratch8 = new DataView(new ArrayBuffer(8));
+
 export function bigToBytes(v: bigint, n: number): Uint8Array {
   const out = new Uint8Array(n);
+  // Whole 64-bit words through a DataView: far cheaper than byte-wise BigInt shifts.
   let x = BigInt.asUintN(n * 8, v);
-  for (let i = n - 1; i >= 0; i--) {
-    out[i] = Number(x & 0xffn);
-    x >>= 8n;
+  for (let end = n; end > 0; end -= 8) {
+    scratch8.setBigUint64(0, BigInt.asUintN(64, x));
+    const take = Math.min(8, end);
+    for (let i = 0; i < take; i++) out[end - take + i] = scratch8.getUint8(8 - take + i);
+    x >>= 64n;
   }
   return out;
 }
 
 export function bytesToBig(b: Uint8Array): bigint {
   let v = 0n;
-  for (let i = 0; i < b.length; i++) v = (v << 8n) | BigInt(b[i]!);
+  let i = 0;
+  for (; i + 8 <= b.length; i += 8) {
+    for (let k = 0; k < 8; k++) scratch8.setUint8(k, b[i + k]!);
+    v = (v << 64n) | scratch8.getBigUint64(0);
+  }
+  for (; i < b.length; i++) v = (v << 8n) | BigInt(b[i]!);
   return v;
 }
 

@@ -45,7 +45,7 @@ const ETH_RARP = 0x8035;
 const ETH_MPLS = 0x8847;
 const ETH_MPLS_MC = 0x8848;
 
-const PROTOCOLS: Record<string, [number, number?]> = {
+const PROTOCOLS = new Map<string, [number, number?]>(Object.entries({
   ip: [ETH_IP],
   ipv4: [ETH_IP],
   ipv6: [ETH_IPV6],
@@ -61,9 +61,9 @@ const PROTOCOLS: Record<string, [number, number?]> = {
   rarp: [ETH_RARP],
   mpls: [ETH_MPLS],
   mplsm: [ETH_MPLS_MC],
-};
+} as Record<string, [number, number?]>));
 
-const PORT_NAMES: Record<string, number> = {
+const PORT_NAMES: Record<string, number> = Object.assign(Object.create(null) as Record<string, number>, {
   IN_PORT: OFPP.IN_PORT,
   TABLE: OFPP.TABLE,
   NORMAL: OFPP.NORMAL,
@@ -73,7 +73,7 @@ const PORT_NAMES: Record<string, number> = {
   LOCAL: OFPP.LOCAL,
   ANY: OFPP.ANY,
   NONE: OFPP.ANY,
-};
+});
 const PORT_BY_NUM = new Map<number, string>(
   Object.entries(PORT_NAMES)
     .filter(([k]) => k !== 'NONE')
@@ -106,6 +106,11 @@ export function parseUint(s: string, bits: number, what: string): bigint {
 }
 
 function parseNum(s: string, bits: number, what: string): number {
+  // Fast path for plain decimals that fit easily in a double.
+  if (bits <= 32 && s.length > 0 && s.length < 10 && /^[0-9]+$/.test(s)) {
+    const v = Number(s);
+    if (v < 2 ** bits) return v;
+  }
   return Number(parseUint(s, bits, what));
 }
 
@@ -188,6 +193,10 @@ export function formatIpv6(b: Uint8Array): string {
   const hex = w.map((x) => x.toString(16));
   if (bestAt < 0) return hex.join(':');
   return `${hex.slice(0, bestAt).join(':')}::${hex.slice(bestAt + bestLen).join(':')}`;
+}
+
+function u32Bytes(v: number): Uint8Array {
+  return Uint8Array.of(v >>> 24, (v >>> 16) & 255, (v >>> 8) & 255, v & 255);
 }
 
 function cidrLen(mask: Uint8Array): number {
@@ -285,11 +294,9 @@ export function parseFieldValue(f: OxmField, text: string): Parsed {
       if (ms !== undefined) mask = parseMac(ms, f.name);
       break;
     case 'ipv4': {
-      value = bigToBytes(BigInt(parseIpv4(vs, f.name)), 4);
+      value = u32Bytes(parseIpv4(vs, f.name));
       if (ms !== undefined) {
-        mask = /^\d+$/.test(ms)
-          ? (Number(ms) > 32 ? fail(`${f.name}: prefix /${ms} too long`) : prefixMask(4, Number(ms)))
-          : bigToBytes(BigInt(parseIpv4(ms, f.name)), 4);
+        mask = /^\d+$/.test(ms) ? (Number(ms) > 32 ? fail(`${f.name}: prefix /${ms} too long`) : prefixMask(4, Number(ms))) : u32Bytes(parseIpv4(ms, f.name));
       }
       break;
     }
@@ -434,18 +441,23 @@ export interface ParsedFlowText {
 function splitTop(s: string, seps: string): string[] {
   const out: string[] = [];
   let depth = 0;
-  let cur = '';
-  for (const ch of s) {
-    if (ch === '(') depth++;
-    else if (ch === ')') depth--;
-    if (depth < 0) fail(`unbalanced parentheses in "${s}"`, { text: s });
-    if (depth === 0 && seps.includes(ch)) {
-      if (cur.trim()) out.push(cur.trim());
-      cur = '';
-    } else cur += ch;
+  let start = 0;
+  const push = (end: number) => {
+    const piece = s.slice(start, end).trim();
+    if (piece) out.push(piece);
+  };
+  for (let i = 0; i < s.length; i++) {
+    const ch = s.charCodeAt(i);
+    if (ch === 40) depth++;
+    else if (ch === 41) {
+      if (--depth < 0) fail(`unbalanced parentheses in "${s}"`, { text: s });
+    } else if (depth === 0 && seps.includes(s[i]!)) {
+      push(i);
+      start = i + 1;
+    }
   }
   if (depth !== 0) fail(`unbalanced parentheses in "${s}"`, { text: s });
-  if (cur.trim()) out.push(cur.trim());
+  push(s.length);
   return out;
 }
 
@@ -487,16 +499,18 @@ export function parseFlow(text: string, opts: ParseOptions = {}): FlowMod {
     const eq = item.indexOf('=');
     const key = eq < 0 ? item : item.slice(0, eq);
     const val = eq < 0 ? undefined : item.slice(eq + 1);
-    const p = PROTOCOLS[key];
+    const p = PROTOCOLS.get(key);
     if (p && val === undefined) {
       ethType = p[0];
       if (p[1] !== undefined) proto = p[1];
       continue;
     }
-    const flag = FLAG_NAMES.find(([n]) => n === key);
-    if (flag && val === undefined) {
-      fm.flags |= flag[1];
-      continue;
+    if (val === undefined) {
+      const flag = FLAG_NAMES.find(([n]) => n === key);
+      if (flag) {
+        fm.flags |= flag[1];
+        continue;
+      }
     }
     if (val === undefined) fail(`"${key}" needs a value`, { text, key });
     switch (key) {

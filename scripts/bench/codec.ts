@@ -1,0 +1,328 @@
+/**
+ * codec: flow_mod encodes/s and decodes/s on one core, then packet_in ->
+ * packet_out round trips over loopback from a cbench-style generator of 16
+ * simulated switches (a child process), in throughput mode (each switch keeps
+ * a window of packet_ins in flight) and latency mode (one in flight per
+ * switch). Tenet's full stack (OpenFlowServer + decode + encode) is measured
+ * against a bare responder (frame scan + canned reply, batched writes) in the
+ * same run. Last line: JSON.
+ *
+ *   npm run bench -- codec [--seconds S] [--switches N] [--window W]
+ */
+import { fork } from 'node:child_process';
+import { connect, createServer, type Socket } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import {
+  decodeMessage,
+  encodeInto,
+  encodeMessage,
+  OFPP,
+  OpenFlowServer,
+  parseFlow,
+  Writer,
+  type Action,
+  type OfMessage,
+} from '../../src/openflow/index.js';
+
+function arg(name: string, def: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : def;
+}
+const say = (s: string) => console.log(`# ${s}`);
+
+// ---------------------------------------------------------------------------------------------
+// Generator (child process): 16 switches speaking just enough OpenFlow.
+
+interface GenResult {
+  answered: number;
+  seconds: number;
+  p50us?: number;
+  p99us?: number;
+}
+
+function packetIn(): Buffer {
+  return encodeMessage({
+    type: 'packet_in',
+    xid: 0,
+    bufferId: 0xffffffff,
+    totalLen: 60,
+    reason: 0,
+    tableId: 0,
+    cookie: 0n,
+    match: [{ field: { ...FIELD_IN_PORT }, value: Buffer.from([0, 0, 0, 1]) }] as never,
+    data: Buffer.alloc(60, 0xab),
+  });
+}
+// in_port OXM (class 0x8000, field 0); filled from the registry at run time.
+let FIELD_IN_PORT: object = {};
+
+async function generator(port: number, mode: 'throughput' | 'latency', nSwitches: number, seconds: number, window: number): Promise<GenResult> {
+  const { fieldByName } = await import('../../src/openflow/index.js');
+  FIELD_IN_PORT = fieldByName('in_port')!;
+  const pin = packetIn();
+  const PIN = pin.length;
+  const batch = Buffer.concat(Array.from({ length: window }, () => pin));
+  let measuring = false;
+  let answered = 0;
+  const lat: number[] = [];
+  const socks: Socket[] = [];
+  let ready = 0;
+  const allReady = new Promise<void>((resolve) => {
+    for (let s = 0; s < nSwitches; s++) {
+      const sock = connect(port, '127.0.0.1');
+      sock.setNoDelay(true);
+      socks.push(sock);
+      let rest: Buffer | null = null;
+      let sentAt = 0n;
+      let started = false;
+      const sendOne = () => {
+        sentAt = process.hrtime.bigint();
+        sock.write(pin);
+      };
+      sock.on('connect', () => sock.write(Buffer.from('0400001000000001000100080000001' + '0', 'hex')));
+      sock.on('error', () => {});
+      sock.on('data', (chunk: Buffer) => {
+        let buf = rest ? Buffer.concat([rest, chunk]) : chunk;
+        rest = null;
+        let off = 0;
+        let outs = 0;
+        while (buf.length - off >= 8) {
+          const len = buf.readUInt16BE(off + 2);
+          if (len < 8) throw new Error('bad frame from controller');
+          if (buf.length - off < len) break;
+          const type = buf[off + 1];
+          if (type === 13) outs++;
+          else if (type === 5) {
+            const fr = Buffer.alloc(32);
+            buf.copy(fr, 0, off, off + 8);
+            fr[1] = 6;
+            fr.writeUInt16BE(32, 2);
+            fr.writeBigUInt64BE(BigInt(s + 1), 8);
+            fr[20] = 254;
+            sock.write(fr);
+            if (!started) {
+              started = true;
+              if (++ready === nSwitches) resolveAll();
+            }
+          } else if (type === 2) {
+            const er = Buffer.from(buf.subarray(off, off + len));
+            er[1] = 3;
+            sock.write(er);
+          }
+          off += len;
+        }
+        if (off < buf.length) rest = Buffer.from(buf.subarray(off));
+        if (!outs) return;
+        if (measuring) answered += outs;
+        if (mode === 'latency') {
+          if (measuring) lat.push(Number(process.hrtime.bigint() - sentAt) / 1000);
+          sendOne();
+        } else {
+          sock.write(batch.subarray(0, outs * PIN));
+        }
+      });
+      (sock as Socket & { kick?: () => void }).kick = () => (mode === 'latency' ? sendOne() : sock.write(batch));
+    }
+    let resolveAll: () => void = resolve;
+    resolveAll = resolve;
+  });
+  await allReady;
+  await new Promise((r) => setTimeout(r, 200));
+  for (const s of socks) (s as Socket & { kick: () => void }).kick();
+  await new Promise((r) => setTimeout(r, 1000)); // warm-up
+  measuring = true;
+  const t0 = process.hrtime.bigint();
+  await new Promise((r) => setTimeout(r, seconds * 1000));
+  measuring = false;
+  const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+  for (const s of socks) s.destroy();
+  const out: GenResult = { answered, seconds: secs };
+  if (lat.length) {
+    lat.sort((a, b) => a - b);
+    out.p50us = lat[Math.floor(lat.length * 0.5)]!;
+    out.p99us = lat[Math.floor(lat.length * 0.99)]!;
+  }
+  return out;
+}
+
+if (process.argv[2] === '--generator') {
+  const [port, mode, n, secs, win] = process.argv.slice(3);
+  const r = await generator(Number(port), mode as 'throughput' | 'latency', Number(n), Number(secs), Number(win));
+  process.send!(r);
+  process.exit(0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Responders
+
+type Stop = () => Promise<void>;
+
+/** Tenet: the real OpenFlowServer, full decode of every packet_in, full encode of each packet_out. */
+async function tenetResponder(): Promise<{ port: number; stop: Stop }> {
+  const server = new OpenFlowServer({ echoIntervalMs: 60_000, echoTimeoutMs: 180_000 });
+  const flood: Action[] = [{ type: 'output', port: OFPP.FLOOD, maxLen: 0 }];
+  server.on('connect', (conn) => {
+    conn.on('packet_in', (m: OfMessage) => {
+      if (m.type !== 'packet_in') return;
+      let inPort = OFPP.CONTROLLER;
+      for (const t of m.match) if (t.field.name === 'in_port') inPort = ((t.value[0]! << 24) | (t.value[1]! << 16) | (t.value[2]! << 8) | t.value[3]!) >>> 0;
+      conn.send({ type: 'packet_out', xid: m.xid, bufferId: m.bufferId, inPort, actions: flood, data: m.data });
+    });
+  });
+  const { port } = await server.listen({ port: 0, host: '127.0.0.1' });
+  return { port: port!, stop: () => server.close() };
+}
+
+/** Reference: a bare responder that scans frames and writes canned replies, one write per read. */
+async function bareResponder(): Promise<{ port: number; stop: Stop }> {
+  const socks = new Set<Socket>();
+  const server = createServer((sock) => {
+    socks.add(sock);
+    sock.setNoDelay(true);
+    sock.on('error', () => {});
+    sock.on('close', () => socks.delete(sock));
+    sock.write(Buffer.from('04000010000000010001000800000010', 'hex'));
+    sock.write(Buffer.from('0405000800000002', 'hex'));
+    let rest: Buffer | null = null;
+    let out = Buffer.allocUnsafe(1 << 16);
+    sock.on('data', (chunk: Buffer) => {
+      const buf = rest ? Buffer.concat([rest, chunk]) : chunk;
+      rest = null;
+      let off = 0;
+      let o = 0;
+      while (buf.length - off >= 8) {
+        const len = buf.readUInt16BE(off + 2);
+        if (buf.length - off < len) break;
+        if (buf[off + 1] === 10) {
+          // packet_in: data starts after the match (+2 pad)
+          const mlen = buf.readUInt16BE(off + 26);
+          const dataAt = off + 24 + ((mlen + 7) & ~7) + 2;
+          const dlen = off + len - dataAt;
+          const plen = 24 + 16 + dlen;
+          if (o + plen > out.length) {
+            sock.write(out.subarray(0, o));
+            out = Buffer.allocUnsafe(1 << 16);
+            o = 0;
+          }
+          out[o] = 4;
+          out[o + 1] = 13;
+          out.writeUInt16BE(plen, o + 2);
+          buf.copy(out, o + 4, off + 4, off + 8);
+          out.writeUInt32BE(0xffffffff, o + 8);
+          out.writeUInt32BE(1, o + 12);
+          out.writeUInt16BE(16, o + 16);
+          out.fill(0, o + 18, o + 24);
+          out.writeUInt32BE(0x00000010, o + 24);
+          out.writeUInt32BE(0xfffffffb, o + 28);
+          out.fill(0, o + 32, o + 40);
+          buf.copy(out, o + 40, dataAt, dataAt + dlen);
+          o += plen;
+        }
+        off += len;
+      }
+      if (off < buf.length) rest = Buffer.from(buf.subarray(off));
+      if (o) {
+        sock.write(out.subarray(0, o));
+        out = out.length - o > 4096 ? out.subarray(o) : Buffer.allocUnsafe(1 << 16);
+      }
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  return {
+    port,
+    stop: async () => {
+      for (const s of socks) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+function runGenerator(port: number, mode: string, n: number, secs: number, window: number): Promise<GenResult> {
+  return new Promise((resolve, reject) => {
+    const child = fork(fileURLToPath(import.meta.url), ['--generator', String(port), mode, String(n), String(secs), String(window)], {
+      execArgv: process.execArgv,
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    child.once('message', (m) => resolve(m as GenResult));
+    child.once('error', reject);
+    child.once('exit', (code) => {
+      if (code) reject(new Error(`generator exited ${code}`));
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const SECONDS = Number(arg('seconds', '3'));
+const SWITCHES = Number(arg('switches', '16'));
+const WINDOW = Number(arg('window', '256'));
+
+// 1. flow_mod encode / decode on one core.
+const fm: OfMessage = {
+  type: 'flow_mod',
+  xid: 1,
+  ...parseFlow('table=60,priority=100,metadata=0x5,ip,nw_dst=10.0.1.2 actions=set_field:0x64->tun_id,output:3'),
+};
+const w = new Writer(1 << 20);
+const frame = encodeMessage(fm);
+const rate = (fn: () => void, minMs = 1500) => {
+  for (let i = 0; i < 50_000; i++) fn();
+  let n = 0;
+  const t0 = performance.now();
+  let el = 0;
+  while ((el = performance.now() - t0) < minMs) {
+    for (let i = 0; i < 10_000; i++) fn();
+    n += 10_000;
+  }
+  return n / (el / 1000);
+};
+const encodePerS = rate(() => {
+  if (w.pos > (1 << 20) - 512) w.pos = 0;
+  encodeInto(w, fm);
+});
+say(`flow_mod encode: ${Math.round(encodePerS)}/s (${frame.length} bytes each)`);
+const decodePerS = rate(() => {
+  decodeMessage(frame);
+});
+say(`flow_mod decode: ${Math.round(decodePerS)}/s`);
+
+// 2. packet_in -> packet_out, Tenet vs bare responder, throughput and latency mode.
+const results: Record<string, GenResult> = {};
+for (const [impl, make] of [
+  ['tenet', tenetResponder],
+  ['bare', bareResponder],
+] as const) {
+  for (const mode of ['throughput', 'latency'] as const) {
+    const r = await make();
+    try {
+      const g = await runGenerator(r.port, mode, SWITCHES, SECONDS, WINDOW);
+      results[`${impl}_${mode}`] = g;
+      const perS = g.answered / g.seconds;
+      say(
+        `${impl} ${mode}: ${Math.round(perS)} packet_in->packet_out/s` +
+          (g.p50us !== undefined ? `, p50 ${g.p50us.toFixed(1)} us, p99 ${g.p99us!.toFixed(1)} us` : ''),
+      );
+    } finally {
+      await r.stop();
+    }
+  }
+}
+const per = (k: string) => Math.round(results[k]!.answered / results[k]!.seconds);
+console.log(
+  JSON.stringify({
+    encode_per_s: Math.round(encodePerS),
+    decode_per_s: Math.round(decodePerS),
+    pktin_pktout_per_s: per('tenet_throughput'),
+    latency_p50_us: Number(results.tenet_latency!.p50us!.toFixed(1)),
+    latency_p99_us: Number(results.tenet_latency!.p99us!.toFixed(1)),
+    latency_mode_per_s: per('tenet_latency'),
+    bare_pktin_pktout_per_s: per('bare_throughput'),
+    bare_latency_p50_us: Number(results.bare_latency!.p50us!.toFixed(1)),
+    bare_latency_p99_us: Number(results.bare_latency!.p99us!.toFixed(1)),
+    ratio_vs_bare: Number((per('tenet_throughput') / per('bare_throughput')).toFixed(3)),
+    switches: SWITCHES,
+    window: WINDOW,
+    seconds: SECONDS,
+  }),
+);
