@@ -4,9 +4,12 @@
  * call sends no transaction), optimistic-concurrency guard, 1 → 50 → 10 peer
  * reconciliation, and iface-id → ofport bindings following vswitchd live.
  */
+import { readFileSync } from 'node:fs';
 import t from 'tap';
-import { OvsdbTransactError } from '../../../src/ovsdb/index.js';
-import { type BindingEvent, HostSwitch, PEER_KEY, planBridge, tunnelPortName } from '../../../src/vswitch/index.js';
+import { OvsdbTransactError, rowsEqual } from '../../../src/ovsdb/index.js';
+import { decodeRow, tableOf } from '../../../src/ovsdb/schema.js';
+import { run } from '../../../src/util/exec.js';
+import { type BindingEvent, HostSwitch, PEER_KEY, SWITCH_TABLES, planBridge, tunnelPortName } from '../../../src/vswitch/index.js';
 import { withLab } from '../../helpers/lab.js';
 
 const until = async (cond: () => boolean, ms = 10_000) => {
@@ -152,6 +155,46 @@ t.test('host switch manager on a lab host', async (t) => {
       await until(() => sw.ofport('ep-c1') === undefined);
       t.ok(events.some((e) => e.kind === 'removed' && e.ifaceId === 'ep-c1'));
       t.equal(sw.ofport('nobody'), undefined);
+    });
+
+    await t.test('kill -9 of the host ovsdb-server: the replica resyncs and equals the server', async (t) => {
+      const pid = lab.pids(h.name).ovsdbServer!;
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+      const down = new Promise((r) => sw.replica.once('disconnected', r));
+      process.kill(pid, 'SIGKILL');
+      await down;
+      await lab.exec(h.name, argv); // same command line, same database file
+      await vsctl('--no-wait', 'add-port', 'br-int', 'late0', '--', 'set', 'Interface', 'late0', 'type=internal', 'external_ids:iface-id=ep-late');
+      await sw.replica.whenSynced();
+      await until(() => sw.ofport('ep-late') !== undefined); // ovs-vswitchd reconnected too and numbered it
+      const schema = sw.replica.databaseSchema!;
+      const differences = async () => {
+        let diff = 0;
+        for (const [table, cols] of Object.entries(SWITCH_TABLES)) {
+          const out = (await run(['ovsdb-client', '-f', 'json', 'dump', `unix:${h.ovsdbSocket}`, 'Open_vSwitch', table, '_uuid', ...cols])).stdout;
+          const d = JSON.parse(out.split('\n')[0]!) as { headings: string[]; data: unknown[][] };
+          const mine = sw.replica.rows(table);
+          if (mine.size !== d.data.length) diff++;
+          for (const values of d.data) {
+            const o: Record<string, unknown> = {};
+            d.headings.forEach((hd, i) => (o[hd] = values[i]));
+            const uuid = (o._uuid as [string, string])[1];
+            delete o._uuid;
+            const row = decodeRow(tableOf(schema, table), o);
+            if (!mine.get(uuid) || !rowsEqual(mine.get(uuid)!, row)) diff++;
+          }
+        }
+        return diff;
+      };
+      let diff = await differences();
+      for (let i = 0; i < 50 && diff > 0; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        diff = await differences();
+      }
+      t.equal(diff, 0, 'replica equals ovsdb-client dump of every replicated table');
+      const before = sw.transactions;
+      t.same(await sw.ensureBridge({ name: 'br-tnt', datapathType: 'netdev', controllers: ['tcp:192.0.2.1:6653'] }), { changed: false, attempts: 0 });
+      t.equal(sw.transactions, before, 'still a no-op after the restart');
     });
   });
 });
