@@ -16,7 +16,7 @@
  */
 import { mkdir, open, readdir, readFile, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CorruptDataError, InvalidRequestError, LeaseNotFoundError, StoreClosedError, StoreUnavailableError } from './errors.js';
+import { CorruptDataError, InvalidRequestError, LeaseNotFoundError, StoreClosedError, StoreLockedError, StoreUnavailableError } from './errors.js';
 import { Mvcc, checkRevision, toWatchEvent, type HistoryEvent, type MvccSnapshot, type WalRecord } from './mvcc.js';
 import type {
   DeleteOptions,
@@ -127,6 +127,16 @@ export class EmbeddedStore implements Store {
   static async open(opts: EmbeddedStoreOptions): Promise<EmbeddedStore> {
     const dir = opts.dir;
     await mkdir(dir, { recursive: true });
+    await takeLock(dir);
+    try {
+      return await EmbeddedStore.recover(dir, opts);
+    } catch (err) {
+      await unlink(join(dir, LOCK)).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private static async recover(dir: string, opts: EmbeddedStoreOptions): Promise<EmbeddedStore> {
     const names = await readdir(dir);
     const snaps: number[] = [];
     const segs: number[] = [];
@@ -504,6 +514,43 @@ export class EmbeddedStore implements Store {
     for (const w of this.watchers) w.active = false;
     this.watchers.clear();
     await this.fd.close().catch(() => undefined);
+    await unlink(join(this.dir, LOCK)).catch(() => undefined);
+  }
+}
+
+const LOCK = 'LOCK';
+
+/**
+ * One process per data directory: two writers would interleave their logs. The lock
+ * file holds the owner's pid; a lock left by a dead process (kill -9) is taken over.
+ */
+async function takeLock(dir: string): Promise<void> {
+  const file = join(dir, LOCK);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fh = await open(file, 'wx');
+      await fh.writeFile(String(process.pid));
+      await fh.close();
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const pid = Number((await readFile(file, 'utf8').catch(() => '')).trim());
+      if (pid > 0 && pid !== process.pid && isAlive(pid)) {
+        throw new StoreLockedError(dir, pid);
+      }
+      if (pid === process.pid) throw new StoreLockedError(dir, pid);
+      await unlink(file).catch(() => undefined); // stale: its owner is gone
+    }
+  }
+  throw new StoreLockedError(dir, 0);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0); // signal 0: existence check only
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -61,3 +61,13 @@ export class CorruptDataError extends StoreError {
     super('ESTORE_CORRUPT', message, context);
   }
 }
+
+/** Another live process (or this one) already has the data directory open. */
+export class StoreLockedError extends StoreError {
+  constructor(
+    readonly dir: string,
+    readonly pid: number,
+  ) {
+    super('ESTORE_LOCKED', `store directory ${dir} is in use by process ${pid}`, { dir, pid });
+  }
+}

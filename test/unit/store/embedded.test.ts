@@ -2,7 +2,7 @@ import t, { type Test } from 'tap';
 import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CompactedError, CorruptDataError, EmbeddedStore, StoreClosedError, openStore } from '../../../src/store/index.js';
+import { CompactedError, CorruptDataError, EmbeddedStore, StoreClosedError, StoreLockedError, openStore } from '../../../src/store/index.js';
 import { collector } from '../../helpers/store-conformance.js';
 
 function tmp(t: Test): string {
@@ -168,6 +168,17 @@ t.test('group commit: concurrent puts share fsyncs, each acknowledged after its 
     'distinct consecutive revisions',
   );
   await c.until(() => c.events.length === 200);
+});
+
+t.test('one process per data directory', async (t) => {
+  const dir = tmp(t);
+  const s = await EmbeddedStore.open({ dir });
+  await t.rejects(EmbeddedStore.open({ dir }), StoreLockedError, 'second open refused');
+  await s.close();
+  writeFileSync(join(dir, 'LOCK'), '999999999'); // left by a process that died
+  const s2 = await EmbeddedStore.open({ dir });
+  t.pass('stale lock taken over');
+  await s2.close();
 });
 
 t.test('closed store and openStore()', async (t) => {
