@@ -110,6 +110,19 @@ const defs: Def[] = [
   { name: 'ct_mark', nxm: 'NXM_NX_CT_MARK', oxm: [N1, 107], bytes: 4, mask: true, kind: 'hex' },
   { name: 'ct_label', nxm: 'NXM_NX_CT_LABEL', oxm: [N1, 108], bytes: 16, mask: true, kind: 'hex128' },
   { name: 'metadata', nxm: 'OXM_OF_METADATA', oxm: [B, 2], bytes: 8, mask: true, kind: 'hex' },
+  // OpenFlow 1.3 basic fields Open vSwitch does not implement: decoded and encoded, printed last.
+  { name: 'in_phy_port', nxm: 'OXM_OF_IN_PHY_PORT', oxm: [B, 1], bytes: 4, mask: false, kind: 'port' },
+  { name: 'pbb_isid', nxm: 'OXM_OF_PBB_ISID', oxm: [B, 37], bytes: 3, bits: 24, mask: true, kind: 'hex' },
+  { name: 'ipv6_exthdr', nxm: 'OXM_OF_IPV6_EXTHDR', oxm: [B, 39], bytes: 2, bits: 9, mask: true, kind: 'hex' },
+  // 64-bit registers as OXM (OpenFlow 1.5 class 0x8001); for 1.3 OVS sends them as two regs.
+  ...Array.from({ length: 8 }, (_, i): Def => ({
+    name: `xreg${i}`,
+    nxm: `OXM_OF_PKT_REG${i}`,
+    oxm: [0x8001, i],
+    bytes: 8,
+    mask: true,
+    kind: 'hex',
+  })),
 ];
 
 export const FIELDS: readonly OxmField[] = defs.map((d, order) => ({

@@ -603,7 +603,12 @@ export function parseFlow(text: string, opts: ParseOptions = {}): FlowMod {
 /** Prints a match (and priority) in OVS's match_format order. */
 export function formatMatch(match: Match, priority = 0x8000): string {
   const parts: string[] = [];
-  const get = (n: string) => tlvOf(match, n);
+  const printed = new Set<OxmTlv>();
+  const get = (n: string) => {
+    const t = tlvOf(match, n);
+    if (t) printed.add(t);
+    return t;
+  };
   const put = (n: string, label = n) => {
     const t = get(n);
     if (t) parts.push(`${label}=${formatFieldValue(t.field, t.value, t.mask)}`);
@@ -656,7 +661,7 @@ export function formatMatch(match: Match, priority = 0x8000): string {
     } else {
       parts.push(`vlan_tci=0x${((v & 0xfff) | (v & 0x1000)).toString(16).padStart(4, '0')}/0x${m.toString(16).padStart(4, '0')}`);
     }
-  }
+  } else if (pcp) parts.push(`dl_vlan_pcp=${num(pcp)}`);
   put('dl_src');
   put('dl_dst');
   if (!skipType && ethType !== undefined) parts.push(`dl_type=0x${ethType.toString(16).padStart(4, '0')}`);
@@ -701,6 +706,9 @@ export function formatMatch(match: Match, priority = 0x8000): string {
       put(`${p}_dst`, 'tp_dst');
     }
   }
+  // Never drop a field silently: anything not placed above (a field whose
+  // prerequisites are missing, or one OVS does not know) is printed last.
+  for (const t of match) if (!printed.has(t)) parts.push(`${t.field.name}=${formatFieldValue(t.field, t.value, t.mask)}`);
   return parts.join(',');
 }
 

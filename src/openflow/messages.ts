@@ -436,8 +436,23 @@ function writeMultipartReply(w: Writer, b: MultipartReplyBody): void {
   }
 }
 
-/** Appends one encoded message to `w`. */
+/**
+ * Appends one encoded message to `w`. On failure nothing is appended, so a bad
+ * message can never corrupt a stream of batched messages.
+ */
 export function encodeInto(w: Writer, m: OfMessage): void {
+  const start = w.pos;
+  try {
+    encodeOne(w, m);
+  } catch (e) {
+    w.pos = start;
+    if (e instanceof OpenFlowEncodeError) throw e;
+    // Out-of-range numbers (RangeError from Buffer writes) and the like.
+    throw new OpenFlowEncodeError(`cannot encode ${m.type}: ${(e as Error).message}`, { type: m.type });
+  }
+}
+
+function encodeOne(w: Writer, m: OfMessage): void {
   switch (m.type) {
     case 'hello': {
       const s = header(w, OFPT.HELLO, m.xid);
@@ -622,7 +637,7 @@ export function encodeInto(w: Writer, m: OfMessage): void {
       w.u16(0);
       w.u16(m.flags);
       if (m.message instanceof Uint8Array) w.bytes(m.message);
-      else encodeInto(w, m.message);
+      else encodeOne(w, m.message);
       return finish(w, s);
     }
     case 'unknown': {

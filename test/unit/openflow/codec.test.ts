@@ -314,6 +314,21 @@ t.test('field values', async (t) => {
   t.equal(formatFlow(parseFlow('actions=resubmit(LOCAL,)')), 'actions=resubmit:LOCAL');
 });
 
+t.test('fields OVS does not print are still printed, never dropped', async (t) => {
+  const f = (n: string) => fieldByName(n)!;
+  const match = [
+    { field: f('in_phy_port'), value: Buffer.from('00000002', 'hex') },
+    { field: f('pbb_isid'), value: Buffer.from('000102', 'hex'), mask: Buffer.from('00ffff', 'hex') },
+    { field: f('xreg3'), value: Buffer.from('0000000000000005', 'hex') },
+    { field: f('tcp_dst'), value: Buffer.from('0050', 'hex') },
+  ];
+  const bytes = encodeMessage({ type: 'flow_mod', xid: 1, ...flow, match });
+  const d = decodeMessage(bytes);
+  if (d.type !== 'flow_mod') throw new Error('flow_mod expected');
+  t.equal(formatFlow({ ...d, instructions: [] }), 'cookie=0x9, table=2, priority=7,tp_dst=80,in_phy_port=2,pbb_isid=0x102/0xffff,xreg3=0x5 actions=drop');
+  t.equal(hex(encodeMessage(d)), hex(bytes));
+});
+
 t.test('bundle add rejects an inner frame that lies about its length', async (t) => {
   const b = encodeMessage(samples.find((s) => s.type === 'bundle_add')!);
   const lie = Buffer.from(b);
