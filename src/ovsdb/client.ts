@@ -456,7 +456,7 @@ export function decodeUpdates2(schema: DatabaseSchema, j: unknown, columns: Map<
   for (const [table, rows] of Object.entries(asObject(j, 'table-updates2'))) {
     const t = tableOf(schema, table);
     const fill = columns.get(table);
-    const decode = fill ? rowDecoder(t, fill) : (j: unknown) => decodeRow(t, j);
+    const decode = (j: unknown) => (fill ? rowDecoder(t, fill)(j) : decodeRow(t, j));
     const tu: Record<string, RowUpdate2> = {};
     for (const [uuid, ru] of Object.entries(asObject(rows, 'table-update2'))) {
       const r = asObject(ru, 'row-update2');

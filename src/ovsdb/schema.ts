@@ -371,6 +371,16 @@ const EMPTY_RECORD: Record<string, Atom> = Object.freeze({}) as Record<string, A
  * of empty arrays and objects; changes always build new values anyway.
  */
 export function rowDecoder(table: TableSchema, columns: readonly string[]): (j: unknown) => Row {
+  // Cached by the identity of the column list (monitors keep theirs for life).
+  let perTable = decoderCache.get(table);
+  if (!perTable) decoderCache.set(table, (perTable = new WeakMap()));
+  let f = perTable.get(columns);
+  if (!f) perTable.set(columns, (f = buildRowDecoder(table, columns)));
+  return f;
+}
+const decoderCache = new WeakMap<TableSchema, WeakMap<readonly string[], (j: unknown) => Row>>();
+
+function buildRowDecoder(table: TableSchema, columns: readonly string[]): (j: unknown) => Row {
   const decs: ColumnDecoder[] = [];
   for (const name of columns) {
     const c = table.columns.get(name);
