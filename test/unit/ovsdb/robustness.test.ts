@@ -137,9 +137,11 @@ t.test('our keepalive echo keeps a live but quiet server connection open', async
       reply(sock, m.id, m.params);
     } else if ('result' in m && m.id === 'srv-echo') answered = m.result;
   });
-  const c = await OvsdbClient.connect(srv.target, { echoIntervalMs: 30, inactivityTimeoutMs: 200 });
+  const c = await OvsdbClient.connect(srv.target, { echoIntervalMs: 50, inactivityTimeoutMs: 800 });
   t.teardown(() => c.close());
-  await new Promise((r) => setTimeout(r, 300));
+  // The server never speaks first; our echoes (every 50 ms of quiet) get answers,
+  // so the 0.8 s silence limit is never reached.
+  await new Promise((r) => setTimeout(r, 1000));
   t.notOk(c.isClosed, 'still open after longer than the inactivity limit');
   t.ok(echoes >= 2, `sent keepalive echoes (${echoes})`);
   t.equal(answered, undefined, 'nothing unexpected was answered');
