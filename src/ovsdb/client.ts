@@ -164,7 +164,8 @@ export class OvsdbClient extends EventEmitter<OvsdbClientEvents> {
         }, timeoutMs);
       }
       this.pending.set(id, p);
-      if (opts.signal) {
+      const signal = opts.signal;
+      if (signal) {
         // ovsdb-server drops a cancelled request without replying, so settle it here.
         const onAbort = () => {
           const q = this.pending.get(id);
@@ -174,8 +175,19 @@ export class OvsdbClient extends EventEmitter<OvsdbClientEvents> {
           if (!this.closed) this.notify('cancel', [id]);
           q.reject(new OvsdbRpcError(method, 'canceled', { id }));
         };
-        if (opts.signal.aborted) queueMicrotask(onAbort);
-        else opts.signal.addEventListener('abort', onAbort, { once: true });
+        if (signal.aborted) queueMicrotask(onAbort);
+        else {
+          signal.addEventListener('abort', onAbort, { once: true });
+          // Do not keep a listener on a long-lived signal after the request settles.
+          p.resolve = (v) => {
+            signal.removeEventListener('abort', onAbort);
+            resolve(v);
+          };
+          p.reject = (e) => {
+            signal.removeEventListener('abort', onAbort);
+            reject(e);
+          };
+        }
       }
       this.send({ method, params, id });
     });
