@@ -143,6 +143,21 @@ export class SwitchConnection extends EventEmitter {
     return this.closed;
   }
 
+  /** Changes the keepalive timing of this connection (takes effect at the next tick). */
+  setKeepalive(echoIntervalMs: number, echoTimeoutMs: number): void {
+    this.opts.echoIntervalMs = echoIntervalMs;
+    this.opts.echoTimeoutMs = echoTimeoutMs;
+    if (this.echoTimer) {
+      clearInterval(this.echoTimer);
+      this.startKeepalive();
+    }
+  }
+
+  private startKeepalive(): void {
+    this.echoTimer = setInterval(() => this.keepalive(), Math.max(10, Math.min(this.opts.echoIntervalMs, this.opts.echoTimeoutMs / 3)));
+    this.echoTimer.unref();
+  }
+
   /** Next transaction id (never 0, wraps at 2^32). */
   nextXid(): number {
     this.xid = (this.xid + 1) >>> 0 || 1;
@@ -179,8 +194,7 @@ export class SwitchConnection extends EventEmitter {
       clearTimeout(timer);
     }
     this.lastRx = Date.now();
-    this.echoTimer = setInterval(() => this.keepalive(), Math.max(10, Math.min(this.opts.echoIntervalMs, this.opts.echoTimeoutMs / 3)));
-    this.echoTimer.unref();
+    if (!this.closed) this.startKeepalive();
   }
 
   private keepalive(): void {
@@ -464,9 +478,18 @@ export interface ListenOptions extends ChannelOptions {
 export class OpenFlowServer extends EventEmitter {
   private server: Server | null = null;
   readonly connections = new Set<SwitchConnection>();
+  private readonly opts: ChannelOptions;
 
-  constructor(private readonly opts: ChannelOptions = {}) {
+  constructor(opts: ChannelOptions = {}) {
     super();
+    this.opts = { ...opts };
+  }
+
+  /** Keepalive timing for current and future connections. */
+  setKeepalive(echoIntervalMs: number, echoTimeoutMs: number): void {
+    this.opts.echoIntervalMs = echoIntervalMs;
+    this.opts.echoTimeoutMs = echoTimeoutMs;
+    for (const c of this.connections) c.setKeepalive(echoIntervalMs, echoTimeoutMs);
   }
 
   async listen(where: { port?: number; host?: string; path?: string }): Promise<{ port?: number; path?: string }> {

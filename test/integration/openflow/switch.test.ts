@@ -34,7 +34,7 @@ const noStats = (s: string) =>
 t.test('OpenFlow channel against ovs-vswitchd', async (t) => {
   await withLab(t, { hosts: 1 }, async (lab) => {
     const host = lab.hosts[0]!.name;
-    const server = new OpenFlowServer({ echoIntervalMs: 200, echoTimeoutMs: 1000 });
+    const server = new OpenFlowServer({ echoIntervalMs: 1000, echoTimeoutMs: 10_000 });
     t.teardown(() => server.close());
     const { port } = await server.listen({ host: lab.state.mgmt.gateway, port: 0 });
     await lab.vsctl(host, 'set-controller', 'br-int', `tcp:${lab.state.mgmt.gateway}:${port}`);
@@ -150,6 +150,8 @@ t.test('OpenFlow channel against ovs-vswitchd', async (t) => {
     });
 
     await t.test('a SIGSTOPped switch is detected dead by echo timeout; after SIGCONT it reconnects', async (t) => {
+      // Short keepalive only here: the other subtests must not trip over a busy machine.
+      server.setKeepalive(200, 1500);
       const pid = lab.pids(host).ovsVswitchd!;
       const gone = new Promise<Error>((resolve) => server.once('disconnect', (_c, reason: Error) => resolve(reason)));
       process.kill(pid, 'SIGSTOP');
@@ -161,6 +163,7 @@ t.test('OpenFlow channel against ovs-vswitchd', async (t) => {
         process.kill(pid, 'SIGCONT');
       }
       t.match((reason as { code?: string }).code, 'EOFDEAD', `declared dead after ${Date.now() - t0} ms`);
+      server.setKeepalive(1000, 10_000);
       sw = await server.waitForSwitch(undefined, 20_000);
       t.ok(!sw.isClosed, 'switch reconnected and handshook again');
       await sw.barrier();

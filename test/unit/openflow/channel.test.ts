@@ -21,7 +21,7 @@ import {
 import { SimSwitch } from './switch-sim.js';
 
 async function setup(t: Test, opts = {}) {
-  const server = new OpenFlowServer({ echoIntervalMs: 50, echoTimeoutMs: 300, requestTimeoutMs: 500, handshakeTimeoutMs: 300, ...opts });
+  const server = new OpenFlowServer({ echoIntervalMs: 100, echoTimeoutMs: 2000, requestTimeoutMs: 2000, handshakeTimeoutMs: 2000, ...opts });
   const { port } = await server.listen({ port: 0 });
   t.teardown(() => server.close());
   return { server, port: port! };
@@ -62,7 +62,7 @@ t.test('a switch without OpenFlow 1.3 is refused with HELLO_FAILED', async (t) =
 });
 
 t.test('handshake timeout', async (t) => {
-  const { server, port } = await setup(t);
+  const { server, port } = await setup(t, { handshakeTimeoutMs: 200 });
   const sim = new SimSwitch(port, 1n, [4], false);
   t.teardown(() => sim.close());
   const [err] = (await new Promise<unknown[]>((resolve) => server.once('handshake-error', (...a) => resolve(a)))) as [ChannelError];
@@ -78,6 +78,7 @@ t.test('echo keepalive; a silent switch is declared dead', async (t) => {
   sim.send({ type: 'echo_request', xid: 77, data: Buffer.from('hi') });
   await new Promise((r) => setTimeout(r, 30));
   t.ok(sim.received.some((m) => m.type === 'echo_reply' && m.xid === 77), 'controller answers ECHO');
+  conn.setKeepalive(50, 400);
   sim.onMessage = () => false; // stops answering anything
   const t0 = Date.now();
   const [, reason] = (await new Promise<unknown[]>((resolve) => server.once('disconnect', (...a) => resolve(a)))) as [SwitchConnection, ChannelError];
