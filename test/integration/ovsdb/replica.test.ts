@@ -89,6 +89,20 @@ t.test('replica follows ovs-vsctl and survives kill -9 of ovsdb-server', async (
   only.close();
   await until(() => r.rows('Bridge').size === 1);
 
+  // Plain RFC 7047 monitor (update notifications) gives the same rows and events.
+  const v1 = new Replica(srv.unix, { db: 'Open_vSwitch', tables: { Bridge: ['name', 'ports'] }, protocol: 'monitor' });
+  t.teardown(() => v1.close());
+  const v1events: ChangeEvent[] = [];
+  v1.on('change', (e) => v1events.push(e));
+  await v1.start();
+  t.equal(v1.monitorMethod, 'monitor');
+  await srv.vsctl('add-br', 'bry');
+  await srv.vsctl('del-br', 'bry');
+  await until(() => v1events.filter((e) => e.kind === 'delete').length === 1);
+  t.same(v1events.map((e) => `${e.kind} ${String((e.new ?? e.old)!.name)}`), ['insert br0', 'insert bry', 'delete bry']);
+  v1.close();
+  await until(() => r.rows('Bridge').size === 1);
+
   // Kill the server hard; change the database while the replica is away.
   events.length = 0;
   const down = new Promise((res) => r.once('disconnected', res));
