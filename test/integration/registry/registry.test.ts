@@ -208,3 +208,50 @@ t.test('TTL checks: pass/warn/fail, expiry to critical', async (t) => {
   t.equal((await f.api('PUT', '/v1/services/acme/job/j1/checks/hb/maybe')).body?.field, 'state');
   t.equal((await f.api('PUT', '/v1/services/acme/job/j1/checks/nope/pass')).status, 404);
 });
+
+t.test('DNS wire format checked by hand over node:dgram (independent of dns2)', async (t) => {
+  const f = await registryFixture(t);
+  await f.api('PUT', '/v1/services/acme/db/d1', { address: '10.9.8.7', port: 5432 });
+  const { createSocket } = await import('node:dgram');
+  const ask = (name: string, qtype: number) =>
+    new Promise<Buffer>((resolve, reject) => {
+      const labels = name.split('.').filter(Boolean);
+      const q = Buffer.concat([
+        Buffer.from([0x12, 0x34, 0x00, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]), // id, flags (no RD), QDCOUNT 1
+        ...labels.map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l)])),
+        Buffer.from([0, qtype >> 8, qtype & 0xff, 0, 1]),
+      ]);
+      const sock = createSocket('udp4');
+      const timer = setTimeout(() => {
+        sock.close();
+        reject(new Error('no answer'));
+      }, 2000);
+      sock.on('message', (m) => {
+        clearTimeout(timer);
+        sock.close();
+        resolve(m);
+      });
+      sock.send(q, f.dns.port, '127.0.0.1');
+    });
+  const a = await ask('db.acme.tenet.', 1);
+  t.equal(a.readUInt16BE(0), 0x1234, 'id echoed');
+  t.equal(a[2]! & 0x80, 0x80, 'QR set');
+  t.equal(a[2]! & 0x04, 0x04, 'AA set');
+  t.equal(a[3]! & 0x0f, 0, 'RCODE NOERROR');
+  t.equal(a.readUInt16BE(6), 1, 'one answer');
+  t.ok(a.subarray(a.length - 4).equals(Buffer.from([10, 9, 8, 7])), 'RDATA is 10.9.8.7');
+  const nx = await ask('nothing.acme.tenet.', 1);
+  t.equal(nx[3]! & 0x0f, 3, 'RCODE NXDOMAIN');
+  t.equal(nx.readUInt16BE(6), 0);
+  const empty = await ask('db.acme.tenet.', 28);
+  t.equal(empty[3]! & 0x0f, 0, 'AAAA of an IPv4-only service: NOERROR');
+  t.equal(empty.readUInt16BE(6), 0, 'with no answer');
+  const srv = await ask('_db._tcp.acme.tenet.', 33);
+  t.equal(srv.readUInt16BE(6), 1, 'one SRV answer');
+  t.ok(srv.includes(Buffer.from([0x15, 0x38])), 'port 5432 in the SRV RDATA');
+  // Garbage does not kill the server.
+  const sock = createSocket('udp4');
+  await new Promise<void>((r) => sock.send(Buffer.from('not dns'), f.dns.port, '127.0.0.1', () => r()));
+  sock.close();
+  t.equal((await ask('db.acme.tenet.', 1)).readUInt16BE(6), 1, 'still answering after a malformed packet');
+});
