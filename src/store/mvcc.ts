@@ -136,7 +136,7 @@ function cmpValues(a: number | string, op: Compare['op'], b: number | string): b
 }
 
 export interface MvccOptions {
-  /** Revisions of history kept for watches and past reads before auto-compaction. */
+  /** Revisions of history kept for watches and past reads (at least this many, up to 1/8 more). */
   historyLimit?: number;
 }
 
@@ -148,9 +148,11 @@ export class Mvcc {
   readonly leases = new Map<string, LeaseState>();
   history: HistoryEvent[] = [];
   readonly historyLimit: number;
+  private readonly historySlack: number;
 
   constructor(opts: MvccOptions = {}) {
     this.historyLimit = opts.historyLimit ?? 10_000;
+    this.historySlack = Math.floor(this.historyLimit / 8);
   }
 
   // ---- reads ----
@@ -368,8 +370,9 @@ export class Mvcc {
 
   private finishWrite(rev: number, _events: HistoryEvent[]): void {
     this.rev = rev;
-    // Bounded history: older revisions become "compacted" rather than silently lost.
-    if (this.rev - this.compactRev > this.historyLimit) this.compactTo(this.rev - this.historyLimit);
+    // Bounded history: older revisions become "compacted" rather than silently lost. Done
+    // in steps of historyLimit/8 so the trim (an array copy) is not paid on every write.
+    if (this.rev - this.compactRev > this.historyLimit + this.historySlack) this.compactTo(this.rev - this.historyLimit);
   }
 
   private compactTo(rev: number): void {
