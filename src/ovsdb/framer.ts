@@ -40,6 +40,8 @@ export class JsonFramer {
    * Feeds bytes; calls `onMessage` for every complete message, in order.
    * Throws OvsdbFramingError on garbage, invalid JSON or an oversized frame;
    * after that the framer stays failed (the stream cannot be resynchronised).
+   * The framer may keep a view of `chunk` until its frame completes: do not
+   * reuse the buffer (socket 'data' buffers are never reused).
    */
   push(chunk: Buffer, onMessage: (msg: unknown) => void): void {
     if (this.failed) throw this.failed;
@@ -104,8 +106,9 @@ export class JsonFramer {
     if (this.depth > 0 && start >= 0) {
       const tail = n - start;
       if (this.pendingBytes + tail > this.maxFrameBytes) throw this.oversized(this.pendingBytes + tail);
-      // Copy: the socket may reuse its buffer, and a small tail should not pin a large chunk.
-      this.pending.push(Buffer.from(chunk.subarray(start)));
+      // Socket reads hand us fresh buffers, so keep a view; copy only a small
+      // tail, so it does not pin a large chunk in memory.
+      this.pending.push(tail * 2 < n ? Buffer.from(chunk.subarray(start)) : chunk.subarray(start));
       this.pendingBytes += tail;
     }
   }
