@@ -7,7 +7,7 @@
  * Last line: one JSON object with the figures and the embedded/etcd ratios.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EmbeddedStore, EtcdStore, type Store } from '../../src/store/index.js';
 import { startEtcd } from '../../test/helpers/etcd.js';
@@ -98,7 +98,7 @@ async function watchLatency(name: string, store: Store): Promise<{ p50: number; 
 
 const dir = mkdtempSync(join(tmpdir(), 'tenet-bench-store-'));
 const etcd = await startEtcd();
-log(`etcd ${etcd.endpoint} (pid ${etcd.pid()}), embedded store in ${dir}; ${SECONDS}s x ${REPS} reps per point`);
+log(`etcd ${etcd.endpoint} (pid ${etcd.pid()}), embedded store in ${dir}; ${SECONDS}s x ${REPS} reps per point; load ${loadavg()[0]!.toFixed(2)}`);
 try {
   const emb = await EmbeddedStore.open({ dir: join(dir, 'emb') });
   const et = new EtcdStore({ endpoints: [etcd.endpoint], prefix: 'bench/' });
@@ -125,6 +125,7 @@ try {
       watch_p99_ms: embWatch.p99,
       etcd_watch_p50_ms: etcdWatch.p50,
       etcd_watch_p99_ms: etcdWatch.p99,
+      load_avg_1m: +loadavg()[0]!.toFixed(2),
     }),
   );
 } finally {

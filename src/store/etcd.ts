@@ -91,6 +91,8 @@ export class EtcdStore implements Store {
       throw new InvalidRequestError('etcd store needs at least one endpoint');
     }
     this.endpoints = opts.endpoints;
+    // Non-empty: etcd has no empty key, and a prefix keeps Tenet's keys apart from others'.
+    if (opts.prefix === '') throw new InvalidRequestError('etcd key prefix must not be empty');
     this.prefix = Buffer.from(opts.prefix ?? 'tenet/');
     const timeout = opts.timeoutMs ?? 5000;
     this.watchRetryMs = opts.watchRetryMs ?? 200;

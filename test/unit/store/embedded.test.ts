@@ -2,7 +2,7 @@ import t, { type Test } from 'tap';
 import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CompactedError, CorruptDataError, EmbeddedStore, StoreClosedError, StoreLockedError, openStore } from '../../../src/store/index.js';
+import { CompactedError, CorruptDataError, EmbeddedStore, EtcdStore, InvalidRequestError, StoreClosedError, StoreLockedError, openStore } from '../../../src/store/index.js';
 import { collector } from '../../helpers/store-conformance.js';
 
 function tmp(t: Test): string {
@@ -189,6 +189,8 @@ t.test('closed store and openStore()', async (t) => {
   await s.close();
   await t.rejects(s.put('a', 'b'), StoreClosedError);
   await t.rejects(openStore({ kind: 'nope' } as never), /unknown store kind/);
+  t.throws(() => new EtcdStore({ endpoints: [] }), InvalidRequestError);
+  t.throws(() => new EtcdStore({ endpoints: ['http://127.0.0.1:1'], prefix: '' }), InvalidRequestError);
   const e = await openStore({ kind: 'etcd', endpoints: ['http://127.0.0.1:1'] });
   t.equal(e.kind, 'etcd');
   await e.close();
