@@ -24,7 +24,8 @@ t.test('host switch manager on a lab host', async (t) => {
   await withLab(t, { hosts: 1 }, async (lab) => {
     const h = lab.hosts[0]!;
     const vsctl = async (...a: string[]) => (await lab.vsctl(h.name, ...a)).stdout.trim();
-    const sw = await HostSwitch.open(`unix:${h.ovsdbSocket}`);
+    // Over the management network, as the controller reaches a real host.
+    const sw = await HostSwitch.open(h.ovsdbTcp, { reconnect: { initialDelayMs: 50, maxDelayMs: 500 } });
     t.teardown(() => sw.close());
 
     await t.test('ensureBridge creates, then is a no-op', async (t) => {
