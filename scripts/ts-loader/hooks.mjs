@@ -1,9 +1,16 @@
 // ESM loader hooks: TypeScript -> JavaScript with esbuild (transpile only, no
 // type-check), with an inline source map whose `sources` is the file's own path,
 // so V8 coverage maps back to the .ts lines (tap's c8 report relies on it).
+// Output is cached on disk by content hash: a warm start never loads esbuild.
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { transform } from 'esbuild';
+
+const CACHE_VERSION = '1';
+const cacheDir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'node_modules', '.cache', 'tenet-ts');
+let esbuild;
 
 export async function resolve(specifier, context, next) {
   try {
@@ -19,15 +26,33 @@ export async function resolve(specifier, context, next) {
 
 export async function load(url, context, next) {
   if (!url.startsWith('file:') || !/\.(c|m)?ts$/.test(url)) return next(url, context);
+  const cjs = url.endsWith('.cts');
   const path = fileURLToPath(url);
   const source = await readFile(path, 'utf8');
-  const out = await transform(source, {
-    loader: 'ts',
-    format: url.endsWith('.cts') ? 'cjs' : 'esm',
-    target: 'node20',
-    sourcemap: 'inline',
-    sourcefile: path,
-    sourcesContent: true,
-  });
-  return { format: url.endsWith('.cts') ? 'commonjs' : 'module', source: out.code, shortCircuit: true };
+  const key = createHash('sha1').update(`${CACHE_VERSION}\0${path}\0${source}`).digest('hex');
+  const cached = join(cacheDir, `${key}.js`);
+  let code;
+  try {
+    code = readFileSync(cached, 'utf8');
+  } catch {
+    esbuild ??= await import('esbuild');
+    const out = await esbuild.transform(source, {
+      loader: 'ts',
+      format: cjs ? 'cjs' : 'esm',
+      target: 'node20',
+      sourcemap: 'inline',
+      sourcefile: path,
+      sourcesContent: true,
+    });
+    code = out.code;
+    try {
+      mkdirSync(cacheDir, { recursive: true });
+      const tmp = `${cached}.${process.pid}.tmp`;
+      writeFileSync(tmp, code);
+      renameSync(tmp, cached);
+    } catch {
+      // A read-only tree just means no cache.
+    }
+  }
+  return { format: cjs ? 'commonjs' : 'module', source: code, shortCircuit: true };
 }

@@ -4,16 +4,23 @@
  */
 import { Command, CommanderError } from 'commander';
 import { TenetError } from '../util/errors.js';
-import * as lab from './lab.js';
-import * as services from './services.js';
 
 interface CommandGroup {
   register(program: Command): void;
 }
 
-const groups: CommandGroup[] = [lab, services];
+/**
+ * Top-level commands and the module that registers them. Modules load lazily:
+ * `tenet lab ...` never pays for the registry's dependencies (etcd3, gRPC, ...).
+ * To add a group: one entry here, naming every top-level command it registers.
+ */
+const groups: Array<{ commands: string[]; load: () => Promise<CommandGroup> }> = [
+  { commands: ['lab'], load: () => import('./lab.js') },
+  { commands: ['services', 'registry'], load: () => import('./services.js') },
+];
 
-export function buildProgram(): Command {
+/** The program with the groups `argv` needs (all of them for help or an unknown command). */
+export async function buildProgram(argv: readonly string[] = process.argv): Promise<Command> {
   const program = new Command('tenet')
     .description('Virtual tenant networks and service chains on Open vSwitch')
     .version('0.1.0')
@@ -21,13 +28,15 @@ export function buildProgram(): Command {
     .configureOutput({ outputError: (str, write) => write(str) })
     .enablePositionalOptions()
     .exitOverride();
-  for (const g of groups) g.register(program);
+  const first = argv.slice(2).find((a) => !a.startsWith('-'));
+  const wanted = groups.filter((g) => first !== undefined && g.commands.includes(first));
+  for (const g of wanted.length ? wanted : groups) (await g.load()).register(program);
   return program;
 }
 
 /** Runs the CLI; maps every error to a one-line message and a non-zero exit status. */
 export async function main(argv: string[]): Promise<void> {
-  const program = buildProgram();
+  const program = await buildProgram(argv);
   try {
     await program.parseAsync(argv);
   } catch (err) {
