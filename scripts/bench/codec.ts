@@ -12,6 +12,7 @@
 import { fork } from 'node:child_process';
 import { connect, createServer, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { loadavg } from 'node:os';
 import {
   decodeMessage,
   encodeInto,
@@ -36,6 +37,8 @@ const say = (s: string) => console.log(`# ${s}`);
 interface GenResult {
   answered: number;
   seconds: number;
+  /** CPU seconds the responder (this process) used during the window. */
+  responderCpuS?: number;
   p50us?: number;
   p99us?: number;
 }
@@ -130,10 +133,12 @@ async function generator(port: number, mode: 'throughput' | 'latency', nSwitches
   await new Promise((r) => setTimeout(r, 200));
   for (const s of socks) (s as Socket & { kick: () => void }).kick();
   await new Promise((r) => setTimeout(r, 1000)); // warm-up
+  process.send?.('start');
   measuring = true;
   const t0 = process.hrtime.bigint();
   await new Promise((r) => setTimeout(r, seconds * 1000));
   measuring = false;
+  process.send?.('stop');
   const secs = Number(process.hrtime.bigint() - t0) / 1e9;
   for (const s of socks) s.destroy();
   const out: GenResult = { answered, seconds: secs };
@@ -244,7 +249,15 @@ function runGenerator(port: number, mode: string, n: number, secs: number, windo
       execArgv: process.execArgv,
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
-    child.once('message', (m) => resolve(m as GenResult));
+    let cpu0: NodeJS.CpuUsage | undefined;
+    let cpuS = 0;
+    child.on('message', (m) => {
+      if (m === 'start') cpu0 = process.cpuUsage();
+      else if (m === 'stop') {
+        const d = process.cpuUsage(cpu0);
+        cpuS = (d.user + d.system) / 1e6;
+      } else resolve({ ...(m as GenResult), responderCpuS: cpuS });
+    });
     child.once('error', reject);
     child.once('exit', (code) => {
       if (code) reject(new Error(`generator exited ${code}`));
@@ -266,61 +279,97 @@ const fm: OfMessage = {
 };
 const w = new Writer(1 << 20);
 const frame = encodeMessage(fm);
-const rate = (fn: () => void, minMs = 1500) => {
+/** Operations per CPU-second of this thread ("on one core"), median of 5 windows; and per wall second. */
+const rate = (fn: () => void, windowMs = 300) => {
   for (let i = 0; i < 50_000; i++) fn();
-  let n = 0;
-  const t0 = performance.now();
-  let el = 0;
-  while ((el = performance.now() - t0) < minMs) {
-    for (let i = 0; i < 10_000; i++) fn();
-    n += 10_000;
+  const cpu: number[] = [];
+  const wall: number[] = [];
+  for (let k = 0; k < 5; k++) {
+    let n = 0;
+    const c0 = process.cpuUsage();
+    const t0 = performance.now();
+    while (performance.now() - t0 < windowMs) {
+      for (let i = 0; i < 10_000; i++) fn();
+      n += 10_000;
+    }
+    const el = (performance.now() - t0) / 1000;
+    const d = process.cpuUsage(c0);
+    cpu.push(n / ((d.user + d.system) / 1e6));
+    wall.push(n / el);
   }
-  return n / (el / 1000);
+  const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[2]!;
+  return { cpu: med(cpu), wall: med(wall) };
 };
-const encodePerS = rate(() => {
+const enc = rate(() => {
   if (w.pos > (1 << 20) - 512) w.pos = 0;
   encodeInto(w, fm);
 });
-say(`flow_mod encode: ${Math.round(encodePerS)}/s (${frame.length} bytes each)`);
-const decodePerS = rate(() => {
+const encodePerS = enc.cpu;
+say(`flow_mod encode: ${Math.round(enc.cpu)}/CPU-s (${Math.round(enc.wall)}/wall-s), ${frame.length} bytes each`);
+const dec = rate(() => {
   decodeMessage(frame);
 });
-say(`flow_mod decode: ${Math.round(decodePerS)}/s`);
+const decodePerS = dec.cpu;
+say(`flow_mod decode: ${Math.round(dec.cpu)}/CPU-s (${Math.round(dec.wall)}/wall-s)`);
 
-// 2. packet_in -> packet_out, Tenet vs bare responder, throughput and latency mode.
-const results: Record<string, GenResult> = {};
-for (const [impl, make] of [
-  ['tenet', tenetResponder],
-  ['bare', bareResponder],
-] as const) {
+// 2. packet_in -> packet_out, Tenet vs bare responder, throughput and latency mode,
+//    interleaved over several rounds (the machine is shared: medians, same conditions for both).
+const ROUNDS = Number(arg('rounds', '3'));
+const runs: Record<string, GenResult[]> = {};
+for (let round = 0; round < ROUNDS; round++) {
   for (const mode of ['throughput', 'latency'] as const) {
-    const r = await make();
-    try {
-      const g = await runGenerator(r.port, mode, SWITCHES, SECONDS, WINDOW);
-      results[`${impl}_${mode}`] = g;
-      const perS = g.answered / g.seconds;
-      say(
-        `${impl} ${mode}: ${Math.round(perS)} packet_in->packet_out/s` +
-          (g.p50us !== undefined ? `, p50 ${g.p50us.toFixed(1)} us, p99 ${g.p99us!.toFixed(1)} us` : ''),
-      );
-    } finally {
-      await r.stop();
+    for (const [impl, make] of (round % 2
+      ? [
+          ['bare', bareResponder],
+          ['tenet', tenetResponder],
+        ]
+      : [
+          ['tenet', tenetResponder],
+          ['bare', bareResponder],
+        ]) as [string, typeof tenetResponder][]) {
+      const r = await make();
+      try {
+        const g = await runGenerator(r.port, mode, SWITCHES, SECONDS, WINDOW);
+        (runs[`${impl}_${mode}`] ??= []).push(g);
+        const perS = g.answered / g.seconds;
+        say(
+          `round ${round + 1}/${ROUNDS} ${impl} ${mode}: ${Math.round(perS)} packet_in->packet_out/s` +
+            ` (${Math.round(g.answered / (g.responderCpuS || 1))} per responder CPU-s)` +
+            (g.p50us !== undefined ? `, p50 ${g.p50us.toFixed(1)} us, p99 ${g.p99us!.toFixed(1)} us` : ''),
+        );
+      } finally {
+        await r.stop();
+      }
     }
   }
 }
-const per = (k: string) => Math.round(results[k]!.answered / results[k]!.seconds);
+const med = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+const per = (k: string) => Math.round(med(runs[k]!.map((g) => g.answered / g.seconds)));
+const perCpu = (k: string) => Math.round(med(runs[k]!.map((g) => g.answered / (g.responderCpuS || 1))));
+const lat = (k: string, q: 'p50us' | 'p99us') => Number(med(runs[k]!.map((g) => g[q]!)).toFixed(1));
 console.log(
   JSON.stringify({
     encode_per_s: Math.round(encodePerS),
     decode_per_s: Math.round(decodePerS),
+    encode_per_wall_s: Math.round(enc.wall),
+    decode_per_wall_s: Math.round(dec.wall),
     pktin_pktout_per_s: per('tenet_throughput'),
-    latency_p50_us: Number(results.tenet_latency!.p50us!.toFixed(1)),
-    latency_p99_us: Number(results.tenet_latency!.p99us!.toFixed(1)),
+    pktin_pktout_per_responder_cpu_s: perCpu('tenet_throughput'),
+    latency_p50_us: lat('tenet_latency', 'p50us'),
+    latency_p99_us: lat('tenet_latency', 'p99us'),
     latency_mode_per_s: per('tenet_latency'),
     bare_pktin_pktout_per_s: per('bare_throughput'),
-    bare_latency_p50_us: Number(results.bare_latency!.p50us!.toFixed(1)),
-    bare_latency_p99_us: Number(results.bare_latency!.p99us!.toFixed(1)),
+    bare_pktin_pktout_per_responder_cpu_s: perCpu('bare_throughput'),
+    bare_latency_p50_us: lat('bare_latency', 'p50us'),
+    bare_latency_p99_us: lat('bare_latency', 'p99us'),
     ratio_vs_bare: Number((per('tenet_throughput') / per('bare_throughput')).toFixed(3)),
+    cpu_ratio_vs_bare: Number((perCpu('tenet_throughput') / perCpu('bare_throughput')).toFixed(3)),
+    load_average_1m: Number(loadavg()[0]!.toFixed(2)),
+    rounds: ROUNDS,
     switches: SWITCHES,
     window: WINDOW,
     seconds: SECONDS,

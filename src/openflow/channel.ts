@@ -14,7 +14,7 @@ import { ChannelError, OpenFlowDecodeError, SwitchError } from './errors.js';
 import { FrameSplitter } from './framing.js';
 import { MultipartAssembler } from './multipart.js';
 import {
-  decodeMessage,
+  decodeFrame,
   encodeInto,
   OFP_VERSION,
   OFPBCT,
@@ -213,7 +213,7 @@ export class SwitchConnection extends EventEmitter {
     this.lastRx = Date.now();
     this.inRead = true;
     try {
-      this.splitter.push(chunk, (frame) => this.onFrame(frame));
+      this.splitter.pushRaw(chunk, this.frameHandler);
     } catch (e) {
       // A broken frame stream cannot be resynchronised: drop the connection, keep the process.
       this.emit('protocol-error', e);
@@ -225,14 +225,16 @@ export class SwitchConnection extends EventEmitter {
     if (this.out.pos > 0) this.flush();
   }
 
-  private onFrame(frame: Buffer): void {
+  private readonly frameHandler = (buf: Buffer, start: number, end: number) => this.onFrame(buf, start, end);
+
+  private onFrame(buf: Buffer, start: number, end: number): void {
     let m: OfMessage;
     try {
-      m = decodeMessage(frame);
+      m = decodeFrame(buf, start, end);
     } catch (e) {
-      // A message we cannot decode is reported, answered like OVS would (BAD_REQUEST), and skipped.
+      // A message we cannot decode is reported and skipped; whoever waits on its xid is told.
       this.emit('protocol-error', e);
-      const xid = frame.readUInt32BE(4);
+      const xid = buf.readUInt32BE(start + 4);
       const p = this.pending.get(xid);
       if (p) this.settle(xid, undefined, e as Error);
       return;
@@ -276,7 +278,7 @@ export class SwitchConnection extends EventEmitter {
         if (this.pending.has(m.xid)) this.settle(m.xid, m);
         return;
       default:
-        this.emit('message', m);
+        if (this.listenerCount('message')) this.emit('message', m);
         if (m.type === 'packet_in') this.emit('packet_in', m);
         else if (m.type === 'port_status') this.emit('port_status', m);
     }

@@ -30,29 +30,59 @@ export class FrameSplitter {
    * failed (a byte stream cannot be resynchronised).
    */
   push(chunk: Buffer, onFrame: (frame: Buffer) => void): void {
+    this.pushRaw(chunk, (buf, start, end) => onFrame(start === 0 && end === buf.length ? buf : buf.subarray(start, end)));
+  }
+
+  /** Like push(), but hands out (buffer, start, end) so a decoder can skip making a view. */
+  pushRaw(chunk: Buffer, onFrame: (buf: Buffer, start: number, end: number) => void): void {
     if (this.failed) throw this.failed;
-    let buf = chunk;
-    if (this.pending) {
-      buf = Buffer.concat([this.pending, chunk]);
-      this.pending = null;
-    }
     let off = 0;
+    if (this.pending) {
+      // Complete the pending frame with just the bytes it needs (never copy the whole chunk).
+      let p = this.pending;
+      if (p.length < 8) {
+        const take = Math.min(8 - p.length, chunk.length);
+        p = Buffer.concat([p, chunk.subarray(0, take)]);
+        off = take;
+        if (p.length < 8) {
+          this.pending = p;
+          return;
+        }
+      }
+      this.check(p, 0);
+      const len = (p[2]! << 8) | p[3]!;
+      const take = Math.min(len - p.length, chunk.length - off);
+      if (take > 0) p = Buffer.concat([p, chunk.subarray(off, off + take)]);
+      off += Math.max(take, 0);
+      if (p.length < len) {
+        this.pending = p;
+        return;
+      }
+      this.pending = null;
+      onFrame(p, 0, p.length);
+    }
+    const buf = chunk;
     while (buf.length - off >= 8) {
+      this.check(buf, off);
       const len = (buf[off + 2]! << 8) | buf[off + 3]!;
-      if (len < 8) {
-        this.failed = new OpenFlowDecodeError(`frame header claims length ${len} (< 8)`, { offset: off, len });
-        throw this.failed;
-      }
-      // HELLO carries the sender's highest version; everything after negotiation must match.
-      if (this.versions && buf[off + 1] !== 0 && !this.versions.has(buf[off]!)) {
-        this.failed = new OpenFlowDecodeError(`frame with unexpected version 0x${buf[off]!.toString(16)}`, { version: buf[off] });
-        throw this.failed;
-      }
       if (buf.length - off < len) break;
-      const frame = buf.subarray(off, off + len);
+      const at = off;
       off += len;
-      onFrame(frame);
+      onFrame(buf, at, off);
     }
     if (off < buf.length) this.pending = Buffer.from(buf.subarray(off));
+  }
+
+  private check(buf: Buffer, off: number): void {
+    const len = (buf[off + 2]! << 8) | buf[off + 3]!;
+    if (len < 8) {
+      this.failed = new OpenFlowDecodeError(`frame header claims length ${len} (< 8)`, { offset: off, len });
+      throw this.failed;
+    }
+    // HELLO carries the sender's highest version; everything after negotiation must match.
+    if (this.versions && buf[off + 1] !== 0 && !this.versions.has(buf[off]!)) {
+      this.failed = new OpenFlowDecodeError(`frame with unexpected version 0x${buf[off]!.toString(16)}`, { version: buf[off] });
+      throw this.failed;
+    }
   }
 }

@@ -905,17 +905,23 @@ export function readFlowModBody(r: Reader): FlowMod {
  * (framing.ts guarantees it); values are views into `frame`, not copies.
  */
 export function decodeMessage(frame: Buffer): OfMessage {
-  if (frame.length < OFP_HEADER_LEN) throw new OpenFlowDecodeError(`frame of ${frame.length} bytes is shorter than a header`, {});
-  const version = frame[0]!;
-  const type = frame[1]!;
-  const len = frame.readUInt16BE(2);
-  const xid = frame.readUInt32BE(4);
-  if (len !== frame.length) throw new OpenFlowDecodeError(`header length ${len} != frame length ${frame.length}`, { len, frameLen: frame.length });
+  return decodeFrame(frame, 0, frame.length);
+}
+
+/** decodeMessage() of the frame buf[start, end), without making a view of it first. */
+export function decodeFrame(buf: Buffer, start: number, end: number): OfMessage {
+  const flen = end - start;
+  if (start < 0 || end > buf.length || flen < OFP_HEADER_LEN) throw new OpenFlowDecodeError(`frame of ${flen} bytes is shorter than a header`, {});
+  const version = buf[start]!;
+  const type = buf[start + 1]!;
+  const len = (buf[start + 2]! << 8) | buf[start + 3]!;
+  const xid = buf.readUInt32BE(start + 4);
+  if (len !== flen) throw new OpenFlowDecodeError(`header length ${len} != frame length ${flen}`, { len, frameLen: flen });
   // HELLO may carry any version (negotiation); everything else must be 1.3.
   if (version !== OFP_VERSION && type !== OFPT.HELLO) {
     throw new OpenFlowDecodeError(`unsupported OpenFlow version 0x${version.toString(16)}`, { version, type, xid });
   }
-  const r = new Reader(frame, 8, len, 'message');
+  const r = new Reader(buf, start + 8, end, 'message');
   try {
     return decodeBody(r, type, xid, len, version);
   } catch (e) {
@@ -1106,7 +1112,7 @@ function decodeBody(r: Reader, type: number, xid: number, len: number, version: 
         const inner = r.bytes(innerLen, 'bundled message');
         return { type: 'bundle_add', xid, bundleId, flags, message: decodeMessage(inner) };
       }
-      r.pos = 8;
+      r.pos -= 8; // keep the experimenter header in the raw body
       return { type: 'unknown', xid, msgType: type, body: r.bytes(r.left) };
     }
     default:

@@ -37,8 +37,14 @@ export class Writer {
 
   u32(v: number): void {
     this.ensure(4);
-    this.buf.writeUInt32BE(v >>> 0, this.pos);
-    this.pos += 4;
+    // Byte stores beat writeUInt32BE (argument validation) on the hot path.
+    const b = this.buf;
+    const p = this.pos;
+    b[p] = (v >>> 24) & 0xff;
+    b[p + 1] = (v >>> 16) & 0xff;
+    b[p + 2] = (v >>> 8) & 0xff;
+    b[p + 3] = v & 0xff;
+    this.pos = p + 4;
   }
 
   u64(v: bigint): void {
@@ -48,14 +54,21 @@ export class Writer {
   }
 
   bytes(src: Uint8Array): void {
-    this.ensure(src.length);
-    this.buf.set(src, this.pos);
-    this.pos += src.length;
+    const n = src.length;
+    this.ensure(n);
+    if (n <= 16) {
+      const b = this.buf;
+      for (let i = 0; i < n; i++) b[this.pos + i] = src[i]!;
+    } else this.buf.set(src, this.pos);
+    this.pos += n;
   }
 
   zeros(n: number): void {
     this.ensure(n);
-    this.buf.fill(0, this.pos, this.pos + n);
+    if (n <= 16) {
+      const b = this.buf;
+      for (let i = 0; i < n; i++) b[this.pos + i] = 0;
+    } else this.buf.fill(0, this.pos, this.pos + n);
     this.pos += n;
   }
 
