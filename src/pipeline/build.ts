@@ -1,0 +1,184 @@
+/**
+ * Small, allocation-conscious builders for the codec's own FlowMod / GroupMod
+ * objects. Values shared by many flows (a network's metadata TLV, an endpoint's
+ * MAC TLV) are built once and reused: flows are treated as immutable.
+ */
+import {
+  fieldByName,
+  OFPP,
+  parseFlow,
+  NX_CT_F_COMMIT,
+  NX_CT_RECIRC_NONE,
+  type Action,
+  type FlowMod,
+  type GroupMod,
+  type Instruction,
+  type OxmField,
+  type OxmTlv,
+} from '../openflow/index.js';
+import { OFP_NO_BUFFER, OFPFC, OFPG_ANY, OFPGC, OFPGT } from '../openflow/messages.js';
+
+function f(name: string): OxmField {
+  const x = fieldByName(name);
+  if (!x) throw new Error(`codec has no field ${name}`);
+  return x;
+}
+
+export const FLD = {
+  in_port: f('in_port'),
+  tun_id: f('tun_id'),
+  metadata: f('metadata'),
+  reg10: f('reg10'),
+  reg13: f('reg13'),
+  reg14: f('reg14'),
+  reg15: f('reg15'),
+  dl_src: f('dl_src'),
+  dl_dst: f('dl_dst'),
+  dl_type: f('dl_type'),
+  nw_src: f('nw_src'),
+  nw_dst: f('nw_dst'),
+  ipv6_src: f('ipv6_src'),
+  ipv6_dst: f('ipv6_dst'),
+  nw_proto: f('nw_proto'),
+  tcp_dst: f('tcp_dst'),
+  udp_dst: f('udp_dst'),
+  arp_op: f('arp_op'),
+  arp_spa: f('arp_spa'),
+  arp_tpa: f('arp_tpa'),
+  arp_sha: f('arp_sha'),
+  arp_tha: f('arp_tha'),
+  ct_state: f('ct_state'),
+} as const;
+
+export const ETH = { IP: 0x0800, IP6: 0x86dd, ARP: 0x0806 } as const;
+
+export function u16(v: number): Uint8Array {
+  return Uint8Array.of(v >>> 8, v & 255);
+}
+export function u32(v: number): Uint8Array {
+  return Uint8Array.of(v >>> 24, (v >>> 16) & 255, (v >>> 8) & 255, v & 255);
+}
+export function u64(v: number): Uint8Array {
+  const hi = Math.floor(v / 0x100000000);
+  const out = new Uint8Array(8);
+  out.set(u32(hi), 0);
+  out.set(u32(v >>> 0), 4);
+  return out;
+}
+export function mac(s: string): Uint8Array {
+  const out = new Uint8Array(6);
+  for (let i = 0; i < 6; i++) out[i] = parseInt(s.slice(i * 3, i * 3 + 2), 16);
+  return out;
+}
+export function ip6bytes(v: bigint): Uint8Array {
+  const out = new Uint8Array(16);
+  for (let i = 15; i >= 0; i--) {
+    out[i] = Number(v & 255n);
+    v >>= 8n;
+  }
+  return out;
+}
+function allOnes(b: Uint8Array): boolean {
+  for (let i = 0; i < b.length; i++) if (b[i] !== 255) return false;
+  return true;
+}
+
+/** A TLV as the codec stores it: value already masked, all-ones mask dropped. */
+export function tlv(field: OxmField, value: Uint8Array, mask?: Uint8Array): OxmTlv {
+  if (!mask || allOnes(mask)) return { field, value };
+  const v = new Uint8Array(value.length);
+  for (let i = 0; i < v.length; i++) v[i] = value[i]! & mask[i]!;
+  return { field, value: v, mask };
+}
+
+const ETH_TLV = {
+  ip: tlv(FLD.dl_type, u16(ETH.IP)),
+  ip6: tlv(FLD.dl_type, u16(ETH.IP6)),
+  arp: tlv(FLD.dl_type, u16(ETH.ARP)),
+};
+export const M = {
+  ip: ETH_TLV.ip,
+  ip6: ETH_TLV.ip6,
+  arp: ETH_TLV.arp,
+  arpRequest: tlv(FLD.arp_op, u16(1)),
+  tcp: tlv(FLD.nw_proto, Uint8Array.of(6)),
+  udp: tlv(FLD.nw_proto, Uint8Array.of(17)),
+  icmp: tlv(FLD.nw_proto, Uint8Array.of(1)),
+  icmp6: tlv(FLD.nw_proto, Uint8Array.of(58)),
+  // ct_state bits: new=0 est=1 rel=2 rpl=3 inv=4 trk=5
+  ctNewTrk: tlv(FLD.ct_state, u32(0x21), u32(0x21)),
+  fromTunnel: tlv(FLD.reg10, u32(1), u32(1)),
+  notFromTunnel: tlv(FLD.reg10, u32(0), u32(1)),
+  multicast: tlv(FLD.dl_dst, mac('01:00:00:00:00:00'), mac('01:00:00:00:00:00')),
+} as const;
+
+export function metadataTlv(vni: number): OxmTlv {
+  return tlv(FLD.metadata, u64(vni));
+}
+
+export function flow(tableId: number, priority: number, cookie: bigint, match: OxmTlv[], instructions: Instruction[]): FlowMod {
+  if (match.length > 1) match.sort((a, b) => a.field.order - b.field.order);
+  return {
+    cookie,
+    cookieMask: 0n,
+    tableId,
+    command: OFPFC.ADD,
+    idleTimeout: 0,
+    hardTimeout: 0,
+    priority,
+    bufferId: OFP_NO_BUFFER,
+    outPort: OFPP.ANY,
+    outGroup: OFPG_ANY,
+    flags: 0,
+    match,
+    instructions,
+  };
+}
+
+export const goto = (table: number): Instruction => ({ type: 'goto_table', table });
+export const apply = (actions: Action[]): Instruction => ({ type: 'apply_actions', actions });
+export const writeMeta = (vni: number): Instruction => ({ type: 'write_metadata', metadata: BigInt(vni), mask: 0xffffffffffffffffn });
+export const setField = (field: OxmField, value: Uint8Array): Action => ({ type: 'set_field', field, value });
+export const output = (port: number): Action => ({ type: 'output', port, maxLen: 0 });
+
+const zoneReg = { field: FLD.reg13, ofs: 0, nBits: 16 };
+export const ctRecirc = (table: number): Action => ({ type: 'ct', flags: 0, zoneImm: 0, table, alg: 0, actions: [], zoneSrc: zoneReg });
+export const CT_COMMIT: Action = { type: 'ct', flags: NX_CT_F_COMMIT, zoneImm: 0, table: NX_CT_RECIRC_NONE, alg: 0, actions: [], zoneSrc: zoneReg };
+export const CT_CLEAR: Action = { type: 'ct_clear' };
+export const DEC_TTL: Action = { type: 'dec_ttl' };
+export const IN_PORT: Action = output(OFPP.IN_PORT);
+
+/** ARP request -> reply, in place; the per-address set_fields go between these. */
+export const ARP_SWAP = {
+  ethSrcToDst: { type: 'move', src: { field: FLD.dl_src, ofs: 0, nBits: 48 }, dst: { field: FLD.dl_dst, ofs: 0, nBits: 48 } } as Action,
+  opReply: setField(FLD.arp_op, u16(2)),
+  shaToTha: { type: 'move', src: { field: FLD.arp_sha, ofs: 0, nBits: 48 }, dst: { field: FLD.arp_tha, ofs: 0, nBits: 48 } } as Action,
+  spaToTpa: { type: 'move', src: { field: FLD.arp_spa, ofs: 0, nBits: 32 }, dst: { field: FLD.arp_tpa, ofs: 0, nBits: 32 } } as Action,
+};
+
+export function group(groupId: number, buckets: Action[][]): GroupMod {
+  return {
+    command: OFPGC.ADD,
+    groupType: OFPGT.ALL,
+    groupId,
+    buckets: buckets.map((actions) => ({ weight: 0, watchPort: OFPP.ANY, watchGroup: OFPG_ANY, actions })),
+  };
+}
+
+/** Flows that are the same on every host, written in ovs-ofctl syntax and parsed by the codec. */
+export function parsedFlows(cookie: bigint, lines: string[]): FlowMod[] {
+  return lines.map((l) => ({ ...parseFlow(l), cookie }));
+}
+
+/** [value, mask] pairs covering the inclusive port range (prefix decomposition). */
+export function portMasks(lo: number, hi: number): [number, number][] {
+  const out: [number, number][] = [];
+  let p = lo;
+  while (p <= hi) {
+    let size = 1;
+    while (size < 0x10000 && (p & (size * 2 - 1)) === 0 && p + size * 2 - 1 <= hi) size *= 2;
+    out.push([p, 0xffff & ~(size - 1)]);
+    p += size;
+  }
+  return out;
+}

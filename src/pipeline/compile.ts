@@ -1,0 +1,614 @@
+/**
+ * The compiler: validated model + placement -> per host, the exact flows and
+ * groups of br-int. Pure and deterministic. Flows are produced per
+ * "contribution" (the flows one model object puts on one host), which is what the
+ * incremental compiler recomputes and diffs, and what the cookie names.
+ *
+ * Canonical order of a host's flows: table ascending, priority descending, then
+ * generation order (objects sorted by id; fixed order inside each object).
+ */
+import { fnv32, formatIp4 } from '../ipam/index.js';
+import type { Endpoint, Model, Network, Policy, SelectorDoc, Tenant } from '../model/index.js';
+import type { FlowMod, GroupMod, OxmTlv, Action, Instruction } from '../openflow/index.js';
+import {
+  apply,
+  ARP_SWAP,
+  CT_CLEAR,
+  CT_COMMIT,
+  DEC_TTL,
+  FLD,
+  flow,
+  goto,
+  group,
+  IN_PORT,
+  ip6bytes,
+  M,
+  mac,
+  metadataTlv,
+  output,
+  parsedFlows,
+  portMasks,
+  setField,
+  tlv,
+  u32,
+  u64,
+  writeMeta,
+} from './build.js';
+import { FLAG_FROM_TUNNEL, floodGroup, PRIO, T } from './tables.js';
+
+/** Where things are on each host: endpoint ofports (from iface-id bindings) and tunnel ofports per peer. */
+export interface HostPlacement {
+  /** endpoint id ("tenant/endpoint") -> ofport on this host */
+  ports: Record<string, number>;
+  /** peer host name -> ofport of the tunnel to it */
+  tunnels: Record<string, number>;
+}
+export interface Placement {
+  hosts: Record<string, HostPlacement>;
+}
+
+export interface CompileOptions {
+  /** Lower 32 bits of every cookie (the reconciler bumps it per apply). Default 1. */
+  generation?: number;
+}
+
+export interface Contribution {
+  flows: FlowMod[];
+  groups: GroupMod[];
+}
+
+/** Flows one object puts on one host. Keys: "pipeline", "tenant:T", "policy:T/P", "router:T", "network:T/N", "endpoint:T/E". */
+export type HostContribs = Map<string, Contribution>;
+
+export const COOKIE_GENERATION_BITS = 32n;
+
+/** Cookie = 32-bit hash of the source object key (upper half) | generation (lower half). */
+export function cookieOf(key: string, generation: number): bigint {
+  return (BigInt(fnv32(key)) << COOKIE_GENERATION_BITS) | BigInt(generation >>> 0);
+}
+
+/** Offline placement: tunnels numbered 1.. by peer name, endpoint ports 1000.. by endpoint id. */
+export function defaultPlacement(model: Model): Placement {
+  const hosts: Record<string, HostPlacement> = {};
+  const names = model.hosts.map((h) => h.name);
+  for (const h of names) {
+    const tunnels: Record<string, number> = {};
+    names.filter((p) => p !== h).forEach((p, i) => (tunnels[p] = i + 1));
+    hosts[h] = { ports: {}, tunnels };
+  }
+  const eps = model.tenants.flatMap((t) => t.endpoints).sort((a, b) => (a.id < b.id ? -1 : 1));
+  const next = new Map<string, number>();
+  for (const e of eps) {
+    const hp = hosts[e.host];
+    if (!hp) continue;
+    const n = next.get(e.host) ?? 1000;
+    hp.ports[e.id] = n;
+    next.set(e.host, n + 1);
+  }
+  return { hosts };
+}
+
+interface EpCache {
+  meta: OxmTlv;
+  reg14: OxmTlv;
+  reg15: OxmTlv;
+  dlSrc: OxmTlv;
+  dlDst: OxmTlv;
+  mac: Uint8Array;
+  nwSrc?: OxmTlv;
+  nwDst?: OxmTlv;
+  arpSpa?: OxmTlv;
+  arpTpa?: OxmTlv;
+  arpSha: OxmTlv;
+  ip6Src?: OxmTlv;
+  setReg15: Action;
+}
+interface NetCache {
+  meta: OxmTlv;
+  gwMac: Uint8Array;
+  gwDlDst: OxmTlv;
+  setTunId: Action;
+  dst4?: OxmTlv;
+  dst6?: OxmTlv;
+}
+
+/**
+ * Indexes over the model the generators need (which networks are on which host,
+ * which hosts have a network). Kept up to date by the incremental compiler.
+ */
+export class Ctx {
+  readonly tenants = new Map<string, Tenant>();
+  /** network -> host -> number of its endpoints there */
+  readonly netHosts = new Map<Network, Map<string, number>>();
+  /** host -> networks with an endpoint there */
+  readonly hostNets = new Map<string, Set<Network>>();
+  private readonly cookies = new Map<string, bigint>();
+  private readonly epCache = new WeakMap<Endpoint, EpCache>();
+  private readonly netCache = new WeakMap<Network, NetCache>();
+  readonly pipelineFlows: FlowMod[];
+
+  constructor(
+    readonly model: Model,
+    readonly placement: Placement,
+    readonly generation: number,
+  ) {
+    for (const t of model.tenants) {
+      this.tenants.set(t.name, t);
+      for (const e of t.endpoints) this.addEndpointIndex(e);
+    }
+    this.pipelineFlows = pipelineFlows(this.cookie('pipeline'));
+  }
+
+  addEndpointIndex(e: Endpoint): void {
+    let hm = this.netHosts.get(e.network);
+    if (!hm) this.netHosts.set(e.network, (hm = new Map()));
+    hm.set(e.host, (hm.get(e.host) ?? 0) + 1);
+    let hs = this.hostNets.get(e.host);
+    if (!hs) this.hostNets.set(e.host, (hs = new Set()));
+    hs.add(e.network);
+  }
+  removeEndpointIndex(e: Endpoint): void {
+    const hm = this.netHosts.get(e.network)!;
+    const n = hm.get(e.host)! - 1;
+    if (n > 0) hm.set(e.host, n);
+    else {
+      hm.delete(e.host);
+      this.hostNets.get(e.host)?.delete(e.network);
+    }
+  }
+
+  cookie(key: string): bigint {
+    let c = this.cookies.get(key);
+    if (c === undefined) this.cookies.set(key, (c = cookieOf(key, this.generation)));
+    return c;
+  }
+
+  /** Hosts that have an endpoint of the network, sorted. */
+  hostsOf(n: Network): string[] {
+    return [...(this.netHosts.get(n)?.keys() ?? [])].sort();
+  }
+  has(host: string, n: Network): boolean {
+    return this.hostNets.get(host)?.has(n) ?? false;
+  }
+  /** The tenant's router has a network with a local endpoint on this host (so this host routes for it). */
+  routesOn(host: string, t: Tenant): boolean {
+    return !!t.router && t.router.networks.some((n) => this.has(host, n));
+  }
+  /** Tenants with an endpoint on the host, sorted. */
+  tenantsOn(host: string): Tenant[] {
+    const out = new Set<Tenant>();
+    for (const n of this.hostNets.get(host) ?? []) out.add(this.tenants.get(n.tenant)!);
+    return [...out].sort((a, b) => (a.name < b.name ? -1 : 1));
+  }
+  /** Networks whose endpoints this host must be able to reach: its own, plus all its routers' networks. */
+  reach(host: string): Network[] {
+    const out = new Set<Network>(this.hostNets.get(host) ?? []);
+    for (const t of this.tenantsOn(host)) if (this.routesOn(host, t)) for (const n of t.router!.networks) out.add(n);
+    return [...out].sort((a, b) => (a.id < b.id ? -1 : 1));
+  }
+  /** Whether the host needs flows to reach the network's endpoints (see reach()). */
+  reaches(host: string, n: Network): boolean {
+    if (this.has(host, n)) return true;
+    const t = this.tenants.get(n.tenant)!;
+    return n.routed && this.routesOn(host, t);
+  }
+  ofport(e: Endpoint): number | undefined {
+    return this.placement.hosts[e.host]?.ports[e.id];
+  }
+  tunnel(from: string, to: string): number | undefined {
+    return this.placement.hosts[from]?.tunnels[to];
+  }
+
+  ep(e: Endpoint): EpCache {
+    let c = this.epCache.get(e);
+    if (c) return c;
+    const m = mac(e.mac);
+    c = {
+      meta: this.net(e.network).meta,
+      reg14: tlv(FLD.reg14, u32(e.port)),
+      reg15: tlv(FLD.reg15, u32(e.port)),
+      dlSrc: tlv(FLD.dl_src, m),
+      dlDst: tlv(FLD.dl_dst, m),
+      mac: m,
+      arpSha: tlv(FLD.arp_sha, m),
+      setReg15: setField(FLD.reg15, u32(e.port)),
+    };
+    if (e.ip !== undefined) {
+      const b = u32(e.ip);
+      c.nwSrc = tlv(FLD.nw_src, b);
+      c.nwDst = tlv(FLD.nw_dst, b);
+      c.arpSpa = tlv(FLD.arp_spa, b);
+      c.arpTpa = tlv(FLD.arp_tpa, b);
+    }
+    if (e.ip6 !== undefined) c.ip6Src = tlv(FLD.ipv6_src, ip6bytes(e.ip6));
+    this.epCache.set(e, c);
+    return c;
+  }
+  net(n: Network): NetCache {
+    let c = this.netCache.get(n);
+    if (c) return c;
+    const gw = mac(n.gwMac);
+    c = { meta: metadataTlv(n.vni), gwMac: gw, gwDlDst: tlv(FLD.dl_dst, gw), setTunId: setField(FLD.tun_id, u64(n.vni)) };
+    if (n.v4) c.dst4 = tlv(FLD.nw_dst, u32(n.v4.base), u32(mask32(n.v4.len)));
+    if (n.v6) c.dst6 = tlv(FLD.ipv6_dst, ip6bytes(n.v6.base), ip6bytes(mask128(n.v6.len)));
+    this.netCache.set(n, c);
+    return c;
+  }
+}
+
+const mask32 = (len: number) => (len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0);
+const mask128 = (len: number) => (len === 0 ? 0n : (((1n << BigInt(len)) - 1n) << BigInt(128 - len)));
+
+// ---- generators: one per kind of object ------------------------------------------------------
+
+const ZONE = 'NXM_NX_REG13[0..15]';
+
+/** Table-miss and conntrack plumbing: identical on every host. */
+function pipelineFlows(cookie: bigint): FlowMod[] {
+  return parsedFlows(cookie, [
+    `table=${T.CLASSIFY},priority=0 actions=drop`,
+    `table=${T.PORT_SEC},priority=0 actions=drop`,
+    `table=${T.ACL_IN},priority=${PRIO.CT_UNTRACKED},ct_state=-trk,ip actions=ct(table=${T.ACL_IN},zone=${ZONE})`,
+    `table=${T.ACL_IN},priority=${PRIO.CT_UNTRACKED},ct_state=-trk,ipv6 actions=ct(table=${T.ACL_IN},zone=${ZONE})`,
+    `table=${T.ACL_IN},priority=${PRIO.CT_INVALID},ct_state=+inv+trk actions=drop`,
+    `table=${T.ACL_IN},priority=${PRIO.CT_ESTABLISHED},ct_state=+est+trk actions=goto_table:${T.CHAIN}`,
+    `table=${T.ACL_IN},priority=${PRIO.CT_ESTABLISHED},ct_state=+rel+trk actions=goto_table:${T.CHAIN}`,
+    `table=${T.ACL_IN},priority=${PRIO.ARP_PASS},arp actions=goto_table:${T.CHAIN}`,
+    `table=${T.ACL_IN},priority=0 actions=drop`,
+    `table=${T.CHAIN},priority=0 actions=goto_table:${T.ARP}`,
+    `table=${T.ARP},priority=0 actions=goto_table:${T.L3}`,
+    `table=${T.L3},priority=0 actions=goto_table:${T.L2}`,
+    `table=${T.L3_RESOLVE},priority=0 actions=drop`,
+    `table=${T.L2},priority=0 actions=drop`,
+    `table=${T.ACL_OUT},priority=${PRIO.CT_UNTRACKED},ct_state=-trk,ip actions=ct(table=${T.ACL_OUT},zone=${ZONE})`,
+    `table=${T.ACL_OUT},priority=${PRIO.CT_UNTRACKED},ct_state=-trk,ipv6 actions=ct(table=${T.ACL_OUT},zone=${ZONE})`,
+    `table=${T.ACL_OUT},priority=${PRIO.CT_INVALID},ct_state=+inv+trk actions=drop`,
+    `table=${T.ACL_OUT},priority=${PRIO.CT_ESTABLISHED},ct_state=+est+trk actions=goto_table:${T.OUTPUT}`,
+    `table=${T.ACL_OUT},priority=${PRIO.CT_ESTABLISHED},ct_state=+rel+trk actions=goto_table:${T.OUTPUT}`,
+    `table=${T.ACL_OUT},priority=${PRIO.CT_COMMIT},ct_state=+new+trk,ip actions=ct(commit,zone=${ZONE}),goto_table:${T.OUTPUT}`,
+    `table=${T.ACL_OUT},priority=${PRIO.CT_COMMIT},ct_state=+new+trk,ipv6 actions=ct(commit,zone=${ZONE}),goto_table:${T.OUTPUT}`,
+    `table=${T.ACL_OUT},priority=${PRIO.NORMAL},arp actions=goto_table:${T.OUTPUT}`,
+    `table=${T.ACL_OUT},priority=0 actions=drop`,
+    `table=${T.OUTPUT},priority=0 actions=drop`,
+  ]);
+}
+
+const NONE: Contribution = { flows: [], groups: [] };
+
+/** Flows an endpoint puts on `host`. */
+export function genEndpoint(ctx: Ctx, host: string, e: Endpoint): Contribution {
+  const flows: FlowMod[] = [];
+  const c = ctx.ep(e);
+  const n = e.network;
+  const nc = ctx.net(n);
+  const cookie = ctx.cookie(`endpoint:${e.id}`);
+  const local = e.host === host;
+  const ofport = local ? ctx.ofport(e) : undefined;
+  const tenant = ctx.tenants.get(e.tenant)!;
+  const hasNet = ctx.has(host, n);
+  if (local && ofport !== undefined) {
+    flows.push(
+      flow(T.CLASSIFY, PRIO.NORMAL, cookie, [tlv(FLD.in_port, u32(ofport))], [
+        apply([setField(FLD.reg14, u32(e.port)), setField(FLD.reg13, u32(ofport))]),
+        writeMeta(n.vni),
+        goto(T.PORT_SEC),
+      ]),
+    );
+    if (c.nwSrc) flows.push(flow(T.PORT_SEC, PRIO.NORMAL, cookie, [c.meta, c.reg14, c.dlSrc, M.ip, c.nwSrc], [goto(T.ACL_IN)]));
+    if (c.arpSpa) flows.push(flow(T.PORT_SEC, PRIO.NORMAL, cookie, [c.meta, c.reg14, c.dlSrc, M.arp, c.arpSpa, c.arpSha], [goto(T.ACL_IN)]));
+    if (c.ip6Src) {
+      flows.push(flow(T.PORT_SEC, PRIO.NORMAL, cookie, [c.meta, c.reg14, c.dlSrc, M.ip6, c.ip6Src], [goto(T.ACL_IN)]));
+      flows.push(flow(T.PORT_SEC, PRIO.NORMAL, cookie, [c.meta, c.reg14, c.dlSrc, M.ip6, LINK_LOCAL_SRC], [goto(T.ACL_IN)]));
+    }
+  }
+  // ARP responder for its IPv4 address, on every host that has the network.
+  if (hasNet && e.ip !== undefined) flows.push(arpReply(cookie, nc.meta, c.arpTpa!, c.mac, e.ip));
+  // Routed traffic to it: next hop resolution, on every host that routes for the tenant.
+  if (n.routed && e.ip !== undefined && ctx.routesOn(host, tenant)) {
+    flows.push(flow(T.L3_RESOLVE, PRIO.NORMAL, cookie, [nc.meta, M.ip, c.nwDst!], [apply([setField(FLD.dl_dst, c.mac)]), goto(T.L2)]));
+  }
+  // L2 lookup + output.
+  if (local) {
+    if (ofport !== undefined) {
+      flows.push(flow(T.L2, PRIO.NORMAL, cookie, [nc.meta, c.dlDst], [apply([c.setReg15, setField(FLD.reg13, u32(ofport)), CT_CLEAR]), goto(T.ACL_OUT)]));
+      flows.push(flow(T.OUTPUT, PRIO.NORMAL, cookie, [nc.meta, c.reg15], [apply([output(ofport)])]));
+    }
+  } else {
+    const tun = ctx.tunnel(host, e.host);
+    if (tun !== undefined) {
+      flows.push(flow(T.L2, PRIO.NORMAL, cookie, [nc.meta, c.dlDst], [apply([c.setReg15]), goto(T.OUTPUT)]));
+      flows.push(flow(T.OUTPUT, PRIO.NORMAL, cookie, [nc.meta, M.notFromTunnel, c.reg15], [apply([nc.setTunId, output(tun)])]));
+    }
+  }
+  return flows.length ? { flows, groups: [] } : NONE;
+}
+
+const LINK_LOCAL_SRC = tlv(FLD.ipv6_src, ip6bytes(0xfe80n << 112n), ip6bytes(((1n << 10n) - 1n) << 118n));
+
+function arpReply(cookie: bigint, meta: OxmTlv, tpa: OxmTlv, m: Uint8Array, ip: number): FlowMod {
+  return flow(T.ARP, PRIO.NORMAL, cookie, [meta, M.arp, M.arpRequest, tpa], [
+    apply([
+      ARP_SWAP.ethSrcToDst,
+      setField(FLD.dl_src, m),
+      ARP_SWAP.opReply,
+      ARP_SWAP.shaToTha,
+      setField(FLD.arp_sha, m),
+      ARP_SWAP.spaToTpa,
+      setField(FLD.arp_spa, u32(ip)),
+      IN_PORT,
+    ]),
+  ]);
+}
+
+/** Flows and flood groups a network puts on a host that has one of its endpoints. */
+export function genNetwork(ctx: Ctx, host: string, n: Network): Contribution {
+  if (!ctx.has(host, n)) return NONE;
+  const nc = ctx.net(n);
+  const cookie = ctx.cookie(`network:${n.id}`);
+  const flows: FlowMod[] = [
+    flow(T.CLASSIFY, PRIO.NORMAL, cookie, [tlv(FLD.tun_id, u64(n.vni))], [apply([setField(FLD.reg10, u32(FLAG_FROM_TUNNEL))]), writeMeta(n.vni), goto(T.L2)]),
+  ];
+  if (n.v4) flows.push(arpReply(cookie, nc.meta, tlv(FLD.arp_tpa, u32(n.v4.gateway)), nc.gwMac, n.v4.gateway));
+  // Frames to the gateway MAC that no route takes are not switched.
+  flows.push(flow(T.L3, PRIO.GATEWAY_DROP, cookie, [nc.meta, nc.gwDlDst], []));
+  flows.push(flow(T.L2, PRIO.FLOOD_FROM_TUNNEL, cookie, [nc.meta, M.fromTunnel, M.multicast], [apply([{ type: 'group', groupId: floodGroup(n.vni, true) }])]));
+  flows.push(flow(T.L2, PRIO.NORMAL, cookie, [nc.meta, M.multicast], [apply([{ type: 'group', groupId: floodGroup(n.vni, false) }])]));
+  const locals: number[] = [];
+  for (const e of n.endpoints) if (e.host === host) {
+    const p = ctx.ofport(e);
+    if (p !== undefined) locals.push(p);
+  }
+  locals.sort((a, b) => a - b);
+  const localBuckets = locals.map((p) => [output(p)]);
+  const remote: Action[][] = [];
+  for (const h of ctx.hostsOf(n)) {
+    if (h === host) continue;
+    const tun = ctx.tunnel(host, h);
+    if (tun !== undefined) remote.push([nc.setTunId, output(tun)]);
+  }
+  return { flows, groups: [group(floodGroup(n.vni, false), [...localBuckets, ...remote]), group(floodGroup(n.vni, true), localBuckets)] };
+}
+
+/** The tenant router on a host: routes from each local routed network to every other one. */
+export function genRouter(ctx: Ctx, host: string, t: Tenant): Contribution {
+  if (!t.router || !ctx.routesOn(host, t)) return NONE;
+  const cookie = ctx.cookie(`router:${t.name}`);
+  const flows: FlowMod[] = [];
+  for (const src of t.router.networks) {
+    if (!ctx.has(host, src) || !src.v4) continue;
+    const sc = ctx.net(src);
+    for (const dst of t.router.networks) {
+      if (dst === src || !dst.v4) continue;
+      const dc = ctx.net(dst);
+      flows.push(
+        flow(T.L3, PRIO.NORMAL + dst.v4.len, cookie, [sc.meta, sc.gwDlDst, M.ip, dc.dst4!], [
+          apply([DEC_TTL, setField(FLD.dl_src, dc.gwMac)]),
+          writeMeta(dst.vni),
+          goto(T.L3_RESOLVE),
+        ]),
+      );
+    }
+  }
+  return flows.length ? { flows, groups: [] } : NONE;
+}
+
+/** The tenant's default verdict for new connections from its local networks. */
+export function genTenant(ctx: Ctx, host: string, t: Tenant): Contribution {
+  const cookie = ctx.cookie(`tenant:${t.name}`);
+  const flows: FlowMod[] = [];
+  const ins: Instruction[] = t.defaultPolicy === 'allow' ? [apply([CT_COMMIT]), goto(T.CHAIN)] : [];
+  for (const n of t.networks) {
+    if (!ctx.has(host, n)) continue;
+    const nc = ctx.net(n);
+    if (n.v4) flows.push(flow(T.ACL_IN, PRIO.TENANT_DEFAULT, cookie, [M.ctNewTrk, nc.meta, M.ip], ins));
+    if (n.v6) flows.push(flow(T.ACL_IN, PRIO.TENANT_DEFAULT, cookie, [M.ctNewTrk, nc.meta, M.ip6], ins));
+  }
+  return flows.length ? { flows, groups: [] } : NONE;
+}
+
+function matchesSelector(sel: SelectorDoc, e: Endpoint): boolean {
+  if (sel.networks?.includes(e.network.name)) return true;
+  if (sel.endpoints?.includes(e.name)) return true;
+  if (sel.labels && Object.keys(sel.labels).length && Object.entries(sel.labels).every(([k, v]) => e.labels[k] === v)) return true;
+  return false;
+}
+function isAny(sel: SelectorDoc): boolean {
+  return !sel.networks?.length && !sel.endpoints?.length && !(sel.labels && Object.keys(sel.labels).length) && !sel.cidrs?.length;
+}
+
+/** Destination side of a policy: [version, match fragments]. */
+type Frag = { v: 4 | 6; m: OxmTlv[] };
+
+/** A policy's flows on a host: for each local source it selects x each destination x each port block. */
+export function genPolicy(ctx: Ctx, host: string, p: Policy): Contribution {
+  const t = ctx.tenants.get(p.tenant)!;
+  const localNets = t.networks.filter((n) => ctx.has(host, n));
+  if (!localNets.length) return NONE;
+  const cookie = ctx.cookie(`policy:${p.id}`);
+  // sources (local only): whole networks or single ports
+  const from: Frag[] = [];
+  const anyFrom = isAny(p.from);
+  for (const n of localNets) {
+    const nc = ctx.net(n);
+    if (anyFrom || p.from.networks?.includes(n.name)) {
+      if (n.v4) from.push({ v: 4, m: [nc.meta] });
+      if (n.v6) from.push({ v: 6, m: [nc.meta] });
+      continue;
+    }
+    for (const e of n.endpoints) {
+      if (e.host !== host || !matchesSelector(p.from, e)) continue;
+      const ec = ctx.ep(e);
+      if (e.ip !== undefined) from.push({ v: 4, m: [nc.meta, ec.reg14] });
+      if (e.ip6 !== undefined) from.push({ v: 6, m: [nc.meta, ec.reg14] });
+    }
+    for (const c of p.cidrs.from4) if (n.v4) from.push({ v: 4, m: [nc.meta, tlv(FLD.nw_src, u32(c.base), u32(mask32(c.len)))] });
+    for (const c of p.cidrs.from6) if (n.v6) from.push({ v: 6, m: [nc.meta, tlv(FLD.ipv6_src, ip6bytes(c.base), ip6bytes(mask128(c.len)))] });
+  }
+  if (!from.length) return NONE;
+  // destinations: anywhere in the tenant
+  const to: Frag[] = [];
+  if (isAny(p.to)) to.push({ v: 4, m: [] }, { v: 6, m: [] });
+  else {
+    for (const n of t.networks) {
+      const nc = ctx.net(n);
+      if (p.to.networks?.includes(n.name)) {
+        if (nc.dst4) to.push({ v: 4, m: [nc.dst4] });
+        if (nc.dst6) to.push({ v: 6, m: [nc.dst6] });
+        continue;
+      }
+      for (const e of n.endpoints) {
+        if (!matchesSelector(p.to, e)) continue;
+        if (e.ip !== undefined) to.push({ v: 4, m: [ctx.ep(e).nwDst!] });
+        if (e.ip6 !== undefined) to.push({ v: 6, m: [tlv(FLD.ipv6_dst, ip6bytes(e.ip6))] });
+      }
+    }
+    for (const c of p.cidrs.to4) to.push({ v: 4, m: [tlv(FLD.nw_dst, u32(c.base), u32(mask32(c.len)))] });
+    for (const c of p.cidrs.to6) to.push({ v: 6, m: [tlv(FLD.ipv6_dst, ip6bytes(c.base), ip6bytes(mask128(c.len)))] });
+  }
+  // protocol and ports
+  const l4 = (v: 4 | 6): OxmTlv[][] => {
+    const eth = v === 4 ? M.ip : M.ip6;
+    if (p.protocol === 'any') return [[eth]];
+    if (p.protocol === 'icmp') return [[eth, v === 4 ? M.icmp : M.icmp6]];
+    const proto = p.protocol === 'tcp' ? M.tcp : M.udp;
+    if (!p.ports.length) return [[eth, proto]];
+    const fld = p.protocol === 'tcp' ? FLD.tcp_dst : FLD.udp_dst;
+    return p.ports.flatMap(([lo, hi]) => portMasks(lo, hi).map(([v16, m16]) => [eth, proto, tlv(fld, Uint8Array.of(v16 >> 8, v16 & 255), Uint8Array.of(m16 >> 8, m16 & 255))]));
+  };
+  const l4by = { 4: l4(4), 6: l4(6) };
+  const ins: Instruction[] = p.action === 'allow' ? [apply([CT_COMMIT]), goto(T.CHAIN)] : [];
+  const prio = PRIO.POLICY_TOP - p.index;
+  const flows: FlowMod[] = [];
+  const seen = new Set<string>();
+  for (const f of from)
+    for (const d of to) {
+      if (d.v !== f.v) continue;
+      for (const l of l4by[f.v]) {
+        const m = [M.ctNewTrk, ...f.m, ...d.m, ...l];
+        flows.push(flow(T.ACL_IN, prio, cookie, m, ins));
+      }
+    }
+  // the same destination may be selected twice (by label and by name): keep one flow
+  const out = flows.filter((fl) => {
+    const k = fl.match.map((x) => `${x.field.name}=${x.value.join('.')}/${x.mask?.join('.') ?? ''}`).join(',');
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+  return { flows: out, groups: [] };
+}
+
+// ---- whole-host compile ------------------------------------------------------------------------
+
+/** All contributions for one host, in generation order. */
+export function compileHost(ctx: Ctx, host: string): HostContribs {
+  const out: HostContribs = new Map();
+  const put = (k: string, c: Contribution) => {
+    if (c.flows.length || c.groups.length) out.set(k, c);
+  };
+  put('pipeline', { flows: ctx.pipelineFlows, groups: [] });
+  for (const t of ctx.tenantsOn(host)) {
+    put(`tenant:${t.name}`, genTenant(ctx, host, t));
+    for (const p of t.policies) put(`policy:${p.id}`, genPolicy(ctx, host, p));
+    put(`router:${t.name}`, genRouter(ctx, host, t));
+  }
+  for (const n of [...(ctx.hostNets.get(host) ?? [])].sort((a, b) => (a.id < b.id ? -1 : 1))) put(`network:${n.id}`, genNetwork(ctx, host, n));
+  for (const n of ctx.reach(host)) for (const e of n.endpoints) put(`endpoint:${e.id}`, genEndpoint(ctx, host, e));
+  return out;
+}
+
+/** Canonical order: table asc, priority desc, then generation order (a stable bucket sort, O(n)). */
+export function orderFlows(contribs: Iterable<Contribution>): FlowMod[] {
+  const buckets = new Map<number, FlowMod[]>();
+  for (const c of contribs)
+    for (const f of c.flows) {
+      const k = f.tableId * 0x10000 + (0xffff - f.priority);
+      let b = buckets.get(k);
+      if (!b) buckets.set(k, (b = []));
+      b.push(f);
+    }
+  const keys = [...buckets.keys()].sort((a, b) => a - b);
+  const out: FlowMod[] = [];
+  for (const k of keys) for (const f of buckets.get(k)!) out.push(f);
+  return out;
+}
+
+export function orderGroups(contribs: Iterable<Contribution>): GroupMod[] {
+  const out: GroupMod[] = [];
+  for (const c of contribs) out.push(...c.groups);
+  return out.sort((a, b) => a.groupId - b.groupId);
+}
+
+export interface HostResult {
+  host: string;
+  flows: FlowMod[];
+  groups: GroupMod[];
+}
+
+/** The compile result: per host its contributions, and the flat canonical lists on demand. */
+export class CompileResult {
+  private readonly flat = new Map<string, HostResult>();
+  private readonly unsorted = new Set<string>();
+  constructor(
+    readonly ctx: Ctx,
+    readonly hosts: Map<string, HostContribs>,
+  ) {}
+  get model(): Model {
+    return this.ctx.model;
+  }
+  host(name: string): HostResult {
+    let r = this.flat.get(name);
+    if (!r) {
+      if (this.unsorted.has(name)) this.sortHost(name);
+      const c = this.hosts.get(name);
+      r = { host: name, flows: c ? orderFlows(c.values()) : [], groups: c ? orderGroups(c.values()) : [] };
+      this.flat.set(name, r);
+    }
+    return r;
+  }
+  /** After an incremental change: re-establish generation order of the host's contributions. */
+  markDirty(host: string): void {
+    this.flat.delete(host);
+    this.unsorted.add(host);
+  }
+  private sortHost(host: string): void {
+    this.unsorted.delete(host);
+    const c = this.hosts.get(host);
+    if (!c) return;
+    const rank = (k: string): string => {
+      const colon = k.indexOf(':');
+      const kind = k.slice(0, colon);
+      const id = k.slice(colon + 1);
+      const [tn, on] = id.split('/') as [string, string | undefined];
+      const t = this.ctx.tenants.get(tn);
+      if (kind === 'pipeline') return '0';
+      if (kind === 'tenant') return `1\0${tn}\0${0}`;
+      if (kind === 'policy') return `1\0${tn}\0${1}\0${String(t?.policies.findIndex((p) => p.name === on) ?? 0).padStart(4, '0')}`;
+      if (kind === 'router') return `1\0${tn}\0${2}`;
+      if (kind === 'network') return `2\0${id}`;
+      const e = t?.endpoints.find((x) => x.name === on);
+      return `3\0${e?.network.id ?? ''}\0${on}`;
+    };
+    const keys = [...c.keys()].map((k) => [rank(k), k] as const).sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    const sorted: HostContribs = new Map(keys.map(([, k]) => [k, c.get(k)!]));
+    this.hosts.set(host, sorted);
+  }
+  get flowCount(): number {
+    let n = 0;
+    for (const c of this.hosts.values()) for (const x of c.values()) n += x.flows.length;
+    return n;
+  }
+}
+
+/** Compiles every host of the model. */
+export function compile(model: Model, placement: Placement = defaultPlacement(model), opts: CompileOptions = {}): CompileResult {
+  const ctx = new Ctx(model, placement, opts.generation ?? 1);
+  const hosts = new Map<string, HostContribs>();
+  for (const h of model.hosts) hosts.set(h.name, compileHost(ctx, h.name));
+  return new CompileResult(ctx, hosts);
+}
+
+/** For messages: "10.0.0.1" or "-". */
+export function ipText(e: Endpoint): string {
+  return e.ip !== undefined ? formatIp4(e.ip) : '-';
+}

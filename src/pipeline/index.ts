@@ -1,0 +1,18 @@
+/** Pipeline compiler: model + placement -> per-host flows and groups (pure), incremental deltas, text output. */
+export { TABLES, TABLE_BY_ID, T, PRIO, floodGroup, FLAG_FROM_TUNNEL, type TableSpec } from './tables.js';
+export {
+  compile,
+  defaultPlacement,
+  cookieOf,
+  CompileResult,
+  Ctx,
+  orderFlows,
+  orderGroups,
+  type Placement,
+  type HostPlacement,
+  type CompileOptions,
+  type Contribution,
+  type HostResult,
+} from './compile.js';
+export { flowProblems, groupProblems } from './conformance.js';
+export { IncrementalCompiler, deltaFlowCount, type Change, type Delta, type HostDelta } from './incremental.js';

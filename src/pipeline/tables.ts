@@ -1,0 +1,172 @@
+/**
+ * The pipeline's table map: the one place that says what each OpenFlow table of
+ * br-int does, which fields its flows may match, which they may set, and where
+ * they may go next (declared as data, as Faucet's faucet_pipeline.py does, and
+ * commented per stage, as OVN's northd stages are). A unit test checks every
+ * compiled flow against its table's entry.
+ *
+ * Registers (all tables):
+ *   metadata  network key = the network's VNI (24 bits) for the whole pipeline
+ *   reg10     flags: bit 0 = arrived over a tunnel (already classified and policed at its source host)
+ *   reg13     conntrack zone of the port the current stage polices (its ofport, unique per host)
+ *   reg14     logical inport key (unique within the network)
+ *   reg15     logical outport key (unique within the network)
+ */
+
+export interface TableSpec {
+  readonly id: number;
+  readonly name: string;
+  /** What the stage does (one line, printed by `tenet trace`). */
+  readonly doc: string;
+  /** Match fields (OVS names, as OxmField.name) flows of this table may use. */
+  readonly match: readonly string[];
+  /** Fields flows of this table may write (set_field / load / move / write_metadata as "metadata"). */
+  readonly set: readonly string[];
+  /** Tables flows may continue to (goto_table / resubmit / ct(table=)). */
+  readonly next: readonly number[];
+}
+
+export const T = {
+  CLASSIFY: 0,
+  PORT_SEC: 5,
+  ACL_IN: 10,
+  CHAIN: 20,
+  ARP: 25,
+  L3: 30,
+  L3_RESOLVE: 35,
+  L2: 40,
+  ACL_OUT: 50,
+  OUTPUT: 60,
+} as const;
+
+const L4 = ['nw_proto', 'tcp_dst', 'udp_dst', 'icmp_type', 'icmpv6_type'];
+
+export const TABLES: readonly TableSpec[] = [
+  {
+    // Local port (by the ofport its iface-id binding got) -> network key, logical inport, ct zone.
+    // Tunnel port -> network key from tun_id (VNI), flag "from tunnel", straight to L2: the source host did the rest.
+    id: T.CLASSIFY,
+    name: 'classify',
+    doc: 'local port -> network + logical inport; tunnel -> network from VNI',
+    match: ['in_port', 'tun_id'],
+    set: ['metadata', 'reg10', 'reg13', 'reg14'],
+    next: [T.PORT_SEC, T.L2],
+  },
+  {
+    // Anti-spoofing: a port may only send with its own MAC, and IP/ARP only from its own addresses.
+    id: T.PORT_SEC,
+    name: 'port_security',
+    doc: 'drop frames whose eth_src / ip_src / arp_spa do not belong to the port',
+    match: ['metadata', 'reg14', 'dl_src', 'dl_type', 'nw_src', 'ipv6_src', 'arp_spa', 'arp_sha'],
+    set: [],
+    next: [T.ACL_IN],
+  },
+  {
+    // Tenant policy at the source, stateful: untracked IP goes through conntrack in the inport's
+    // zone; established/related pass (allow-related); new connections meet the tenant's policies
+    // in order (first match wins), then the tenant default. Allowed new connections are committed.
+    id: T.ACL_IN,
+    name: 'acl_ingress',
+    doc: 'tenant policy (conntrack, allow-related)',
+    match: ['ct_state', 'metadata', 'reg14', 'dl_type', 'nw_src', 'nw_dst', 'ipv6_src', 'ipv6_dst', ...L4],
+    set: [],
+    next: [T.ACL_IN, T.CHAIN],
+  },
+  {
+    // Service-chain classifier (issue: service chains). Today: pass through.
+    id: T.CHAIN,
+    name: 'chain',
+    doc: 'service-chain classifier (reserved: pass)',
+    match: ['metadata', 'reg14', 'dl_type', 'nw_src', 'nw_dst', ...L4],
+    set: ['dl_dst', 'reg15'],
+    next: [T.ARP],
+  },
+  {
+    // Answer ARP requests for every known IP (endpoints and the gateway) of the network in the
+    // switch itself: the request is turned into the reply and sent back out of its in_port.
+    id: T.ARP,
+    name: 'arp_responder',
+    doc: 'answer ARP for every known IP and the gateway',
+    match: ['metadata', 'dl_type', 'arp_op', 'arp_tpa'],
+    set: ['dl_src', 'dl_dst', 'arp_op', 'arp_sha', 'arp_tha', 'arp_spa', 'arp_tpa'],
+    next: [T.L3],
+  },
+  {
+    // Distributed router: a frame to the network's gateway MAC whose ip_dst is in another network
+    // the tenant's router joins is routed here, on the source host: TTL-1, eth_src = that
+    // network's gateway MAC, metadata = that network.
+    id: T.L3,
+    name: 'l3_route',
+    doc: 'route between the tenant router\'s networks (dec_ttl, eth_src, metadata)',
+    match: ['metadata', 'dl_dst', 'dl_type', 'nw_dst'],
+    set: ['dl_src', 'metadata'],
+    next: [T.L3_RESOLVE, T.L2],
+  },
+  {
+    // Next-hop resolution for routed packets: ip_dst -> the endpoint's MAC (no ARP needed).
+    id: T.L3_RESOLVE,
+    name: 'l3_resolve',
+    doc: 'routed packet: ip_dst -> destination MAC',
+    match: ['metadata', 'dl_type', 'nw_dst'],
+    set: ['dl_dst'],
+    next: [T.L2],
+  },
+  {
+    // L2 lookup: known MAC -> logical outport (local ones also get their ct zone, and lose the
+    // ingress ct state); multicast/broadcast -> the network's flood group (from a tunnel: local
+    // ports only, so frames never bounce between hosts).
+    id: T.L2,
+    name: 'l2_lookup',
+    doc: 'eth_dst -> logical outport; broadcast -> flood group',
+    match: ['metadata', 'reg10', 'dl_dst'],
+    // tun_id: set by the flood groups' tunnel buckets
+    set: ['reg13', 'reg15', 'tun_id'],
+    next: [T.ACL_OUT, T.OUTPUT],
+  },
+  {
+    // Conntrack at the destination port, in its zone, so that replies leaving it are +est;
+    // policy was decided at the source (table 10). Invalid packets are dropped.
+    id: T.ACL_OUT,
+    name: 'acl_egress',
+    doc: 'conntrack at the destination port (commit), drop invalid',
+    match: ['ct_state', 'dl_type'],
+    set: [],
+    next: [T.ACL_OUT, T.OUTPUT],
+  },
+  {
+    // Local outport -> its ofport; remote outport -> tun_id = VNI and the tunnel to its host
+    // (never for frames that came from a tunnel).
+    id: T.OUTPUT,
+    name: 'output',
+    doc: 'local port -> output; remote -> set VNI, output to tunnel',
+    match: ['metadata', 'reg10', 'reg15'],
+    set: ['tun_id'],
+    next: [],
+  },
+];
+
+export const TABLE_BY_ID: ReadonlyMap<number, TableSpec> = new Map(TABLES.map((t) => [t.id, t]));
+
+/** Priorities used across tables (higher wins). */
+export const PRIO = {
+  CT_UNTRACKED: 3000,
+  CT_INVALID: 2900,
+  CT_ESTABLISHED: 2800,
+  ARP_PASS: 2800,
+  /** Policy i of a tenant: POLICY_TOP - i. */
+  POLICY_TOP: 2000,
+  CT_COMMIT: 1000,
+  FLOOD_FROM_TUNNEL: 110,
+  NORMAL: 100,
+  GATEWAY_DROP: 50,
+  TENANT_DEFAULT: 10,
+  MISS: 0,
+} as const;
+
+/** Flood group ids: all ports + remote hosts, or (from a tunnel) local ports only. */
+export function floodGroup(vni: number, fromTunnel: boolean): number {
+  return vni * 2 + (fromTunnel ? 1 : 0);
+}
+
+/** Bit 0 of reg10: the packet came in over a tunnel. */
+export const FLAG_FROM_TUNNEL = 1;
