@@ -114,9 +114,8 @@ export class SwitchConnection extends EventEmitter {
   private inRead = false;
   private flushScheduled = false;
   private closed = false;
-  /** Errors for xids we did not wait on (e.g. bundle adds), by xid. */
-  private readonly looseErrors = new Map<number, SwitchError>();
-  private watchXids: Set<number> | null = null;
+  /** Bundle adds in flight: xid -> where an error for it goes (several bundles may run at once). */
+  private readonly bundleXids = new Map<number, (err: SwitchError) => void>();
 
   constructor(
     readonly socket: Socket,
@@ -250,8 +249,9 @@ export class SwitchConnection extends EventEmitter {
         const err = switchError(m);
         if (this.pending.has(m.xid)) this.settle(m.xid, undefined, err);
         else {
-          if (this.watchXids?.has(m.xid)) this.looseErrors.set(m.xid, err);
-          this.emit('switch-error', err);
+          const sink = this.bundleXids.get(m.xid);
+          if (sink) sink(err);
+          else this.emit('switch-error', err);
         }
         return;
       }
@@ -408,21 +408,17 @@ export class SwitchConnection extends EventEmitter {
         throw new ChannelError('EOFPROTOCOL', `bundle ${bundleId}: unexpected reply to control ${ctrlType}`, { bundleId });
       }
     };
-    const xids = new Map<number, number>();
-    this.watchXids = new Set();
-    this.looseErrors.clear();
-    const failures = (): BundleFailure[] =>
-      [...this.looseErrors].flatMap(([xid, error]) => {
-        const index = xids.get(xid);
-        return index === undefined ? [] : [{ index, item: items[index]!, error }];
-      });
+    const xids: number[] = [];
+    const errors: BundleFailure[] = [];
+    const failures = () => [...errors].sort((a, b) => a.index - b.index);
     try {
       await ctl(OFPBCT.OPEN_REQUEST);
       for (let i = 0; i < items.length; i++) {
         const xid = this.nextXid();
-        xids.set(xid, i);
-        this.watchXids.add(xid);
-        const inner = { ...items[i]!, xid } as OfMessage;
+        xids.push(xid);
+        const item = items[i]!;
+        this.bundleXids.set(xid, (error) => errors.push({ index: i, item, error }));
+        const inner = { ...item, xid } as OfMessage;
         if (!this.send({ type: 'bundle_add', xid, bundleId, flags, message: inner })) await this.drained();
       }
       // Errors for adds arrive in order before the barrier reply.
@@ -443,8 +439,7 @@ export class SwitchConnection extends EventEmitter {
         );
       }
     } finally {
-      this.watchXids = null;
-      this.looseErrors.clear();
+      for (const xid of xids) this.bundleXids.delete(xid);
     }
   }
 

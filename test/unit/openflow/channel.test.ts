@@ -178,6 +178,14 @@ t.test('bundles: success, failure at add, failure at commit', async (t) => {
   t.ok(e2 instanceof BundleError);
   t.same((e2 as BundleError).failures.map((f) => f.index), [1], 'failure at commit mapped to item 1');
   t.equal((e2 as BundleError).commitError?.context.name, 'ONF_BUNDLE/OFPBFC_MSG_FAILED');
+
+  // Two bundles at once: each sees only its own failures.
+  const [ok, bad] = await Promise.allSettled([
+    conn.applyBundle([fm('priority=10 actions=drop'), fm('priority=11 actions=drop')]),
+    conn.applyBundle([fm('priority=12 actions=drop'), fm('priority=13 actions=drop'), fm('priority=666 actions=drop')]),
+  ]);
+  t.equal(ok.status, 'fulfilled', 'the good bundle commits');
+  t.same(bad.status === 'rejected' && (bad.reason as BundleError).failures.map((f) => f.index), [2], 'the bad one names its own item');
 });
 
 t.test('back-pressure: bounded buffering, drain, batching', async (t) => {
