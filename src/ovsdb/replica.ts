@@ -213,7 +213,14 @@ export class Replica extends EventEmitter<ReplicaEvents> {
         return snap;
       } catch (err) {
         if (!(err instanceof OvsdbRpcError) || this.protocol === 'monitor_cond') throw err;
-        this.protocol = 'monitor'; // the server does not know monitor_cond
+        // The server does not know monitor_cond. Plain monitor has no row
+        // conditions: replicating every row silently would be wrong.
+        if (this.opts.where && Object.keys(this.opts.where).length) {
+          throw new OvsdbError('EOVSDB_REPLICA', 'server lacks monitor_cond, so row conditions (where) cannot be applied', {
+            target: this.target,
+          });
+        }
+        this.protocol = 'monitor';
       }
     }
     const req: Record<string, { columns: string[] }> = {};

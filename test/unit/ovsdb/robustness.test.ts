@@ -237,6 +237,16 @@ t.test('replica: monitor fallback, reconnect after garbage, resync emits only re
   t.throws(() => r.rows('Nope'), OvsdbError);
 });
 
+t.test('replica: row conditions need monitor_cond; no silent fallback', async (t) => {
+  const srv = await fakeServer(t, () => (s, m) => {
+    if (m.method === 'get_schema') reply(s, m.id, SCHEMA);
+    else s.write(JSON.stringify({ id: m.id, result: null, error: 'unknown method' }));
+  });
+  const r = new Replica(srv.target, { db: 'T', tables: { R: ['name'] }, where: { R: [['name', '==', 'a']] } });
+  t.teardown(() => r.close());
+  await t.rejects(r.start(), { code: 'EOVSDB_REPLICA' });
+});
+
 t.test('replica: start fails with a typed error when nothing listens', async (t) => {
   const r = new Replica('unix:/nonexistent/db.sock', { db: 'T', tables: { R: 'all' } });
   await t.rejects(r.start(), OvsdbClosedError);
