@@ -14,6 +14,7 @@ import {
   type ICompare,
   type IDuplexStream,
   type IKeyValue,
+  type IOptions,
   type IRequestOp,
   type IResponseOp,
   type IWatchRequest,
@@ -74,6 +75,10 @@ export function prefixRangeEnd(p: Buffer): Buffer {
   return Buffer.from([0]); // all 0xff: to the end of the keyspace
 }
 
+type HostPolicy = ReturnType<NonNullable<NonNullable<IOptions['faultHandling']>['host']>>;
+// async: etcd3's markFailed() relies on execute() returning a promise it can .catch().
+const passThroughPolicy = { execute: async <T>(fn: () => T | Promise<T>): Promise<T> => fn() } as unknown as HostPolicy;
+
 const compareTargets = { value: 'Value', version: 'Version', createRevision: 'Create', modRevision: 'Mod' } as const;
 const compareResults = { '=': 'Equal', '!=': 'NotEqual', '<': 'Less', '>': 'Greater' } as const;
 
@@ -101,6 +106,11 @@ export class EtcdStore implements Store {
       dialTimeout: timeout,
       // Unary calls get a deadline so a dead etcd fails fast; streams must not.
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
+      // No per-host circuit breaker: its default keeps refusing calls for 5 s after three
+      // failures, i.e. after etcd is back. Deadlines already bound a dead etcd's cost.
+      // etcd3 only ever calls `execute` on this policy, so a pass-through object suffices
+      // (cockatiel, which has the real type, is not our dependency).
+      faultHandling: { host: () => passThroughPolicy },
     });
   }
 

@@ -42,7 +42,6 @@ t.test('etcd: a dead etcd gives typed errors, and the store recovers when it ret
   t.match((err as Error).message, etcd.endpoint, 'the error names the endpoint');
   await t.rejects(s.get('k'), StoreUnavailableError);
   await etcd.restart();
-  // The client's circuit breaker may hold requests back for a few seconds after the outage.
   const deadline = Date.now() + 15_000;
   let ok = false;
   while (!ok && Date.now() < deadline) {
