@@ -8,6 +8,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { createServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
 import { unlinkSync } from 'node:fs';
 import { errorName } from './errnames.js';
 import { ChannelError, OpenFlowDecodeError, SwitchError } from './errors.js';
@@ -460,11 +461,13 @@ export class SwitchConnection extends EventEmitter {
   }
 }
 
-export interface ListenOptions extends ChannelOptions {
+export interface ListenOptions {
   /** TCP port (0 = ephemeral) and host, or a unix socket path. */
   port?: number;
   host?: string;
   path?: string;
+  /** Serve OpenFlow over TLS (OVS `ssl:` targets); e.g. { key, cert, ca, requestCert: true }. */
+  tls?: TlsOptions;
 }
 
 /**
@@ -489,8 +492,12 @@ export class OpenFlowServer extends EventEmitter {
     for (const c of this.connections) c.setKeepalive(echoIntervalMs, echoTimeoutMs);
   }
 
-  async listen(where: { port?: number; host?: string; path?: string }): Promise<{ port?: number; path?: string }> {
-    const server = createServer((sock) => this.accept(sock));
+  async listen(where: ListenOptions): Promise<{ port?: number; path?: string }> {
+    const server = where.tls
+      ? createTlsServer({ rejectUnauthorized: true, ...where.tls }, (sock) => this.accept(sock))
+      : createServer((sock) => this.accept(sock));
+    // A client that fails the TLS handshake is reported, never thrown.
+    server.on('tlsClientError', (e: Error, sock: Socket) => this.emit('handshake-error', new ChannelError('EOFTLS', `TLS: ${e.message}`, {}), sock.remoteAddress ?? 'unknown'));
     this.server = server;
     if (where.path) {
       try {

@@ -23,6 +23,8 @@ import {
   type SwitchConnection,
 } from '../../../src/openflow/index.js';
 import { FLOW_CORPUS } from '../../unit/openflow/corpus.js';
+import { makeCerts } from '../../unit/openflow/certs.js';
+import { mkdirSync } from 'node:fs';
 
 const noStats = (s: string) =>
   s
@@ -182,6 +184,25 @@ t.test('OpenFlow channel against ovs-vswitchd', async (t) => {
       await usw.barrier();
       await disconnected;
       t.ok(sw.isClosed, 'the TCP connection saw the switch go (disconnect event)');
+      sw = usw;
+    });
+
+    await t.test('TLS (ssl: target, mutual certificates)', async (t) => {
+      const dir = `${lab.host(host).runDir}/tls`;
+      mkdirSync(dir, { recursive: true });
+      const certs = makeCerts(dir);
+      const tsrv = new OpenFlowServer();
+      t.teardown(() => tsrv.close());
+      const { port: tport } = await tsrv.listen({
+        host: lab.state.mgmt.gateway,
+        port: 0,
+        tls: { key: certs.controller.key, cert: certs.controller.cert, ca: certs.ca, requestCert: true },
+      });
+      await lab.vsctl(host, 'set-ssl', certs.switch.keyPath, certs.switch.certPath, certs.caPath);
+      await lab.vsctl(host, 'set-controller', 'br-int', `ssl:${lab.state.mgmt.gateway}:${tport}`);
+      const tsw = await tsrv.waitForSwitch(sw.datapathId, 20_000);
+      await tsw.applyBundle([{ type: 'flow_mod', xid: 0, ...parseFlow('table=11,priority=3,ip actions=output:2') }]);
+      t.ok((await dumpFlows()).includes('table=11, priority=3,ip actions=output:2'), 'bundle applied over TLS');
     });
   });
 });

@@ -19,6 +19,10 @@ import {
   type SwitchConnection,
 } from '../../../src/openflow/index.js';
 import { SimSwitch } from './switch-sim.js';
+import { makeCerts } from './certs.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 async function setup(t: Test, opts = {}) {
   const server = new OpenFlowServer({ echoIntervalMs: 100, echoTimeoutMs: 2000, requestTimeoutMs: 2000, handshakeTimeoutMs: 2000, ...opts });
@@ -239,4 +243,24 @@ t.test('replies written while handling one read go out in one write', async (t) 
   sim.sock.write(Buffer.concat(frames));
   await done;
   t.ok(writes <= 3, `50 packet_outs in ${writes} socket write(s)`);
+});
+
+t.test('TLS listener: mutual authentication; an unknown client is refused', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'tenet-of-tls-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const certs = makeCerts(dir);
+  const server = new OpenFlowServer();
+  t.teardown(() => server.close());
+  const { port } = await server.listen({ port: 0, host: '127.0.0.1', tls: { key: certs.controller.key, cert: certs.controller.cert, ca: certs.ca, requestCert: true } });
+  const sim = new SimSwitch(port!, 0x77n, [4], true, { ca: certs.ca, key: certs.switch.key, cert: certs.switch.cert });
+  t.teardown(() => sim.close());
+  const conn = await server.waitForSwitch(0x77n, 5000);
+  await conn.barrier();
+  t.pass('handshake and barrier over TLS');
+  const refused = new Promise<unknown[]>((resolve) => server.once('handshake-error', (...a) => resolve(a)));
+  const stranger = new SimSwitch(port!, 0x78n, [4], true, { ca: certs.ca }); // no client certificate
+  t.teardown(() => stranger.close());
+  const [err] = await refused;
+  t.match(err, { code: 'EOFTLS' }, 'client without a certificate refused with a typed error');
+  t.equal(server.get(0x78n), undefined);
 });

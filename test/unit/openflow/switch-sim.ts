@@ -1,5 +1,6 @@
 /** A scriptable in-process OpenFlow 1.3 switch (TCP client) for channel tests. */
 import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { decodeMessage, encodeMessage, FrameSplitter, type OfMessage } from '../../../src/openflow/index.js';
 
 export class SimSwitch {
@@ -14,10 +15,11 @@ export class SimSwitch {
     readonly dpid = 0xabcn,
     readonly versions = [4],
     autoHello = true,
+    tls?: ConnectionOptions,
   ) {
-    this.sock = connect(port, '127.0.0.1');
+    this.sock = tls ? tlsConnect({ port, host: '127.0.0.1', checkServerIdentity: () => undefined, ...tls }) : connect(port, '127.0.0.1');
     this.sock.on('error', () => {});
-    if (autoHello) this.sock.on('connect', () => this.send({ type: 'hello', xid: 1, versions: this.versions }));
+    if (autoHello) this.sock.on(tls ? 'secureConnect' : 'connect', () => this.send({ type: 'hello', xid: 1, versions: this.versions }));
     this.sock.on('data', (chunk) => {
       try {
         this.splitter.push(chunk, (f) => this.handle(decodeMessage(f)));
