@@ -256,8 +256,8 @@ export function register(program: Command): void {
     .option('--etcd <urls>', 'use etcd at these comma-separated client URLs instead of the embedded store')
     .option('--http-host <host>', 'HTTP listen address', '127.0.0.1')
     .option('--http-port <port>', 'HTTP port', '7070')
-    .option('--dns-host <host>', 'DNS (UDP) listen address', '127.0.0.1')
-    .option('--dns-port <port>', 'DNS (UDP) port', '5353')
+    .option('--dns-host <host>', 'DNS listen address', '127.0.0.1')
+    .option('--dns-port <port>', 'DNS port (UDP and TCP)', '5353')
     .option('--tenants <list>', 'comma-separated tenants that may register (default: any)')
     .addOption(new Option('--token <token>', 'bearer token (default: <data-dir>/token, generated on first start)').env('TENET_TOKEN'))
     .option('--insecure-no-auth', 'serve without authentication')
@@ -282,8 +282,9 @@ export function register(program: Command): void {
       const tenants = o.tenants ? o.tenants.split(',').map((s) => s.trim()).filter(Boolean) : undefined;
       const reg = await Registry.start({ store, ...(tenants ? { tenants } : {}) });
       const http = await serveRegistryHttp(reg, { host: o.httpHost, port: Number(o.httpPort), ...(token ? { token } : {}) });
-      const dns = await startRegistryDns(reg, { host: o.dnsHost, port: Number(o.dnsPort) });
-      out(`registry: http ${http.url} dns udp ${o.dnsHost}:${dns.port} store ${store.kind}${token ? ` token ${o.token ? '(given)' : join(o.dataDir, 'token')}` : ' (no auth)'}\n`);
+      const dnsPort = Number(o.dnsPort);
+      const dns = await startRegistryDns(reg, { host: o.dnsHost, port: dnsPort, tcp: dnsPort !== 0 });
+      out(`registry: http ${http.url} dns udp${dnsPort !== 0 ? '+tcp' : ''} ${o.dnsHost}:${dns.port} store ${store.kind}${token ? ` token ${o.token ? '(given)' : join(o.dataDir, 'token')}` : ' (no auth)'}\n`);
       await new Promise<void>((resolve) => {
         process.once('SIGINT', resolve);
         process.once('SIGTERM', resolve);

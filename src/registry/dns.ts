@@ -6,7 +6,8 @@
  * Healthy = passing or warning (Consul's default). Answers are shuffled per query.
  * A name that does not exist is NXDOMAIN; a known service without records of the asked
  * type (AAAA of an IPv4-only service, or no healthy instance) is NOERROR with no answer.
- * Names outside `tenet.` are REFUSED: this server does not recurse.
+ * Names outside `tenet.` are REFUSED: this server does not recurse. Over UDP an answer
+ * that does not fit gets the TC bit (dns2); with `tcp` the same port serves DNS over TCP.
  */
 import { isIP } from 'node:net';
 import dns2 from 'dns2';
@@ -25,6 +26,8 @@ export interface DnsOptions {
   /** TTL of answers, seconds (default 5: instances come and go). */
   ttl?: number;
   domain?: string;
+  /** Also serve DNS over TCP on the same port (needs a fixed port): for answers that do not fit UDP. */
+  tcp?: boolean;
 }
 
 export interface DnsAnswer {
@@ -94,8 +97,10 @@ export interface RegistryDnsServer {
 }
 
 export async function startRegistryDns(registry: Registry, opts: DnsOptions = {}): Promise<RegistryDnsServer> {
+  if (opts.tcp && !opts.port) throw new RangeError('DNS over TCP needs a fixed port');
   const server = dns2.createServer({
     udp: true,
+    tcp: opts.tcp === true,
     handle: (request, send) => {
       const response = Packet.createResponseFromRequest(request);
       response.header.aa = 1;
@@ -116,7 +121,8 @@ export async function startRegistryDns(registry: Registry, opts: DnsOptions = {}
   });
   server.on('requestError', () => undefined); // malformed packets: drop, never crash
   server.on('error', () => undefined);
-  const addrs = await server.listen({ udp: { port: opts.port ?? 0, address: opts.host ?? '127.0.0.1' } });
+  const where = { port: opts.port ?? 0, address: opts.host ?? '127.0.0.1' };
+  const addrs = await server.listen(opts.tcp ? { udp: where, tcp: where } : { udp: where });
   return {
     port: addrs.udp?.port ?? 0,
     close: () => server.close(),

@@ -255,3 +255,21 @@ t.test('DNS wire format checked by hand over node:dgram (independent of dns2)', 
   sock.close();
   t.equal((await ask('db.acme.tenet.', 1)).readUInt16BE(6), 1, 'still answering after a malformed packet');
 });
+
+t.test('large answers: UDP sets TC, DNS over TCP on the same port carries them all', async (t) => {
+  const { freePort } = await import('../../helpers/etcd.js');
+  const { startRegistryDns } = await import('../../../src/registry/index.js');
+  const dns2 = (await import('dns2')).default;
+  const f = await registryFixture(t);
+  const port = await freePort();
+  const dns = await startRegistryDns(f.registry, { port, tcp: true });
+  t.teardown(() => dns.close());
+  for (let i = 0; i < 30; i++) await f.registry.register('acme', 'big', `b${i}`, { address: `10.2.0.${i + 1}`, port: 7000 + i });
+  const udp = await dns2.UDPClient({ dns: '127.0.0.1', port, retryOverTCP: false } as never)('_big._tcp.acme.tenet.', 'SRV', undefined, { recursive: false });
+  t.equal(udp.header.tc, 1, 'UDP answer truncated (TC)');
+  t.equal(udp.answers.length, 0);
+  const tcp = await dns2.TCPClient({ dns: '127.0.0.1', port })('_big._tcp.acme.tenet.', 'SRV');
+  t.equal(tcp.answers.length, 30, 'all 30 SRV records over TCP');
+  t.equal(tcp.additionals.length, 30, 'with glue');
+  await t.rejects(startRegistryDns(f.registry, { tcp: true }), RangeError, 'TCP needs a fixed port');
+});
