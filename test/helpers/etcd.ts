@@ -79,6 +79,13 @@ export async function startEtcd(opts: { quotaBytes?: number } = {}): Promise<Etc
       stderr = (stderr + d.toString()).slice(-4000);
     });
     child = c;
+    // Safety net if the test process dies without its teardown: kill this etcd by pid.
+    const onExit = () => {
+      if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+      rmSync(dataDir, { recursive: true, force: true });
+    };
+    process.once('exit', onExit);
+    c.once('exit', () => process.off('exit', onExit));
     try {
       await waitHealthy(client, c, 20_000);
     } catch (err) {

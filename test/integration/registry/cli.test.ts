@@ -35,6 +35,7 @@ const server = spawn(
   [bin, 'registry', 'serve', '--data-dir', dir, '--http-port', String(httpPort), '--dns-port', String(dnsPort), '--tenants', 'acme'],
   { stdio: ['ignore', 'pipe', 'pipe'] },
 );
+process.once('exit', () => server.exitCode === null && server.kill('SIGKILL')); // if teardown never runs
 t.teardown(
   () =>
     new Promise<void>((r) => {
