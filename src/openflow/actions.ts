@@ -28,6 +28,7 @@ export const NXAST = {
   REG_LOAD: 7,
   NOTE: 8,
   RESUBMIT_TABLE: 14,
+  LEARN: 16,
   CONJUNCTION: 34,
   CT: 35,
   NAT: 36,
@@ -86,7 +87,30 @@ export type Action =
       protoMax?: number;
     }
   | { type: 'ct_clear' }
-  | { type: 'note'; data: Uint8Array };
+  | { type: 'note'; data: Uint8Array }
+  | Learn;
+
+/** One flow_mod_spec of a learn action. Immediate values are right-aligned bytes of ceil(nBits/8). */
+export type LearnSpec =
+  | { kind: 'match' | 'load'; dst: Subfield; src: Subfield; value?: undefined }
+  | { kind: 'match' | 'load'; dst: Subfield; value: Uint8Array; src?: undefined }
+  | { kind: 'output'; src: Subfield; value?: undefined };
+
+export interface Learn {
+  type: 'learn';
+  table: number;
+  idleTimeout: number;
+  hardTimeout: number;
+  finIdleTimeout: number;
+  finHardTimeout: number;
+  priority: number;
+  cookie: bigint;
+  flags: number;
+  specs: LearnSpec[];
+}
+
+export const NX_LEARN_F_SEND_FLOW_REM = 1;
+export const NX_LEARN_F_DELETE_LEARNED = 2;
 
 export type Instruction =
   | { type: 'goto_table'; table: number }
@@ -119,7 +143,7 @@ function ofsNbits(sf: Subfield): number {
 }
 
 function checkSubfield(sf: Subfield): void {
-  if (sf.nBits < 1 || sf.ofs < 0 || sf.ofs + sf.nBits > sf.field.bytes * 8) {
+  if (sf.nBits < 1 || sf.ofs < 0 || sf.ofs + sf.nBits > sf.field.bits) {
     throw new OpenFlowEncodeError(`subfield ${sf.field.nxmName}[${sf.ofs}..${sf.ofs + sf.nBits - 1}] out of range`, {
       field: sf.field.name,
     });
@@ -207,6 +231,43 @@ export function writeAction(w: Writer, a: Action): void {
       nxHeader(w, 0, NXAST.NOTE);
       w.bytes(a.data);
       if (w.pos - start < 16) w.zeros(16 - (w.pos - start));
+      w.pad8(start);
+      w.set16(start + 2, w.pos - start);
+      return;
+    }
+    case 'learn': {
+      const start = w.pos;
+      nxHeader(w, 0, NXAST.LEARN);
+      w.u16(a.idleTimeout);
+      w.u16(a.hardTimeout);
+      w.u16(a.priority);
+      w.u64(a.cookie);
+      w.u16(a.flags);
+      w.u8(a.table);
+      w.u8(0);
+      w.u16(a.finIdleTimeout);
+      w.u16(a.finHardTimeout);
+      for (const sp of a.specs) {
+        const nBits = sp.kind === 'output' ? sp.src.nBits : sp.dst.nBits;
+        const dstType = sp.kind === 'match' ? 0 : sp.kind === 'load' ? 1 << 11 : 2 << 11;
+        if (nBits < 1 || nBits > 0x3ff) throw new OpenFlowEncodeError(`learn: ${nBits}-bit spec`, {});
+        w.u16(nBits | dstType | (sp.value !== undefined ? 1 << 13 : 0));
+        if (sp.value !== undefined) {
+          const n = 2 * Math.ceil(nBits / 16);
+          if (sp.value.length > n) throw new OpenFlowEncodeError('learn: immediate value too long', {});
+          w.zeros(n - sp.value.length);
+          w.bytes(sp.value);
+        } else {
+          checkSubfield(sp.src);
+          w.u32(nxmHeader(sp.src.field));
+          w.u16(sp.src.ofs);
+        }
+        if (sp.kind !== 'output') {
+          checkSubfield(sp.dst);
+          w.u32(nxmHeader(sp.dst.field));
+          w.u16(sp.dst.ofs);
+        }
+      }
       w.pad8(start);
       w.set16(start + 2, w.pos - start);
       return;
@@ -304,7 +365,7 @@ function readSubfield(header: number, ofsNbits: number): Subfield {
   const field = fieldByNxmHeader(header);
   if (!field) throw new OpenFlowDecodeError(`unknown NXM field header 0x${header.toString(16)}`, { header });
   const sf = { field, ofs: ofsNbits >> 6, nBits: (ofsNbits & 0x3f) + 1 };
-  if (sf.ofs + sf.nBits > field.bytes * 8) {
+  if (sf.ofs + sf.nBits > field.bits) {
     throw new OpenFlowDecodeError(`subfield ${field.nxmName}[${sf.ofs}..] out of range`, { field: field.name });
   }
   return sf;
@@ -336,7 +397,7 @@ function readNx(r: Reader, len: number): Action {
       const src = fieldByNxmHeader(r.u32());
       const dst = fieldByNxmHeader(r.u32());
       if (!src || !dst) throw new OpenFlowDecodeError('move: unknown field', {});
-      if (nBits < 1 || srcOfs + nBits > src.bytes * 8 || dstOfs + nBits > dst.bytes * 8) {
+      if (nBits < 1 || srcOfs + nBits > src.bits || dstOfs + nBits > dst.bits) {
         throw new OpenFlowDecodeError('move: bit range out of field', { nBits, srcOfs, dstOfs });
       }
       return { type: 'move', src: { field: src, ofs: srcOfs, nBits }, dst: { field: dst, ofs: dstOfs, nBits } };
@@ -359,6 +420,52 @@ function readNx(r: Reader, len: number): Action {
       return { type: 'ct_clear' };
     case NXAST.NOTE:
       return { type: 'note', data: r.bytes(len - 10) };
+    case NXAST.LEARN: {
+      if (len < 32) throw new OpenFlowDecodeError(`learn action length ${len} < 32`, { len });
+      const b = r.sub(len - 10, 'learn');
+      const a: Learn = {
+        type: 'learn',
+        idleTimeout: b.u16(),
+        hardTimeout: b.u16(),
+        priority: b.u16(),
+        cookie: b.u64(),
+        flags: b.u16(),
+        table: b.u8(),
+        finIdleTimeout: 0,
+        finHardTimeout: 0,
+        specs: [],
+      };
+      b.skip(1);
+      a.finIdleTimeout = b.u16();
+      a.finHardTimeout = b.u16();
+      while (b.left >= 2) {
+        const h = b.u16();
+        if (h === 0) break; // padding
+        const nBits = h & 0x3ff;
+        const imm = (h >> 13) & 1;
+        const dstType = (h >> 11) & 3;
+        if (dstType === 3 || h >> 14) throw new OpenFlowDecodeError(`learn: bad spec header 0x${h.toString(16)}`, { header: h });
+        const sub = (): Subfield => {
+          const header = b.u32();
+          const ofs = b.u16();
+          return readSubfield(header, (ofs << 6) | (nBits - 1));
+        };
+        let value: Uint8Array | undefined;
+        let src: Subfield | undefined;
+        if (imm) {
+          if (dstType === 2) throw new OpenFlowDecodeError('learn: output from an immediate', {});
+          value = b.bytes(2 * Math.ceil(nBits / 16)).subarray(2 * Math.ceil(nBits / 16) - Math.ceil(nBits / 8));
+        } else src = sub();
+        if (dstType === 2) a.specs.push({ kind: 'output', src: src! });
+        else {
+          const kind = dstType === 0 ? ('match' as const) : ('load' as const);
+          const dst = sub();
+          a.specs.push(value ? { kind, dst, value } : { kind, dst, src: src! });
+        }
+      }
+      while (b.left > 0) if (b.u8() !== 0) throw new OpenFlowDecodeError('learn: nonzero padding', {});
+      return a;
+    }
     case NXAST.CT: {
       if (len < 24) throw new OpenFlowDecodeError(`ct action length ${len} < 24`, { len });
       const flags = r.u16();

@@ -57,12 +57,16 @@ const N1 = OFPXMC_NXM_1;
 // Listed in nx_put_raw() order.
 const defs: Def[] = [
   { name: 'conj_id', nxm: 'NXM_NX_CONJ_ID', oxm: [N1, 37], bytes: 4, mask: false, kind: 'dec' },
-  { name: 'in_port', nxm: 'NXM_OF_IN_PORT', aliases: ['in_port_oxm'], oxm: [B, 0], nx: [N0, 0], bytes: 4, mask: false, kind: 'port' },
+  { name: 'in_port', nxm: 'OXM_OF_IN_PORT', aliases: ['in_port_oxm'], oxm: [B, 0], bytes: 4, mask: false, kind: 'port' },
+  // The 16-bit NXM in_port: what subfields (move:, load:, learn) name as NXM_OF_IN_PORT[].
+  { name: 'nxm_in_port', mf: 'in_port', nxm: 'NXM_OF_IN_PORT', oxm: [N0, 0], bytes: 2, mask: false, kind: 'dec' },
   { name: 'dl_src', mf: 'eth_src', nxm: 'NXM_OF_ETH_SRC', aliases: ['eth_src'], oxm: [B, 4], nx: [N0, 2], bytes: 6, mask: true, kind: 'mac' },
   { name: 'dl_dst', mf: 'eth_dst', nxm: 'NXM_OF_ETH_DST', aliases: ['eth_dst'], oxm: [B, 3], nx: [N0, 1], bytes: 6, mask: true, kind: 'mac' },
   { name: 'dl_type', mf: 'eth_type', nxm: 'NXM_OF_ETH_TYPE', aliases: ['eth_type'], oxm: [B, 5], nx: [N0, 3], bytes: 2, mask: false, kind: 'hex' },
   { name: 'dl_vlan', mf: 'vlan_vid', nxm: 'OXM_OF_VLAN_VID', aliases: ['vlan_vid'], oxm: [B, 6], bytes: 2, bits: 13, mask: true, kind: 'vid' },
   { name: 'dl_vlan_pcp', mf: 'vlan_pcp', nxm: 'OXM_OF_VLAN_PCP', aliases: ['vlan_pcp'], oxm: [B, 7], bytes: 1, bits: 3, mask: false, kind: 'dec' },
+  // NXM vlan_tci: for subfields (move:, learn) only; OpenFlow 1.3 matches use dl_vlan/dl_vlan_pcp.
+  { name: 'vlan_tci', nxm: 'NXM_OF_VLAN_TCI', oxm: [N0, 4], bytes: 2, mask: true, kind: 'hex' },
   { name: 'mpls_tc', nxm: 'OXM_OF_MPLS_TC', oxm: [B, 35], bytes: 1, bits: 3, mask: false, kind: 'dec' },
   { name: 'mpls_bos', nxm: 'OXM_OF_MPLS_BOS', oxm: [B, 36], bytes: 1, bits: 1, mask: false, kind: 'dec' },
   { name: 'mpls_label', nxm: 'OXM_OF_MPLS_LABEL', oxm: [B, 34], bytes: 4, bits: 20, mask: false, kind: 'dec' },
@@ -105,7 +109,7 @@ const defs: Def[] = [
     kind: 'hex',
   })),
   { name: 'pkt_mark', nxm: 'NXM_NX_PKT_MARK', oxm: [N1, 33], bytes: 4, mask: true, kind: 'hex' },
-  { name: 'ct_state', nxm: 'NXM_NX_CT_STATE', oxm: [N1, 105], bytes: 4, bits: 8, mask: true, kind: 'ct_state' },
+  { name: 'ct_state', nxm: 'NXM_NX_CT_STATE', oxm: [N1, 105], bytes: 4, mask: true, kind: 'ct_state' },
   { name: 'ct_zone', nxm: 'NXM_NX_CT_ZONE', oxm: [N1, 106], bytes: 2, mask: false, kind: 'dec' },
   { name: 'ct_mark', nxm: 'NXM_NX_CT_MARK', oxm: [N1, 107], bytes: 4, mask: true, kind: 'hex' },
   { name: 'ct_label', nxm: 'NXM_NX_CT_LABEL', oxm: [N1, 108], bytes: 16, mask: true, kind: 'hex128' },
@@ -145,14 +149,13 @@ const byName = new Map<string, OxmField>();
 const byHeader = new Map<number, OxmField>();
 for (const f of FIELDS) {
   byName.set(f.name, f);
-  byName.set(f.mfName, f);
+  if (!byName.has(f.mfName)) byName.set(f.mfName, f);
   byName.set(f.nxmName, f);
   for (const a of f.aliases) byName.set(a, f);
   byHeader.set((f.cls << 7) | f.field, f);
   byHeader.set((f.nxmCls << 7) | f.nxmField, f);
 }
 // OVS's own NXM aliases that name the same field under the other header.
-byName.set('NXM_OF_VLAN_TCI', byName.get('dl_vlan')!);
 byName.set('OXM_OF_IPV4_SRC', byName.get('nw_src')!);
 byName.set('OXM_OF_IPV4_DST', byName.get('nw_dst')!);
 byName.set('OXM_OF_TUNNEL_ID', byName.get('tun_id')!);

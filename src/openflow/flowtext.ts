@@ -15,8 +15,11 @@ import {
   NX_NAT_F_PROTO_RANDOM,
   NX_NAT_F_SRC,
   OFPP,
+  NX_LEARN_F_DELETE_LEARNED,
+  NX_LEARN_F_SEND_FLOW_REM,
   type Action,
   type Instruction,
+  type Learn,
   type Subfield,
 } from './actions.js';
 import { FlowSyntaxError } from './errors.js';
@@ -393,9 +396,10 @@ export function formatFieldValue(f: OxmField, value: Uint8Array, mask?: Uint8Arr
 }
 
 /** set_field / load values print through OVS's mf_format (no mask). */
+/** set_field / learn values print through OVS's mf_format: plain decimal or minimal hex, no mask. */
 function formatSetValue(f: OxmField, value: Uint8Array): string {
-  if (f.kind === 'dec' && f.bytes <= 2 && f.name !== 'ct_zone') return bytesToBig(value).toString();
-  if (f.kind === 'vid') return String(bytesToBig(value));
+  if (f.kind === 'dec' || f.kind === 'vid') return bytesToBig(value).toString();
+  if (f.kind === 'hex') return hexTrim(bytesToBig(value));
   return formatFieldValue(f, value);
 }
 
@@ -738,12 +742,17 @@ export function formatFlow(f: PrintableFlow): string {
 
 // ---- actions: parse -------------------------------------------------------------------------
 
-function parseSubfield(s: string): Subfield {
-  const m = /^([A-Za-z0-9_]+)\[(?:(\d+)(?:\.\.(\d+))?)?\]$/.exec(s.trim());
+/** Subfield names resolve like OVS's: `in_port` here is the 16-bit NXM field. */
+function subfieldByName(name: string): OxmField | undefined {
+  return name === 'in_port' ? fieldByName('NXM_OF_IN_PORT') : fieldByName(name);
+}
+
+function parseSubfield(s: string, bare = false): Subfield {
+  const m = (bare ? /^([A-Za-z0-9_]+)(?:\[(?:(\d+)(?:\.\.(\d+))?)?\])?$/ : /^([A-Za-z0-9_]+)\[(?:(\d+)(?:\.\.(\d+))?)?\]$/).exec(s.trim());
   if (!m) fail(`"${s}" is not a subfield (like NXM_NX_REG0[0..15])`, { text: s });
-  const field = fieldByName(m[1]!);
+  const field = subfieldByName(m[1]!);
   if (!field) fail(`unknown field "${m[1]}"`, { text: s });
-  const width = field.bytes * 8;
+  const width = field.bits;
   if (m[2] === undefined) return { field, ofs: 0, nBits: width };
   const start = Number(m[2]);
   const end = m[3] === undefined ? start : Number(m[3]);
@@ -752,7 +761,7 @@ function parseSubfield(s: string): Subfield {
 }
 
 function formatSubfield(sf: Subfield): string {
-  const w = sf.field.bytes * 8;
+  const w = sf.field.bits;
   if (sf.ofs === 0 && sf.nBits === w) return `${sf.field.nxmName}[]`;
   if (sf.nBits === 1) return `${sf.field.nxmName}[${sf.ofs}]`;
   return `${sf.field.nxmName}[${sf.ofs}..${sf.ofs + sf.nBits - 1}]`;
@@ -798,6 +807,131 @@ function parseCt(arg: string): Action {
     else fail(`ct: unknown option "${item}"`, { text: arg });
   }
   return a;
+}
+
+/** Right-aligned bytes of an immediate for an n-bit destination (ceil(n/8) bytes). */
+function immBytes(v: bigint, nBits: number, what: string): Uint8Array {
+  if (nBits < 64 && v >> BigInt(nBits) !== 0n) fail(`${what}: value does not fit in ${nBits} bits`, { value: v.toString() });
+  return bigToBytes(v, Math.ceil(nBits / 8));
+}
+
+function parseLearn(arg: string): Action {
+  const a: Learn = {
+    type: 'learn',
+    table: 1,
+    idleTimeout: 0,
+    hardTimeout: 0,
+    finIdleTimeout: 0,
+    finHardTimeout: 0,
+    priority: 0x8000,
+    cookie: 0n,
+    flags: 0,
+    specs: [],
+  };
+  for (const item of splitTop(arg, ',')) {
+    const i = item.search(/[=:]/);
+    const key = i < 0 ? item : item.slice(0, i);
+    const val = i < 0 ? '' : item.slice(i + 1);
+    switch (key) {
+      case 'table':
+        a.table = parseNum(val, 8, 'learn table');
+        if (a.table === 255) fail('learn: table 255 is not valid', { text: arg });
+        continue;
+      case 'priority':
+        a.priority = parseNum(val, 16, 'learn priority');
+        continue;
+      case 'idle_timeout':
+        a.idleTimeout = parseNum(val, 16, key);
+        continue;
+      case 'hard_timeout':
+        a.hardTimeout = parseNum(val, 16, key);
+        continue;
+      case 'fin_idle_timeout':
+        a.finIdleTimeout = parseNum(val, 16, key);
+        continue;
+      case 'fin_hard_timeout':
+        a.finHardTimeout = parseNum(val, 16, key);
+        continue;
+      case 'cookie':
+        a.cookie = parseUint(val, 64, 'learn cookie');
+        continue;
+      case 'send_flow_rem':
+        a.flags |= NX_LEARN_F_SEND_FLOW_REM;
+        continue;
+      case 'delete_learned':
+        a.flags |= NX_LEARN_F_DELETE_LEARNED;
+        continue;
+      case 'limit':
+      case 'result_dst':
+        fail(`learn: ${key} (NXAST_LEARN2) is not supported`, { text: arg });
+        break;
+      case 'output':
+        a.specs.push({ kind: 'output', src: parseSubfield(val, true) });
+        continue;
+      case 'load': {
+        const j = val.indexOf('->');
+        if (j <= 0) fail(`learn: load needs "src->dst", got "${val}"`, { text: arg });
+        const dst = parseSubfield(val.slice(j + 2), true);
+        const srcText = val.slice(0, j);
+        if (/^(0x[0-9a-f]+|\d+)$/i.test(srcText)) a.specs.push({ kind: 'load', dst, value: immBytes(parseUint(srcText, 128, 'learn load'), dst.nBits, 'learn load') });
+        else {
+          const src = parseSubfield(srcText, true);
+          if (src.nBits !== dst.nBits) fail(`learn: ${srcText} and ${val.slice(j + 2)} differ in width`, { text: arg });
+          a.specs.push({ kind: 'load', dst, src });
+        }
+        continue;
+      }
+    }
+    // A match spec: `dst`, `dst=src` or `dst=immediate`.
+    const dst = parseSubfield(key, true);
+    if (val === '') {
+      a.specs.push({ kind: 'match', dst, src: dst });
+      continue;
+    }
+    let src: Subfield | undefined;
+    try {
+      src = parseSubfield(val, true);
+    } catch {
+      src = undefined;
+    }
+    if (src) {
+      if (src.nBits !== dst.nBits) fail(`learn: ${key} and ${val} differ in width`, { text: arg });
+      a.specs.push({ kind: 'match', dst, src });
+    } else if (dst.ofs === 0 && dst.nBits === dst.field.bits) {
+      const p = parseFieldValue(dst.field, val);
+      if (p.mask) fail(`learn: ${key}=${val}: masks are not allowed`, { text: arg });
+      a.specs.push({ kind: 'match', dst, value: p.value.subarray(p.value.length - Math.ceil(dst.nBits / 8)) });
+    } else a.specs.push({ kind: 'match', dst, value: immBytes(parseUint(val, 128, 'learn'), dst.nBits, `learn ${key}`) });
+  }
+  return a;
+}
+
+function formatLearn(a: Learn): string {
+  let s = `learn(table=${a.table}`;
+  if (a.idleTimeout) s += `,idle_timeout=${a.idleTimeout}`;
+  if (a.hardTimeout) s += `,hard_timeout=${a.hardTimeout}`;
+  if (a.finIdleTimeout) s += `,fin_idle_timeout=${a.finIdleTimeout}`;
+  if (a.finHardTimeout) s += `,fin_hard_timeout=${a.finHardTimeout}`;
+  if (a.priority !== 0x8000) s += `,priority=${a.priority}`;
+  if (a.flags & NX_LEARN_F_SEND_FLOW_REM) s += ',send_flow_rem';
+  if (a.flags & NX_LEARN_F_DELETE_LEARNED) s += ',delete_learned';
+  if (a.cookie) s += `,cookie=0x${a.cookie.toString(16)}`;
+  for (const sp of a.specs) {
+    s += ',';
+    if (sp.kind === 'output') s += `output:${formatSubfield(sp.src)}`;
+    else if (sp.kind === 'load') s += `load:${sp.value ? hexTrim(bytesToBig(sp.value)) : formatSubfield(sp.src)}->${formatSubfield(sp.dst)}`;
+    else if (sp.value) {
+      if (sp.dst.ofs === 0 && sp.dst.nBits === sp.dst.field.bits) {
+        const full = new Uint8Array(sp.dst.field.bytes);
+        full.set(sp.value, full.length - sp.value.length);
+        s += `${sp.dst.field.mfName}=${formatSetValue(sp.dst.field, full)}`;
+      } else s += `${formatSubfield(sp.dst)}=${hexTrim(bytesToBig(sp.value))}`;
+    } else {
+      s += formatSubfield(sp.dst);
+      if (sp.src.field !== sp.dst.field || sp.src.ofs !== sp.dst.ofs) s += `=${formatSubfield(sp.src)}`;
+    }
+  }
+  return `${s})`;
 }
 
 function splitAction(s: string): { name: string; arg: string | undefined; paren: boolean } {
@@ -898,6 +1032,8 @@ function parseAction(s: string): Action {
     }
     case 'ct':
       return parseCt(arg ?? '');
+    case 'learn':
+      return parseLearn(arg ?? '');
     case 'note': {
       const hex = need().replace(/[.\s]/g, '');
       if (!/^([0-9a-f]{2})*$/i.test(hex)) fail(`note: "${arg}" is not hex bytes`, { text: s });
@@ -1024,6 +1160,8 @@ export function formatAction(a: Action): string {
       return `note:${Array.from(a.data, (b) => b.toString(16).padStart(2, '0')).join('.')}`;
     case 'nat':
       return formatNat(a);
+    case 'learn':
+      return formatLearn(a);
     case 'ct': {
       let s = 'ct(';
       if (a.flags & NX_CT_F_COMMIT) s += 'commit,';

@@ -272,6 +272,14 @@ t.test('typed encode and syntax errors', async (t) => {
     'in_port=1/1 actions=drop',
     'dl_type=0x800,nw_ttl=1/2 actions=drop',
     'nw_proto=6 actions=drop',
+    'actions=learn(limit=5)',
+    'actions=learn(table=255)',
+    'actions=learn(NXM_NX_REG0[0..3]=NXM_NX_REG1[])',
+    'actions=learn(load:0x100->NXM_NX_REG0[0..3])',
+    'actions=learn(load:NXM_NX_REG0[]->NXM_NX_REG1[0..3])',
+    'actions=learn(load:oops)',
+    'actions=learn(NXM_NX_REG0[0..3]=0x40)',
+    'ip actions=learn(nw_dst=10.0.0.0/8)',
   ];
   for (const b of bad) t.throws(() => parseFlow(b), FlowSyntaxError, b);
   t.throws(() => parseGroup('type=all,bucket=output:1'), FlowSyntaxError);
