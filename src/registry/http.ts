@@ -17,7 +17,7 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { StoreError, StoreUnavailableError } from '../store/index.js';
+import { StoreClosedError, StoreError, StoreUnavailableError } from '../store/index.js';
 import type { Filter, Registry } from './registry.js';
 import type { HealthStatus } from './types.js';
 import { NotFoundError, ValidationError, checkNames, parseDuration } from './validate.js';
@@ -138,7 +138,7 @@ export function createRegistryRouter(registry: Registry, opts: HttpOptions = {})
       res.status(400).json({ error: 'invalid', field: err.field, message: err.message });
     } else if (err instanceof NotFoundError) {
       res.status(404).json({ error: 'not_found', message: err.message });
-    } else if (err instanceof StoreUnavailableError) {
+    } else if (err instanceof StoreUnavailableError || err instanceof StoreClosedError) {
       res.status(503).json({ error: 'unavailable', message: err.message });
     } else if (err instanceof StoreError) {
       res.status(500).json({ error: err.code, message: err.message });

@@ -13,3 +13,4 @@ export {
   type RegistryHttpServer,
 } from './http.js';
 export { startRegistryDns, resolveName, RCODE, type DnsOptions, type RegistryDnsServer } from './dns.js';
+export { handleRegistryRequest, type HandlerReply } from './handler.js';
