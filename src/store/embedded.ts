@@ -143,6 +143,8 @@ export class EmbeddedStore implements Store {
     const snaps: number[] = [];
     const segs: number[] = [];
     for (const n of names) {
+      // A snapshot interrupted by a crash before its rename: never published, just litter.
+      if (n.startsWith('snap-') && n.endsWith('.tmp')) await unlink(join(dir, n)).catch(() => undefined);
       const p = parseName(n);
       if (p?.kind === 'snap') snaps.push(p.lsn);
       else if (p?.kind === 'wal') segs.push(p.lsn);

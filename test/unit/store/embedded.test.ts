@@ -99,9 +99,11 @@ t.test('snapshots bound the log; state survives snapshot + reopen', async (t) =>
   await s.put('tail', 'after snapshot');
   const rev = (await s.status()).revision;
   await s.close();
+  writeFileSync(join(dir, 'snap-0000000000999999.bin.tmp'), 'half a snapshot'); // crash before rename
   const s2 = await EmbeddedStore.open({ dir });
   t.teardown(() => s2.close());
   t.ok(s2.recovery.snapshotLsn > 0);
+  t.notOk(readdirSync(dir).some((n) => n.endsWith('.tmp')), 'unpublished snapshot removed');
   t.equal((await s2.status()).revision, rev);
   t.equal((await s2.get('k/1'))?.value, 'v201');
   t.equal((await s2.get('k/1'))?.lease, lease.id);
