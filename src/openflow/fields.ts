@@ -226,9 +226,9 @@ export function readOxm(r: Reader): OxmTlv {
   if (!f) throw new OpenFlowDecodeError(`unknown OXM field class 0x${cls.toString(16)} field ${fieldNo}`, { cls, field: fieldNo });
   const want = hasMask ? f.bytes * 2 : f.bytes;
   if (len !== want) throw new OpenFlowDecodeError(`OXM ${f.name}: length ${len}, expected ${want}`, { field: f.name, len });
-  const value = r.bytes(f.bytes, 'OXM value');
+  const value = r.view(f.bytes, 'OXM value');
   if (!hasMask) return { field: f, value };
-  return { field: f, value, mask: r.bytes(f.bytes, 'OXM mask') };
+  return { field: f, value, mask: r.view(f.bytes, 'OXM mask') };
 }
 
 /** Reads an ofp_match (incl. padding). */

@@ -1033,7 +1033,7 @@ function decodeBody(r: Reader, type: number, xid: number, len: number, version: 
       const cookie = r.u64();
       const match = readMatch(r);
       r.skip(2);
-      return { type: 'packet_in', xid, bufferId, totalLen, reason, tableId, cookie, match, data: r.bytes(r.left) };
+      return { type: 'packet_in', xid, bufferId, totalLen, reason, tableId, cookie, match, data: r.view(r.left) };
     }
     case OFPT.PACKET_OUT: {
       const bufferId = r.u32();
@@ -1041,7 +1041,7 @@ function decodeBody(r: Reader, type: number, xid: number, len: number, version: 
       const actionsLen = r.u16();
       r.skip(6);
       const actions = readActionList(r.sub(actionsLen, 'packet_out actions'));
-      return { type: 'packet_out', xid, bufferId, inPort, actions, data: r.bytes(r.left) };
+      return { type: 'packet_out', xid, bufferId, inPort, actions, data: r.view(r.left) };
     }
     case OFPT.FLOW_REMOVED: {
       const cookie = r.u64();
