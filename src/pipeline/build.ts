@@ -116,8 +116,15 @@ export function metadataTlv(vni: number): OxmTlv {
   return tlv(FLD.metadata, u64(vni));
 }
 
+const byOrder = (a: OxmTlv, b: OxmTlv) => a.field.order - b.field.order;
+
 export function flow(tableId: number, priority: number, cookie: bigint, match: OxmTlv[], instructions: Instruction[]): FlowMod {
-  if (match.length > 1) match.sort((a, b) => a.field.order - b.field.order);
+  // The codec keeps match fields in OVS's wire order; most callers already list them so.
+  for (let i = 1; i < match.length; i++)
+    if (match[i - 1]!.field.order > match[i]!.field.order) {
+      match.sort(byOrder);
+      break;
+    }
   return {
     cookie,
     cookieMask: 0n,
@@ -135,7 +142,13 @@ export function flow(tableId: number, priority: number, cookie: bigint, match: O
   };
 }
 
-export const goto = (table: number): Instruction => ({ type: 'goto_table', table });
+const GOTO = new Map<number, Instruction>();
+/** Shared goto_table instructions (flows are immutable, so one object per table serves all). */
+export const goto = (table: number): Instruction => {
+  let g = GOTO.get(table);
+  if (!g) GOTO.set(table, (g = { type: 'goto_table', table }));
+  return g;
+};
 export const apply = (actions: Action[]): Instruction => ({ type: 'apply_actions', actions });
 export const writeMeta = (vni: number): Instruction => ({ type: 'write_metadata', metadata: BigInt(vni), mask: 0xffffffffffffffffn });
 export const setField = (field: OxmField, value: Uint8Array): Action => ({ type: 'set_field', field, value });

@@ -102,6 +102,13 @@ interface EpCache {
   arpSha: OxmTlv;
   ip6Src?: OxmTlv;
   setReg15: Action;
+  // Flows that are identical on every host that has them, built once (flows are immutable).
+  arp?: FlowMod;
+  resolve?: FlowMod;
+  l2Remote?: FlowMod;
+  /** indexed by tunnel ofport */
+  outRemote?: FlowMod[];
+  cookie: bigint;
 }
 interface NetCache {
   meta: OxmTlv;
@@ -110,6 +117,10 @@ interface NetCache {
   setTunId: Action;
   dst4?: OxmTlv;
   dst6?: OxmTlv;
+  shared?: FlowMod[];
+  defaults?: FlowMod[];
+  routes?: Map<Network, FlowMod>;
+  writeMeta: Instruction;
 }
 
 /**
@@ -146,6 +157,7 @@ export class Ctx {
     let hs = this.hostNets.get(e.host);
     if (!hs) this.hostNets.set(e.host, (hs = new Set()));
     hs.add(e.network);
+    this.routesMemo.delete(e.host);
   }
   removeEndpointIndex(e: Endpoint): void {
     const hm = this.netHosts.get(e.network)!;
@@ -154,6 +166,7 @@ export class Ctx {
     else {
       hm.delete(e.host);
       this.hostNets.get(e.host)?.delete(e.network);
+      this.routesMemo.delete(e.host);
     }
   }
 
@@ -174,6 +187,16 @@ export class Ctx {
   routesOn(host: string, t: Tenant): boolean {
     return !!t.router && t.router.networks.some((n) => this.has(host, n));
   }
+  private readonly routesMemo = new Map<string, Map<string, boolean>>();
+  /** routesOn() by tenant name, memoised per host (cleared when the host's networks change). */
+  routesOnTenant(host: string, tenant: string): boolean {
+    let m = this.routesMemo.get(host);
+    if (!m) this.routesMemo.set(host, (m = new Map()));
+    let v = m.get(tenant);
+    if (v === undefined) m.set(tenant, (v = this.routesOn(host, this.tenants.get(tenant)!)));
+    return v;
+  }
+
   /** Tenants with an endpoint on the host, sorted. */
   tenantsOn(host: string): Tenant[] {
     const out = new Set<Tenant>();
@@ -212,6 +235,7 @@ export class Ctx {
       mac: m,
       arpSha: tlv(FLD.arp_sha, m),
       setReg15: setField(FLD.reg15, u32(e.port)),
+      cookie: this.cookie(`endpoint:${e.id}`),
     };
     if (e.ip !== undefined) {
       const b = u32(e.ip);
@@ -228,7 +252,7 @@ export class Ctx {
     let c = this.netCache.get(n);
     if (c) return c;
     const gw = mac(n.gwMac);
-    c = { meta: metadataTlv(n.vni), gwMac: gw, gwDlDst: tlv(FLD.dl_dst, gw), setTunId: setField(FLD.tun_id, u64(n.vni)) };
+    c = { meta: metadataTlv(n.vni), gwMac: gw, gwDlDst: tlv(FLD.dl_dst, gw), setTunId: setField(FLD.tun_id, u64(n.vni)), writeMeta: writeMeta(n.vni) };
     if (n.v4) c.dst4 = tlv(FLD.nw_dst, u32(n.v4.base), u32(mask32(n.v4.len)));
     if (n.v6) c.dst6 = tlv(FLD.ipv6_dst, ip6bytes(n.v6.base), ip6bytes(mask128(n.v6.len)));
     this.netCache.set(n, c);
@@ -281,20 +305,19 @@ export function genEndpoint(ctx: Ctx, host: string, e: Endpoint): Contribution {
   const c = ctx.ep(e);
   const n = e.network;
   const nc = ctx.net(n);
-  const cookie = ctx.cookie(`endpoint:${e.id}`);
+  const cookie = c.cookie;
   const local = e.host === host;
   const ofport = local ? ctx.ofport(e) : undefined;
-  const tenant = ctx.tenants.get(e.tenant)!;
   const hasNet = ctx.has(host, n);
   if (local && ofport !== undefined) {
     flows.push(
       flow(T.CLASSIFY, PRIO.NORMAL, cookie, [tlv(FLD.in_port, u32(ofport))], [
         apply([setField(FLD.reg14, u32(e.port)), setField(FLD.reg13, u32(ofport))]),
-        writeMeta(n.vni),
+        nc.writeMeta,
         goto(T.PORT_SEC),
       ]),
     );
-    if (c.nwSrc) flows.push(flow(T.PORT_SEC, PRIO.NORMAL, cookie, [c.meta, c.reg14, c.dlSrc, M.ip, c.nwSrc], [goto(T.ACL_IN)]));
+    if (c.nwSrc) flows.push(flow(T.PORT_SEC, PRIO.NORMAL, cookie, [c.dlSrc, M.ip, c.nwSrc, c.reg14, c.meta], [goto(T.ACL_IN)]));
     if (c.arpSpa) flows.push(flow(T.PORT_SEC, PRIO.NORMAL, cookie, [c.meta, c.reg14, c.dlSrc, M.arp, c.arpSpa, c.arpSha], [goto(T.ACL_IN)]));
     if (c.ip6Src) {
       flows.push(flow(T.PORT_SEC, PRIO.NORMAL, cookie, [c.meta, c.reg14, c.dlSrc, M.ip6, c.ip6Src], [goto(T.ACL_IN)]));
@@ -302,22 +325,25 @@ export function genEndpoint(ctx: Ctx, host: string, e: Endpoint): Contribution {
     }
   }
   // ARP responder for its IPv4 address, on every host that has the network.
-  if (hasNet && e.ip !== undefined) flows.push(arpReply(cookie, nc.meta, c.arpTpa!, c.mac, e.ip));
+  if (hasNet && e.ip !== undefined) flows.push((c.arp ??= arpReply(cookie, nc.meta, c.arpTpa!, c.mac, e.ip)));
   // Routed traffic to it: next hop resolution, on every host that routes for the tenant.
-  if (n.routed && e.ip !== undefined && ctx.routesOn(host, tenant)) {
-    flows.push(flow(T.L3_RESOLVE, PRIO.NORMAL, cookie, [nc.meta, M.ip, c.nwDst!], [apply([setField(FLD.dl_dst, c.mac)]), goto(T.L2)]));
+  if (n.routed && e.ip !== undefined && ctx.routesOnTenant(host, e.tenant)) {
+    flows.push((c.resolve ??= flow(T.L3_RESOLVE, PRIO.NORMAL, cookie, [nc.meta, M.ip, c.nwDst!], [apply([setField(FLD.dl_dst, c.mac)]), goto(T.L2)])));
   }
   // L2 lookup + output.
   if (local) {
     if (ofport !== undefined) {
-      flows.push(flow(T.L2, PRIO.NORMAL, cookie, [nc.meta, c.dlDst], [apply([c.setReg15, setField(FLD.reg13, u32(ofport)), CT_CLEAR]), goto(T.ACL_OUT)]));
-      flows.push(flow(T.OUTPUT, PRIO.NORMAL, cookie, [nc.meta, c.reg15], [apply([output(ofport)])]));
+      flows.push(flow(T.L2, PRIO.NORMAL, cookie, [c.dlDst, nc.meta], [apply([c.setReg15, setField(FLD.reg13, u32(ofport)), CT_CLEAR]), goto(T.ACL_OUT)]));
+      flows.push(flow(T.OUTPUT, PRIO.NORMAL, cookie, [c.reg15, nc.meta], [apply([output(ofport)])]));
     }
   } else {
     const tun = ctx.tunnel(host, e.host);
     if (tun !== undefined) {
-      flows.push(flow(T.L2, PRIO.NORMAL, cookie, [nc.meta, c.dlDst], [apply([c.setReg15]), goto(T.OUTPUT)]));
-      flows.push(flow(T.OUTPUT, PRIO.NORMAL, cookie, [nc.meta, M.notFromTunnel, c.reg15], [apply([nc.setTunId, output(tun)])]));
+      flows.push((c.l2Remote ??= flow(T.L2, PRIO.NORMAL, cookie, [nc.meta, c.dlDst], [apply([c.setReg15]), goto(T.OUTPUT)])));
+      const outs = (c.outRemote ??= []);
+      let o = outs[tun];
+      if (!o) outs[tun] = o = flow(T.OUTPUT, PRIO.NORMAL, cookie, [M.notFromTunnel, c.reg15, nc.meta], [apply([nc.setTunId, output(tun)])]);
+      flows.push(o);
     }
   }
   return flows.length ? { flows, groups: [] } : NONE;
@@ -344,15 +370,7 @@ function arpReply(cookie: bigint, meta: OxmTlv, tpa: OxmTlv, m: Uint8Array, ip: 
 export function genNetwork(ctx: Ctx, host: string, n: Network): Contribution {
   if (!ctx.has(host, n)) return NONE;
   const nc = ctx.net(n);
-  const cookie = ctx.cookie(`network:${n.id}`);
-  const flows: FlowMod[] = [
-    flow(T.CLASSIFY, PRIO.NORMAL, cookie, [tlv(FLD.tun_id, u64(n.vni))], [apply([setField(FLD.reg10, u32(FLAG_FROM_TUNNEL))]), writeMeta(n.vni), goto(T.L2)]),
-  ];
-  if (n.v4) flows.push(arpReply(cookie, nc.meta, tlv(FLD.arp_tpa, u32(n.v4.gateway)), nc.gwMac, n.v4.gateway));
-  // Frames to the gateway MAC that no route takes are not switched.
-  flows.push(flow(T.L3, PRIO.GATEWAY_DROP, cookie, [nc.meta, nc.gwDlDst], []));
-  flows.push(flow(T.L2, PRIO.FLOOD_FROM_TUNNEL, cookie, [nc.meta, M.fromTunnel, M.multicast], [apply([{ type: 'group', groupId: floodGroup(n.vni, true) }])]));
-  flows.push(flow(T.L2, PRIO.NORMAL, cookie, [nc.meta, M.multicast], [apply([{ type: 'group', groupId: floodGroup(n.vni, false) }])]));
+  const flows = (nc.shared ??= networkFlows(ctx, n));
   const locals: number[] = [];
   for (const e of n.endpoints) if (e.host === host) {
     const p = ctx.ofport(e);
@@ -369,6 +387,20 @@ export function genNetwork(ctx: Ctx, host: string, n: Network): Contribution {
   return { flows, groups: [group(floodGroup(n.vni, false), [...localBuckets, ...remote]), group(floodGroup(n.vni, true), localBuckets)] };
 }
 
+function networkFlows(ctx: Ctx, n: Network): FlowMod[] {
+  const nc = ctx.net(n);
+  const cookie = ctx.cookie(`network:${n.id}`);
+  const flows: FlowMod[] = [
+    flow(T.CLASSIFY, PRIO.NORMAL, cookie, [tlv(FLD.tun_id, u64(n.vni))], [apply([setField(FLD.reg10, u32(FLAG_FROM_TUNNEL))]), writeMeta(n.vni), goto(T.L2)]),
+  ];
+  if (n.v4) flows.push(arpReply(cookie, nc.meta, tlv(FLD.arp_tpa, u32(n.v4.gateway)), nc.gwMac, n.v4.gateway));
+  // Frames to the gateway MAC that no route takes are not switched.
+  flows.push(flow(T.L3, PRIO.GATEWAY_DROP, cookie, [nc.meta, nc.gwDlDst], []));
+  flows.push(flow(T.L2, PRIO.FLOOD_FROM_TUNNEL, cookie, [nc.meta, M.fromTunnel, M.multicast], [apply([{ type: 'group', groupId: floodGroup(n.vni, true) }])]));
+  flows.push(flow(T.L2, PRIO.NORMAL, cookie, [nc.meta, M.multicast], [apply([{ type: 'group', groupId: floodGroup(n.vni, false) }])]));
+  return flows;
+}
+
 /** The tenant router on a host: routes from each local routed network to every other one. */
 export function genRouter(ctx: Ctx, host: string, t: Tenant): Contribution {
   if (!t.router || !ctx.routesOn(host, t)) return NONE;
@@ -379,14 +411,18 @@ export function genRouter(ctx: Ctx, host: string, t: Tenant): Contribution {
     const sc = ctx.net(src);
     for (const dst of t.router.networks) {
       if (dst === src || !dst.v4) continue;
-      const dc = ctx.net(dst);
-      flows.push(
-        flow(T.L3, PRIO.NORMAL + dst.v4.len, cookie, [sc.meta, sc.gwDlDst, M.ip, dc.dst4!], [
+      const routes = (sc.routes ??= new Map());
+      let r = routes.get(dst);
+      if (!r) {
+        const dc = ctx.net(dst);
+        r = flow(T.L3, PRIO.NORMAL + dst.v4.len, cookie, [sc.meta, sc.gwDlDst, M.ip, dc.dst4!], [
           apply([DEC_TTL, setField(FLD.dl_src, dc.gwMac)]),
           writeMeta(dst.vni),
           goto(T.L3_RESOLVE),
-        ]),
-      );
+        ]);
+        routes.set(dst, r);
+      }
+      flows.push(r);
     }
   }
   return flows.length ? { flows, groups: [] } : NONE;
@@ -400,8 +436,12 @@ export function genTenant(ctx: Ctx, host: string, t: Tenant): Contribution {
   for (const n of t.networks) {
     if (!ctx.has(host, n)) continue;
     const nc = ctx.net(n);
-    if (n.v4) flows.push(flow(T.ACL_IN, PRIO.TENANT_DEFAULT, cookie, [M.ctNewTrk, nc.meta, M.ip], ins));
-    if (n.v6) flows.push(flow(T.ACL_IN, PRIO.TENANT_DEFAULT, cookie, [M.ctNewTrk, nc.meta, M.ip6], ins));
+    if (!nc.defaults) {
+      nc.defaults = [];
+      if (n.v4) nc.defaults.push(flow(T.ACL_IN, PRIO.TENANT_DEFAULT, cookie, [M.ctNewTrk, nc.meta, M.ip], ins));
+      if (n.v6) nc.defaults.push(flow(T.ACL_IN, PRIO.TENANT_DEFAULT, cookie, [M.ctNewTrk, nc.meta, M.ip6], ins));
+    }
+    flows.push(...nc.defaults);
   }
   return flows.length ? { flows, groups: [] } : NONE;
 }

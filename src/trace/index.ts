@@ -27,7 +27,9 @@ export interface TraceStep {
 export type Outcome =
   | { kind: 'delivered'; host: string; port: number; endpoint?: string; fields: Fields }
   | { kind: 'dropped'; host: string; table: number; flow?: string; reason: string }
-  | { kind: 'controller'; host: string; table: number };
+  | { kind: 'controller'; host: string; table: number }
+  /** Only with { followTunnels: false }: the packet left `host` on a tunnel. */
+  | { kind: 'tunneled'; host: string; port: number; peer: string; tunId: bigint; fields: Fields };
 
 export interface TraceResult {
   steps: TraceStep[];
@@ -63,7 +65,11 @@ export class Tracer {
   private readonly portOwner = new Map<string, Map<number, Endpoint>>();
   private readonly tunnelPeer = new Map<string, Map<number, string>>();
 
-  constructor(readonly result: CompileResult) {
+  constructor(
+    readonly result: CompileResult,
+    /** false: stop at the tunnel (what one switch does, as ofproto/trace sees it). */
+    readonly opts: { followTunnels?: boolean } = {},
+  ) {
     const model = result.model;
     const placement = result.ctx.placement;
     for (const h of model.hosts) {
@@ -87,6 +93,11 @@ export class Tracer {
       for (const [peer, port] of Object.entries(placement.hosts[h.name]?.tunnels ?? {})) peers.set(port, peer);
       this.tunnelPeer.set(h.name, peers);
     }
+  }
+
+  /** Forgets every committed connection (each trace then starts like ofproto/trace: +trk+new). */
+  resetConntrack(): void {
+    this.conntrack.clear();
   }
 
   /** Traces a packet entering `host` on `inPort` with the given header fields. */
@@ -230,6 +241,10 @@ export class Tracer {
     if (peer !== undefined) {
       const back = this.result.ctx.placement.hosts[peer]?.tunnels[host];
       res.steps.push({ host, table, depth, note: `tunnel to ${peer} with tun_id=0x${(pkt.get('tun_id') ?? 0n).toString(16)}` });
+      if (this.opts.followTunnels === false) {
+        res.outcomes.push({ kind: 'tunneled', host, port, peer, tunId: pkt.get('tun_id') ?? 0n, fields: pkt });
+        return;
+      }
       if (back === undefined || !this.tables.has(peer)) {
         res.outcomes.push({ kind: 'dropped', host: peer, table: 0, reason: `no tunnel back from ${peer} to ${host}` });
         return;
@@ -344,6 +359,7 @@ export function verdicts(r: TraceResult): string[] {
   return r.outcomes.map((o) => {
     if (o.kind === 'delivered') return `delivered to ${o.endpoint ?? `port ${o.port}`} on ${o.host}`;
     if (o.kind === 'controller') return `sent to the controller from ${o.host} table ${o.table}`;
+    if (o.kind === 'tunneled') return `tunneled from ${o.host} to ${o.peer} (port ${o.port}, tun_id=0x${o.tunId.toString(16)})`;
     const t = TABLE_BY_ID.get(o.table);
     return `dropped on ${o.host} at table ${o.table} (${t?.name ?? '?'}): ${o.reason}${o.flow ? ` [${o.flow}]` : ''}`;
   });

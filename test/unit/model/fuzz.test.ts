@@ -36,7 +36,7 @@ function paths(v: J, at: (string | number)[] = [], out: (string | number)[][] = 
 
 function mutate(doc: J, r: () => number): J {
   const d = structuredClone(doc) as Record<string, J>;
-  const n = 1 + Math.floor(r() * 3);
+  const n = 1 + Math.floor(r() * 2);
   for (let i = 0; i < n; i++) {
     const ps = paths(d).filter((p) => p.length > 0);
     const p = ps[Math.floor(r() * ps.length)]!;
@@ -91,6 +91,6 @@ t.test('mutated topologies: validator never throws and never accepts what the co
       t.fail(`accepted case ${i} failed to compile/trace: ${(e as Error).stack}\n${JSON.stringify(doc)}`);
     }
   }
-  t.ok(accepted > 30, `${accepted} mutants accepted`);
+  t.ok(accepted > 20, `${accepted} mutants accepted`);
   t.ok(rejected > 100, `${rejected} mutants rejected`);
 });
