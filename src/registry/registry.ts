@@ -76,6 +76,9 @@ export class Registry extends EventEmitter {
   // ---- view maintenance ----
 
   private async load(): Promise<void> {
+    const previous = this.watch;
+    this.watch = undefined;
+    await previous?.cancel().catch(() => undefined);
     const res = await this.store.range(this.prefix, { prefix: true });
     this.entries.clear();
     this.baseRev = res.revision;
@@ -90,10 +93,22 @@ export class Registry extends EventEmitter {
         onError: (err) => {
           // Fell out of the history window (or the store gave up): reload from scratch.
           this.lastError = err;
-          if (!this.closed) setTimeout(() => void this.load().catch((e: unknown) => (this.lastError = e as Error)), 200);
+          this.reload();
         },
       },
     );
+  }
+
+  /** Reloads the view, retrying every second while the store is unreachable. */
+  private reload(): void {
+    if (this.closed) return;
+    setTimeout(() => {
+      if (this.closed) return;
+      this.load().catch((e: unknown) => {
+        this.lastError = e as Error;
+        this.reload();
+      });
+    }, 1000).unref();
   }
 
   private parseKey(key: string): { kind: 'instances' | 'health'; tenant: string; service: string; id: string } | undefined {
