@@ -10,6 +10,7 @@ import type { z } from 'zod';
 import {
   allocate,
   allocateBig,
+  fnv32,
   AUTO_VNI_MIN,
   emptyAllocation,
   formatCidr4,
@@ -110,6 +111,15 @@ function resolve(doc: TopologyDoc, errors: ValidationIssue[], prev: Allocation):
   // ---- hosts
   const hostIdx = dupCheck(doc.hosts, (h) => h.name, (i) => `/hosts/${i}/name`, 'host name', errors);
   dupCheck(doc.hosts, (h) => h.underlayIp, (i) => `/hosts/${i}/underlayIp`, 'underlay IP', errors);
+  // The pipeline names hosts by a 32-bit hash (reg11); two names with the same hash cannot coexist.
+  const named = new Set<string>();
+  dupCheck(
+    doc.hosts,
+    (h) => (named.has(h.name) ? undefined : (named.add(h.name), String(fnv32(`host:${h.name}`)))),
+    (i) => `/hosts/${i}/name`,
+    'host key (hash of the name; rename the host)',
+    errors,
+  );
   const hosts: Host[] = doc.hosts.map((h) => ({ ...h })).sort(byName);
 
   dupCheck(doc.tenants, (t) => t.name, (i) => `/tenants/${i}/name`, 'tenant name', errors);

@@ -29,6 +29,7 @@ export const FLD = {
   tun_id: f('tun_id'),
   metadata: f('metadata'),
   reg10: f('reg10'),
+  reg11: f('reg11'),
   reg13: f('reg13'),
   reg14: f('reg14'),
   reg15: f('reg15'),

@@ -8,6 +8,12 @@
  * generation order (objects sorted by id; fixed order inside each object).
  */
 import { fnv32, formatIp4 } from '../ipam/index.js';
+
+/** reg11 value naming a host (see tables.ts); validation rejects two hosts with the same key. */
+export function hostKey(host: string): number {
+  return fnv32(`host:${host}`);
+}
+const NO_GROUPS: GroupMod[] = [];
 import type { Endpoint, Model, Network, Policy, SelectorDoc, Tenant } from '../model/index.js';
 import type { FlowMod, GroupMod, OxmTlv, Action, Instruction } from '../openflow/index.js';
 import {
@@ -106,8 +112,8 @@ interface EpCache {
   arp?: FlowMod;
   resolve?: FlowMod;
   l2Remote?: FlowMod;
-  /** indexed by tunnel ofport */
-  outRemote?: FlowMod[];
+  /** The endpoint's whole contribution on hosts it is not on: the same everywhere, by (has network, routes) */
+  remote?: (Contribution | undefined)[];
   cookie: bigint;
 }
 interface NetCache {
@@ -121,6 +127,8 @@ interface NetCache {
   defaults?: FlowMod[];
   routes?: Map<Network, FlowMod>;
   writeMeta: Instruction;
+  /** table-60 flow to each remote host's tunnel, by tunnel ofport then host */
+  outs?: Map<string, FlowMod>;
 }
 
 /**
@@ -301,6 +309,16 @@ const NONE: Contribution = { flows: [], groups: [] };
 
 /** Flows an endpoint puts on `host`. */
 export function genEndpoint(ctx: Ctx, host: string, e: Endpoint): Contribution {
+  const c = ctx.ep(e);
+  if (e.host !== host) {
+    const variant = (ctx.has(host, e.network) ? 1 : 0) | (e.network.routed && ctx.routesOnTenant(host, e.tenant) ? 2 : 0);
+    const cache = (c.remote ??= []);
+    return (cache[variant] ??= endpointFlows(ctx, host, e));
+  }
+  return endpointFlows(ctx, host, e);
+}
+
+function endpointFlows(ctx: Ctx, host: string, e: Endpoint): Contribution {
   const flows: FlowMod[] = [];
   const c = ctx.ep(e);
   const n = e.network;
@@ -337,16 +355,9 @@ export function genEndpoint(ctx: Ctx, host: string, e: Endpoint): Contribution {
       flows.push(flow(T.OUTPUT, PRIO.NORMAL, cookie, [c.reg15, nc.meta], [apply([output(ofport)])]));
     }
   } else {
-    const tun = ctx.tunnel(host, e.host);
-    if (tun !== undefined) {
-      flows.push((c.l2Remote ??= flow(T.L2, PRIO.NORMAL, cookie, [nc.meta, c.dlDst], [apply([c.setReg15]), goto(T.OUTPUT)])));
-      const outs = (c.outRemote ??= []);
-      let o = outs[tun];
-      if (!o) outs[tun] = o = flow(T.OUTPUT, PRIO.NORMAL, cookie, [M.notFromTunnel, c.reg15, nc.meta], [apply([nc.setTunId, output(tun)])]);
-      flows.push(o);
-    }
+    flows.push((c.l2Remote ??= flow(T.L2, PRIO.NORMAL, cookie, [c.dlDst, nc.meta], [apply([c.setReg15, setField(FLD.reg11, u32(hostKey(e.host)))]), goto(T.OUTPUT)])));
   }
-  return flows.length ? { flows, groups: [] } : NONE;
+  return flows.length ? { flows, groups: NO_GROUPS } : NONE;
 }
 
 const LINK_LOCAL_SRC = tlv(FLD.ipv6_src, ip6bytes(0xfe80n << 112n), ip6bytes(((1n << 10n) - 1n) << 118n));
@@ -368,9 +379,22 @@ function arpReply(cookie: bigint, meta: OxmTlv, tpa: OxmTlv, m: Uint8Array, ip: 
 
 /** Flows and flood groups a network puts on a host that has one of its endpoints. */
 export function genNetwork(ctx: Ctx, host: string, n: Network): Contribution {
-  if (!ctx.has(host, n)) return NONE;
+  if (!ctx.reaches(host, n)) return NONE;
   const nc = ctx.net(n);
-  const flows = (nc.shared ??= networkFlows(ctx, n));
+  // Output to each other host with the network: needed wherever its endpoints are reachable.
+  const outs: FlowMod[] = [];
+  const outCache = (nc.outs ??= new Map());
+  for (const h of ctx.hostsOf(n)) {
+    if (h === host) continue;
+    const tun = ctx.tunnel(host, h);
+    if (tun === undefined) continue;
+    const k = `${tun}|${h}`;
+    let o = outCache.get(k);
+    if (!o) outCache.set(k, (o = flow(T.OUTPUT, PRIO.NORMAL, ctx.cookie(`network:${n.id}`), [M.notFromTunnel, tlv(FLD.reg11, u32(hostKey(h))), nc.meta], [apply([nc.setTunId, output(tun)])])));
+    outs.push(o);
+  }
+  if (!ctx.has(host, n)) return outs.length ? { flows: outs, groups: NO_GROUPS } : NONE;
+  const flows = [...(nc.shared ??= networkFlows(ctx, n)), ...outs];
   const locals: number[] = [];
   for (const e of n.endpoints) if (e.host === host) {
     const p = ctx.ofport(e);
@@ -425,7 +449,7 @@ export function genRouter(ctx: Ctx, host: string, t: Tenant): Contribution {
       flows.push(r);
     }
   }
-  return flows.length ? { flows, groups: [] } : NONE;
+  return flows.length ? { flows, groups: NO_GROUPS } : NONE;
 }
 
 /** The tenant's default verdict for new connections from its local networks. */
@@ -443,7 +467,7 @@ export function genTenant(ctx: Ctx, host: string, t: Tenant): Contribution {
     }
     flows.push(...nc.defaults);
   }
-  return flows.length ? { flows, groups: [] } : NONE;
+  return flows.length ? { flows, groups: NO_GROUPS } : NONE;
 }
 
 function matchesSelector(sel: SelectorDoc, e: Endpoint): boolean {
@@ -535,7 +559,7 @@ export function genPolicy(ctx: Ctx, host: string, p: Policy): Contribution {
     seen.add(k);
     return true;
   });
-  return { flows: out, groups: [] };
+  return { flows: out, groups: NO_GROUPS };
 }
 
 // ---- whole-host compile ------------------------------------------------------------------------
@@ -552,8 +576,9 @@ export function compileHost(ctx: Ctx, host: string): HostContribs {
     for (const p of t.policies) put(`policy:${p.id}`, genPolicy(ctx, host, p));
     put(`router:${t.name}`, genRouter(ctx, host, t));
   }
-  for (const n of [...(ctx.hostNets.get(host) ?? [])].sort((a, b) => (a.id < b.id ? -1 : 1))) put(`network:${n.id}`, genNetwork(ctx, host, n));
-  for (const n of ctx.reach(host)) for (const e of n.endpoints) put(`endpoint:${e.id}`, genEndpoint(ctx, host, e));
+  const reach = ctx.reach(host);
+  for (const n of reach) put(`network:${n.id}`, genNetwork(ctx, host, n));
+  for (const n of reach) for (const e of n.endpoints) put(`endpoint:${e.id}`, genEndpoint(ctx, host, e));
   return out;
 }
 

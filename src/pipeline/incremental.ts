@@ -236,14 +236,17 @@ export class IncrementalCompiler {
     for (const h of reachHosts) mark(h, `endpoint:${e.id}`);
     mark(e.host, `network:${n.id}`);
     if (ctx.netHosts.get(n)?.get(e.host) === 1) {
-      // first/last endpoint of its network on its host
-      for (const h of ctx.hostsOf(n)) mark(h, `network:${n.id}`);
+      // first/last endpoint of its network on its host: flood buckets and tunnel outputs elsewhere change
+      for (const h of reachHosts) mark(h, `network:${n.id}`);
       mark(e.host, `tenant:${t.name}`);
       for (const p of t.policies) mark(e.host, `policy:${p.id}`);
       for (const x of n.endpoints) mark(e.host, `endpoint:${x.id}`);
       if (n.routed) {
         mark(e.host, `router:${t.name}`);
-        for (const rn of t.router!.networks) for (const x of rn.endpoints) mark(e.host, `endpoint:${x.id}`);
+        for (const rn of t.router!.networks) {
+          mark(e.host, `network:${rn.id}`);
+          for (const x of rn.endpoints) mark(e.host, `endpoint:${x.id}`);
+        }
       }
     }
     for (const p of t.policies) {

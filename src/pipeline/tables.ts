@@ -8,6 +8,8 @@
  * Registers (all tables):
  *   metadata  network key = the network's VNI (24 bits) for the whole pipeline
  *   reg10     flags: bit 0 = arrived over a tunnel (already classified and policed at its source host)
+ *   reg11     host key of a remote outport's host (32-bit hash of the host name), so that L2
+ *             lookups are the same on every host and only table 60 knows the tunnels
  *   reg13     conntrack zone of the port the current stage polices (its ofport, unique per host)
  *   reg14     logical inport key (unique within the network)
  *   reg15     logical outport key (unique within the network)
@@ -120,7 +122,7 @@ export const TABLES: readonly TableSpec[] = [
     doc: 'eth_dst -> logical outport; broadcast -> flood group',
     match: ['metadata', 'reg10', 'dl_dst'],
     // tun_id: set by the flood groups' tunnel buckets
-    set: ['reg13', 'reg15', 'tun_id'],
+    set: ['reg11', 'reg13', 'reg15', 'tun_id'],
     next: [T.ACL_OUT, T.OUTPUT],
   },
   {
@@ -134,12 +136,12 @@ export const TABLES: readonly TableSpec[] = [
     next: [T.ACL_OUT, T.OUTPUT],
   },
   {
-    // Local outport -> its ofport; remote outport -> tun_id = VNI and the tunnel to its host
-    // (never for frames that came from a tunnel).
+    // Local outport -> its ofport; remote outport (reg11 = its host's key) -> tun_id = VNI and
+    // the tunnel to that host (never for frames that came from a tunnel).
     id: T.OUTPUT,
     name: 'output',
     doc: 'local port -> output; remote -> set VNI, output to tunnel',
-    match: ['metadata', 'reg10', 'reg15'],
+    match: ['metadata', 'reg10', 'reg11', 'reg15'],
     set: ['tun_id'],
     next: [],
   },
