@@ -9,6 +9,15 @@ import { EmbeddedStore } from '../../src/store/index.js';
 
 export const TOKEN = 'test-token-0123456789';
 
+/**
+ * dns2's UDP client on loopback, without its retry over TCP (so a truncated answer is
+ * seen as such). The cast: dns2's typings lack the `retryOverTCP` option it supports.
+ */
+export function udpResolver(port: number) {
+  const opts = { dns: '127.0.0.1', port, timeout: 2000, retryOverTCP: false };
+  return dns2.UDPClient(opts as Parameters<typeof dns2.UDPClient>[0]);
+}
+
 export async function registryFixture(t: Test, opts: Partial<RegistryOptions> = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'tenet-reg-'));
   const store = await EmbeddedStore.open({ dir, leaseCheckMs: 50 });
@@ -34,7 +43,7 @@ export async function registryFixture(t: Test, opts: Partial<RegistryOptions> = 
     const text = await res.text();
     return { status: res.status, headers: res.headers, body: text ? (JSON.parse(text) as Record<string, unknown>) : undefined };
   };
-  const resolve = dns2.UDPClient({ dns: '127.0.0.1', port: dns.port, timeout: 2000, retryOverTCP: false } as never);
+  const resolve = udpResolver(dns.port);
   const query = async (name: string, type: 'A' | 'AAAA' | 'SRV' | 'TXT') => {
     const p = await resolve(name, type, undefined, { recursive: false });
     return { rcode: p.header.rcode, answers: p.answers, additionals: p.additionals };

@@ -8,9 +8,9 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import dns2 from 'dns2';
 import { deregisterService, listServices, registerService, registrationBody, watchServices, ApiError } from '../../../src/cli/services.js';
 import { freePort } from '../../helpers/etcd.js';
+import { udpResolver } from '../../helpers/registry.js';
 
 const bin = new URL('../../../bin/tenet.js', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'tenet-cli-'));
@@ -86,7 +86,7 @@ t.test('serve generates a private token; the CLI registers, lists, watches, dere
   await t.rejects(listServices({ ...c, service: 'web' }, w), /--service needs --tenant/);
 
   // DNS of the served registry.
-  const resolve = dns2.UDPClient({ dns: '127.0.0.1', port: dnsPort, timeout: 2000, retryOverTCP: false } as never);
+  const resolve = udpResolver(dnsPort);
   const a = await resolve('web.acme.tenet.', 'A', undefined, { recursive: false });
   t.same(a.answers.map((r) => r.address), ['10.0.0.1'], 'served DNS answers');
 

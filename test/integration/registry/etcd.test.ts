@@ -3,6 +3,7 @@ import t from 'tap';
 import { Registry, serveRegistryHttp } from '../../../src/registry/index.js';
 import { EtcdStore } from '../../../src/store/index.js';
 import { startEtcd } from '../../helpers/etcd.js';
+import { udpResolver } from '../../helpers/registry.js';
 
 const etcd = await startEtcd(); // one etcd for the file; each test has its own key prefix
 t.teardown(() => etcd.stop());
@@ -43,7 +44,6 @@ t.test('registry over etcd survives an etcd outage', async (t) => {
 
 t.test('registry over etcd: lease expiry, blocking query, DNS', async (t) => {
   const { startRegistryDns } = await import('../../../src/registry/index.js');
-  const dns2 = (await import('dns2')).default;
   const store = new EtcdStore({ endpoints: [etcd.endpoint], prefix: 'reg-test2/' });
   t.teardown(() => store.close());
   const registry = await Registry.start({ store, tenants: ['acme'], sweepMs: 50 });
@@ -62,7 +62,7 @@ t.test('registry over etcd: lease expiry, blocking query, DNS', async (t) => {
   t.equal((await put('eph', { address: '10.0.0.2', port: 80, ttl: '1s' })).status, 201);
   const woke = await blocked;
   t.ok(Number(woke.headers.get('x-tenet-index')) > index, 'blocking query released by the registration');
-  const resolve = dns2.UDPClient({ dns: '127.0.0.1', port: dns.port, retryOverTCP: false } as never);
+  const resolve = udpResolver(dns.port);
   const a = await resolve('web.acme.tenet.', 'A', undefined, { recursive: false });
   t.same(a.answers.map((r) => r.address).sort(), ['10.0.0.1', '10.0.0.2']);
   const events: string[] = [];

@@ -3,7 +3,7 @@ import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createTcpServer, type AddressInfo, type Server as TcpServer } from 'node:net';
 import WebSocket from 'ws';
 import { WATCH_PATH } from '../../../src/registry/index.js';
-import { TOKEN, registryFixture } from '../../helpers/registry.js';
+import { TOKEN, registryFixture, udpResolver } from '../../helpers/registry.js';
 
 /** A real HTTP health target whose answer the test flips. */
 async function healthTarget(t: Test) {
@@ -265,7 +265,7 @@ t.test('large answers: UDP sets TC, DNS over TCP on the same port carries them a
   const dns = await startRegistryDns(f.registry, { port, tcp: true });
   t.teardown(() => dns.close());
   for (let i = 0; i < 30; i++) await f.registry.register('acme', 'big', `b${i}`, { address: `10.2.0.${i + 1}`, port: 7000 + i });
-  const udp = await dns2.UDPClient({ dns: '127.0.0.1', port, retryOverTCP: false } as never)('_big._tcp.acme.tenet.', 'SRV', undefined, { recursive: false });
+  const udp = await udpResolver(port)('_big._tcp.acme.tenet.', 'SRV', undefined, { recursive: false });
   t.equal(udp.header.tc, 1, 'UDP answer truncated (TC)');
   t.equal(udp.answers.length, 0);
   const tcp = await dns2.TCPClient({ dns: '127.0.0.1', port })('_big._tcp.acme.tenet.', 'SRV');

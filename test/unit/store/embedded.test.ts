@@ -190,7 +190,8 @@ t.test('closed store and openStore()', async (t) => {
   await s.close();
   await s.close();
   await t.rejects(s.put('a', 'b'), StoreClosedError);
-  await t.rejects(openStore({ kind: 'nope' } as never), /unknown store kind/);
+  // Deliberately ill-typed, as from unchecked JSON config.
+  await t.rejects(openStore({ kind: 'nope' } as unknown as Parameters<typeof openStore>[0]), /unknown store kind/);
   t.throws(() => new EtcdStore({ endpoints: [] }), InvalidRequestError);
   t.throws(() => new EtcdStore({ endpoints: ['http://127.0.0.1:1'], prefix: '' }), InvalidRequestError);
   const e = await openStore({ kind: 'etcd', endpoints: ['http://127.0.0.1:1'] });
