@@ -45,6 +45,8 @@ export class Registry extends EventEmitter {
   private readonly store: Store;
   private readonly prefix: string;
   private readonly entries = new Map<string, Entry>();
+  /** tenant/service -> entry keys, so DNS and scoped lists do not scan every instance. */
+  private readonly byService = new Map<string, Set<string>>();
   private readonly scopeRev = new Map<string, number>();
   private baseRev = 1;
   private rev = 1;
@@ -81,6 +83,7 @@ export class Registry extends EventEmitter {
     await previous?.cancel().catch(() => undefined);
     const res = await this.store.range(this.prefix, { prefix: true });
     this.entries.clear();
+    this.byService.clear();
     this.baseRev = res.revision;
     this.rev = res.revision;
     for (const kv of res.kvs) this.applyKv(kv, false);
@@ -132,8 +135,18 @@ export class Registry extends EventEmitter {
     } catch {
       return undefined; // not ours / corrupt: ignore rather than crash the view
     }
-    if (e.record || e.health) this.entries.set(ek, e);
-    else this.entries.delete(ek);
+    const sk = `${p.tenant}${sep}${p.service}`;
+    if (e.record || e.health) {
+      this.entries.set(ek, e);
+      let set = this.byService.get(sk);
+      if (!set) this.byService.set(sk, (set = new Set()));
+      set.add(ek);
+    } else {
+      this.entries.delete(ek);
+      const set = this.byService.get(sk);
+      set?.delete(ek);
+      if (set?.size === 0) this.byService.delete(sk);
+    }
     const rev = kv.modRevision;
     for (const s of [p.tenant, `${p.tenant}${sep}${p.service}`, '']) this.scopeRev.set(s, Math.max(this.scopeRev.get(s) ?? 0, rev));
     return { ek, before, after: e.record !== undefined };
@@ -187,9 +200,14 @@ export class Registry extends EventEmitter {
     return Math.max(this.scopeRev.get(scope) ?? 0, this.baseRev);
   }
 
+  private keysFor(f: Filter): Iterable<string> {
+    if (f.tenant && f.service) return this.byService.get(`${f.tenant}${sep}${f.service}`) ?? [];
+    return this.entries.keys();
+  }
+
   list(f: Filter = {}): { index: number; instances: Instance[] } {
     const instances: Instance[] = [];
-    for (const ek of this.entries.keys()) {
+    for (const ek of this.keysFor(f)) {
       if (!this.matches(ek, f)) continue;
       const inst = this.instance(ek);
       if (inst && (!f.passing || inst.status !== 'critical')) instances.push(inst);
@@ -204,8 +222,7 @@ export class Registry extends EventEmitter {
   lookup(tenant: string, service: string): { known: boolean; healthy: Instance[] } {
     let known = false;
     const healthy: Instance[] = [];
-    for (const ek of this.entries.keys()) {
-      if (!this.matches(ek, { tenant, service })) continue;
+    for (const ek of this.keysFor({ tenant, service })) {
       const inst = this.instance(ek);
       if (!inst) continue;
       known = true;
