@@ -120,7 +120,7 @@ export class EmbeddedStore implements Store {
     this.deliveredRev = state.mvcc.rev;
     this.fd = state.fd;
     this.snapshotEvery = opts.snapshotEvery ?? 50_000;
-    const now = Date.now();
+    const now = monotonicMs();
     for (const l of this.mvcc.leases.values()) this.leaseExpiry.set(l.id, now + l.ttl * 1000);
     this.leaseTimer = setInterval(() => this.expireLeases(), opts.leaseCheckMs ?? 100);
     this.leaseTimer.unref();
@@ -419,7 +419,7 @@ export class EmbeddedStore implements Store {
     const rec = this.mvcc.planGrant(ttlSeconds);
     this.mvcc.apply(rec);
     if (rec.t !== 'g') throw new Error('unreachable');
-    this.leaseExpiry.set(rec.id, Date.now() + ttlSeconds * 1000);
+    this.leaseExpiry.set(rec.id, monotonicMs() + ttlSeconds * 1000);
     await this.append(rec, []);
     return { id: rec.id, ttl: ttlSeconds };
   }
@@ -428,7 +428,7 @@ export class EmbeddedStore implements Store {
     this.check();
     const lease = this.mvcc.leases.get(String(id));
     if (!lease) throw new LeaseNotFoundError(String(id));
-    this.leaseExpiry.set(lease.id, Date.now() + lease.ttl * 1000);
+    this.leaseExpiry.set(lease.id, monotonicMs() + lease.ttl * 1000);
     await this.settled(); // the grant itself may still be in flight
     return lease.ttl;
   }
@@ -449,12 +449,12 @@ export class EmbeddedStore implements Store {
     this.check();
     const exp = this.leaseExpiry.get(String(id));
     if (exp === undefined || !this.mvcc.leases.has(String(id))) return -1;
-    return Math.max(0, Math.ceil((exp - Date.now()) / 1000));
+    return Math.max(0, Math.ceil((exp - monotonicMs()) / 1000));
   }
 
   private expireLeases(): void {
     if (this.closed || this.failed) return;
-    const now = Date.now();
+    const now = monotonicMs();
     for (const [id, exp] of this.leaseExpiry) {
       if (exp <= now && this.mvcc.leases.has(id)) this.revoke(id).catch(() => undefined);
       else if (!this.mvcc.leases.has(id)) this.leaseExpiry.delete(id);
@@ -526,6 +526,9 @@ export class EmbeddedStore implements Store {
     await unlink(join(this.dir, LOCK)).catch(() => undefined);
   }
 }
+
+/** Lease deadlines use a monotonic clock: a wall-clock step (NTP) must not expire leases. */
+const monotonicMs = () => performance.now();
 
 const LOCK = 'LOCK';
 
