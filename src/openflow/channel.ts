@@ -55,9 +55,10 @@ const DEFAULTS: Required<ChannelOptions> = {
 export type BundleItem = Extract<OfMessage, { type: 'flow_mod' | 'group_mod' | 'meter_mod' }>;
 
 export interface BundleFailure {
-  /** Index of the offending item in the list given to applyBundle(). */
+  /** Index of the offending item in the list (or iteration order) given to applyBundle(). */
   index: number;
-  item: BundleItem;
+  /** The item itself when applyBundle() was given an array (a streamed iterable is not kept). */
+  item?: BundleItem;
   error: SwitchError;
 }
 
@@ -397,11 +398,14 @@ export class SwitchConnection extends EventEmitter {
   /**
    * Applies the items atomically in one ONF bundle (ordered + atomic). If the
    * switch rejects any item (when added or at commit), the bundle is discarded
-   * and BundleError names the offending items by index.
+   * and BundleError names the offending items by index. `items` may be any
+   * iterable (e.g. a generator producing flows as they are sent, so a huge
+   * table never sits in memory as objects); each item's xid is replaced.
    */
-  async applyBundle(items: readonly BundleItem[], opts: { timeoutMs?: number; flags?: number } = {}): Promise<void> {
+  async applyBundle(items: Iterable<BundleItem>, opts: { timeoutMs?: number; flags?: number } = {}): Promise<void> {
     const flags = opts.flags ?? OFPBF.ATOMIC | OFPBF.ORDERED;
-    const timeoutMs = opts.timeoutMs ?? Math.max(this.opts.requestTimeoutMs, 30_000 + items.length / 10);
+    const list = Array.isArray(items) ? (items as readonly BundleItem[]) : undefined;
+    const timeoutMs = opts.timeoutMs ?? Math.max(this.opts.requestTimeoutMs, 60_000 + (list?.length ?? 0) / 10);
     const bundleId = this.bundleId++;
     const ctl = async (ctrlType: number) => {
       const r = await this.request({ type: 'bundle_control', xid: 0, bundleId, ctrlType, flags }, timeoutMs);
@@ -414,20 +418,22 @@ export class SwitchConnection extends EventEmitter {
     const failures = () => [...errors].sort((a, b) => a.index - b.index);
     try {
       await ctl(OFPBCT.OPEN_REQUEST);
-      for (let i = 0; i < items.length; i++) {
+      let i = 0;
+      for (const item of items) {
         const xid = this.nextXid();
         xids.push(xid);
-        const item = items[i]!;
-        this.bundleXids.set(xid, (error) => errors.push({ index: i, item, error }));
-        const inner = { ...item, xid } as OfMessage;
-        if (!this.send({ type: 'bundle_add', xid, bundleId, flags, message: inner })) await this.drained();
+        const index = i++;
+        this.bundleXids.set(xid, (error) => errors.push({ index, item: list?.[index], error }));
+        // The codec gives the inner message the outer xid (OVS requires them equal).
+        if (!this.send({ type: 'bundle_add', xid, bundleId, flags, message: item })) await this.drained();
       }
+      const count = i;
       // Errors for adds arrive in order before the barrier reply.
       await this.barrier(timeoutMs);
       let f = failures();
       if (f.length) {
         await ctl(OFPBCT.DISCARD_REQUEST).catch(() => undefined);
-        throw new BundleError(`bundle ${bundleId}: switch rejected ${f.length} of ${items.length} messages; bundle discarded`, f);
+        throw new BundleError(`bundle ${bundleId}: switch rejected ${f.length} of ${count} messages; bundle discarded`, f);
       }
       try {
         await ctl(OFPBCT.COMMIT_REQUEST);

@@ -250,8 +250,27 @@ export function readMatch(r: Reader): Match {
 
 const scratch8 = new DataView(new ArrayBuffer(8));
 
+// Small values (a few bytes each, 100k+ flows) are carved from shared slabs: one typed-array
+// object per value instead of a typed array plus its own ArrayBuffer, which halves the
+// memory of a parsed flow table and most of the GC work of keeping it.
+const SLAB = 64 * 1024;
+let slab = new Uint8Array(SLAB);
+let slabPos = 0;
+
+/** A zeroed n-byte array (a view into a shared slab for small n). */
+export function allocValue(n: number): Uint8Array {
+  if (n > 256) return new Uint8Array(n);
+  if (slabPos + n > SLAB) {
+    slab = new Uint8Array(SLAB);
+    slabPos = 0;
+  }
+  const v = slab.subarray(slabPos, slabPos + n);
+  slabPos += n;
+  return v;
+}
+
 export function bigToBytes(v: bigint, n: number): Uint8Array {
-  const out = new Uint8Array(n);
+  const out = allocValue(n);
   // Whole 64-bit words through a DataView: far cheaper than byte-wise BigInt shifts.
   let x = BigInt.asUintN(n * 8, v);
   for (let end = n; end > 0; end -= 8) {
@@ -275,7 +294,7 @@ export function bytesToBig(b: Uint8Array): bigint {
 }
 
 export function allOnes(n: number): Uint8Array {
-  return new Uint8Array(n).fill(0xff);
+  return allocValue(n).fill(0xff);
 }
 
 export function isAllOnes(b: Uint8Array): boolean {

@@ -23,7 +23,7 @@ import {
   type Subfield,
 } from './actions.js';
 import { FlowSyntaxError } from './errors.js';
-import { bigToBytes, bytesToBig, fieldByName, isAllOnes, isAllZeros, type Match, type OxmField, type OxmTlv } from './fields.js';
+import { allocValue, bigToBytes, bytesToBig, fieldByName, isAllOnes, isAllZeros, type Match, type OxmField, type OxmTlv } from './fields.js';
 import {
   OFP_NO_BUFFER,
   OFPFC,
@@ -108,6 +108,21 @@ export function parseUint(s: string, bits: number, what: string): bigint {
   return v;
 }
 
+/** An unsigned number as n big-endian bytes; values below 2^48 avoid BigInt. */
+function uintBytes(s: string, bits: number, n: number, what: string): Uint8Array {
+  const small = s.length <= 14 && (s.startsWith('0x') || s.startsWith('0X') ? /^0x[0-9a-f]{1,12}$/i.test(s) : /^[0-9]{1,14}$/.test(s));
+  if (!small) return bigToBytes(parseUint(s, bits, what), n);
+  let v = Number(s);
+  if (v >= 2 ** 48) return bigToBytes(parseUint(s, bits, what), n);
+  if (bits < 48 && v >= 2 ** bits) fail(`${what}: ${s} does not fit in ${bits} bits`, { value: s, bits });
+  const out = allocValue(n);
+  for (let i = n - 1; i >= 0 && v > 0; i--) {
+    out[i] = v % 256;
+    v = Math.floor(v / 256);
+  }
+  return out;
+}
+
 function parseNum(s: string, bits: number, what: string): number {
   // Fast path for plain decimals that fit easily in a double.
   if (bits <= 32 && s.length > 0 && s.length < 10 && /^[0-9]+$/.test(s)) {
@@ -120,7 +135,9 @@ function parseNum(s: string, bits: number, what: string): number {
 function parseMac(s: string, what: string): Uint8Array {
   const m = /^([0-9a-f]{1,2}):([0-9a-f]{1,2}):([0-9a-f]{1,2}):([0-9a-f]{1,2}):([0-9a-f]{1,2}):([0-9a-f]{1,2})$/i.exec(s);
   if (!m) fail(`${what}: "${s}" is not an Ethernet address`, { value: s });
-  return Uint8Array.from(m.slice(1).map((x) => parseInt(x, 16)));
+  const out = allocValue(6);
+  for (let i = 0; i < 6; i++) out[i] = parseInt(m[i + 1]!, 16);
+  return out;
 }
 
 function formatMac(b: Uint8Array): string {
@@ -128,11 +145,25 @@ function formatMac(b: Uint8Array): string {
 }
 
 export function parseIpv4(s: string, what: string): number {
-  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
-  if (!m) fail(`${what}: "${s}" is not an IPv4 address`, { value: s });
-  const parts = m.slice(1).map(Number);
-  if (parts.some((p) => p > 255)) fail(`${what}: "${s}" is not an IPv4 address`, { value: s });
-  return ((parts[0]! << 24) | (parts[1]! << 16) | (parts[2]! << 8) | parts[3]!) >>> 0;
+  // Hand-rolled (hot when parsing big flow tables): four 1-3 digit parts <= 255.
+  let v = 0;
+  let part = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 48 && c <= 57) {
+      part = part * 10 + (c - 48);
+      if (++digits > 3 || part > 255) fail(`${what}: "${s}" is not an IPv4 address`, { value: s });
+    } else if (c === 46 && digits && dots < 3) {
+      v = v * 256 + part;
+      part = 0;
+      digits = 0;
+      dots++;
+    } else fail(`${what}: "${s}" is not an IPv4 address`, { value: s });
+  }
+  if (dots !== 3 || !digits) fail(`${what}: "${s}" is not an IPv4 address`, { value: s });
+  return (v * 256 + part) >>> 0;
 }
 
 export function formatIpv4(v: number): string {
@@ -161,7 +192,7 @@ function parseIpv6(s: string, what: string): Uint8Array {
     return parseInt(x, 16);
   });
   if (tail4.length) words.splice(6, 2, tail4[0]!, tail4[1]!);
-  const out = new Uint8Array(16);
+  const out = allocValue(16);
   words.forEach((w, i) => {
     out[i * 2] = w >> 8;
     out[i * 2 + 1] = w & 255;
@@ -199,7 +230,12 @@ export function formatIpv6(b: Uint8Array): string {
 }
 
 function u32Bytes(v: number): Uint8Array {
-  return Uint8Array.of(v >>> 24, (v >>> 16) & 255, (v >>> 8) & 255, v & 255);
+  const out = allocValue(4);
+  out[0] = v >>> 24;
+  out[1] = (v >>> 16) & 255;
+  out[2] = (v >>> 8) & 255;
+  out[3] = v & 255;
+  return out;
 }
 
 function cidrLen(mask: Uint8Array): number {
@@ -218,7 +254,7 @@ function cidrLen(mask: Uint8Array): number {
 }
 
 function prefixMask(bytes: number, len: number): Uint8Array {
-  const out = new Uint8Array(bytes);
+  const out = allocValue(bytes);
   for (let i = 0; i < bytes; i++) {
     const bits = Math.max(0, Math.min(8, len - i * 8));
     out[i] = (0xff << (8 - bits)) & 0xff;
@@ -329,18 +365,19 @@ export function parseFieldValue(f: OxmField, text: string): Parsed {
     case 'dscp': {
       const tos = parseNum(vs, 8, f.name);
       if (tos & 3) fail(`nw_tos: ${tos} has ECN bits set`, { value: text });
-      value = Uint8Array.of(tos >> 2);
+      value = allocValue(1);
+      value[0] = tos >> 2;
       break;
     }
     default: {
-      value = bigToBytes(parseUint(vs, f.bits, f.name), n);
-      if (ms !== undefined) mask = bigToBytes(parseUint(ms, f.bits, f.name), n);
+      value = uintBytes(vs, f.bits, n, f.name);
+      if (ms !== undefined) mask = uintBytes(ms, f.bits, n, f.name);
     }
   }
   if (mask && !f.maskable && !isAllOnes(mask)) fail(`${f.name} cannot be masked`, { value: text });
   if (mask) {
     if (isAllOnes(mask)) return { value };
-    const v = new Uint8Array(n);
+    const v = allocValue(n);
     for (let i = 0; i < n; i++) v[i] = value[i]! & mask[i]!;
     return { value: v, mask };
   }
@@ -444,24 +481,24 @@ export interface ParsedFlowText {
 
 function splitTop(s: string, seps: string): string[] {
   const out: string[] = [];
+  const comma = seps.includes(',');
+  const space = seps.includes(' ');
   let depth = 0;
   let start = 0;
-  const push = (end: number) => {
-    const piece = s.slice(start, end).trim();
-    if (piece) out.push(piece);
-  };
-  for (let i = 0; i < s.length; i++) {
-    const ch = s.charCodeAt(i);
+  for (let i = 0; i <= s.length; i++) {
+    const ch = i < s.length ? s.charCodeAt(i) : -1;
     if (ch === 40) depth++;
     else if (ch === 41) {
       if (--depth < 0) fail(`unbalanced parentheses in "${s}"`, { text: s });
-    } else if (depth === 0 && seps.includes(s[i]!)) {
-      push(i);
+    } else if (ch === -1 || (depth === 0 && ((comma && ch === 44) || (space && (ch === 32 || ch === 9))))) {
+      if (i > start) {
+        const piece = s.slice(start, i).trim();
+        if (piece) out.push(piece);
+      }
       start = i + 1;
     }
   }
   if (depth !== 0) fail(`unbalanced parentheses in "${s}"`, { text: s });
-  push(s.length);
   return out;
 }
 
@@ -565,7 +602,7 @@ export function parseFlow(text: string, opts: ParseOptions = {}): FlowMod {
   if (ethType !== undefined) {
     if (ethType === ETH_ARP || ethType === ETH_RARP) {
       if (proto !== undefined) put(fieldByName('arp_op')!, { value: bigToBytes(BigInt(proto), 2) });
-    } else if (proto !== undefined) put(fieldByName('nw_proto')!, { value: Uint8Array.of(proto) });
+    } else if (proto !== undefined) put(fieldByName('nw_proto')!, { value: bigToBytes(BigInt(proto), 1) });
     put(fieldByName('dl_type')!, { value: bigToBytes(BigInt(ethType), 2) });
   } else if (proto !== undefined) fail('nw_proto requires ip or ipv6', { text });
 

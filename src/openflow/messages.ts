@@ -261,7 +261,7 @@ export type OfMessage = WithXid<
   | { type: 'role_request'; role: number; generationId: bigint }
   | { type: 'role_reply'; role: number; generationId: bigint }
   | { type: 'bundle_control'; bundleId: number; ctrlType: number; flags: number }
-  /** `message` is the complete inner message; its xid must equal the outer xid (OVS checks). */
+  /** `message` is the complete inner message; on the wire its xid is set to the outer xid (OVS checks). */
   | { type: 'bundle_add'; bundleId: number; flags: number; message: OfMessage | Uint8Array }
   /** Anything we do not model, kept raw so a peer's extension never crashes us. */
   | { type: 'unknown'; msgType: number; body: Uint8Array }
@@ -636,8 +636,11 @@ function encodeOne(w: Writer, m: OfMessage): void {
       w.u32(m.bundleId);
       w.u16(0);
       w.u16(m.flags);
+      const inner = w.pos;
       if (m.message instanceof Uint8Array) w.bytes(m.message);
       else encodeOne(w, m.message);
+      // The bundled message carries the outer xid (EXT-230; OVS rejects anything else).
+      w.buf.writeUInt32BE(m.xid >>> 0, inner + 4);
       return finish(w, s);
     }
     case 'unknown': {

@@ -176,12 +176,22 @@ t.test('bundles: success, failure at add, failure at commit', async (t) => {
   t.ok(e1 instanceof BundleError);
   t.same((e1 as BundleError).failures.map((f) => f.index), [1], 'failure at add mapped to item 1');
   t.equal((e1 as BundleError).failures[0]!.error.context.name, 'OFPET_BAD_INSTRUCTION/OFPBIC_BAD_TABLE_ID');
+  t.equal((e1 as BundleError).failures[0]!.item?.type, 'flow_mod', 'the failing item itself is returned');
   t.ok(sim.received.some((m) => m.type === 'bundle_control' && m.ctrlType === 6), 'bundle discarded');
 
   const e2 = await conn.applyBundle([fm('priority=1 actions=drop'), fm('priority=777 actions=drop')]).catch((e: unknown) => e);
   t.ok(e2 instanceof BundleError);
   t.same((e2 as BundleError).failures.map((f) => f.index), [1], 'failure at commit mapped to item 1');
   t.equal((e2 as BundleError).commitError?.context.name, 'ONF_BUNDLE/OFPBFC_MSG_FAILED');
+
+  // A streamed bundle (generator): failures still carry the index.
+  function* gen() {
+    for (const p of [20, 21, 666, 23]) yield fm(`priority=${p} actions=drop`);
+  }
+  const e3 = await conn.applyBundle(gen()).catch((e: unknown) => e);
+  t.same((e3 as BundleError).failures.map((f) => [f.index, f.item]), [[2, undefined]], 'streamed: index only');
+  await conn.applyBundle(new Set([fm('priority=30 actions=drop')]));
+  t.pass('iterator of items accepted');
 
   // Two bundles at once: each sees only its own failures.
   const [ok, bad] = await Promise.allSettled([
