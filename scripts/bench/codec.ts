@@ -317,7 +317,7 @@ say(`flow_mod decode: ${Math.round(dec.cpu)}/CPU-s (${Math.round(dec.wall)}/wall
 const ROUNDS = Number(arg('rounds', '3'));
 const runs: Record<string, GenResult[]> = {};
 for (let round = 0; round < ROUNDS; round++) {
-  for (const mode of ['throughput', 'latency'] as const) {
+  for (const mode of ['throughput', 'latency', 'latency1'] as const) {
     for (const [impl, make] of (round % 2
       ? [
           ['bare', bareResponder],
@@ -329,7 +329,9 @@ for (let round = 0; round < ROUNDS; round++) {
         ]) as [string, typeof tenetResponder][]) {
       const r = await make();
       try {
-        const g = await runGenerator(r.port, mode, SWITCHES, SECONDS, WINDOW);
+        // latency1: one switch, one packet in flight: the bare round trip, free of queueing
+        // behind the other switches' events in the (JavaScript) generator.
+        const g = await runGenerator(r.port, mode === 'latency1' ? 'latency' : mode, mode === 'latency1' ? 1 : SWITCHES, SECONDS, WINDOW);
         (runs[`${impl}_${mode}`] ??= []).push(g);
         const perS = g.answered / g.seconds;
         say(
@@ -362,6 +364,10 @@ console.log(
     latency_p50_us: lat('tenet_latency', 'p50us'),
     latency_p99_us: lat('tenet_latency', 'p99us'),
     latency_mode_per_s: per('tenet_latency'),
+    latency_1sw_p50_us: lat('tenet_latency1', 'p50us'),
+    latency_1sw_p99_us: lat('tenet_latency1', 'p99us'),
+    bare_latency_1sw_p50_us: lat('bare_latency1', 'p50us'),
+    bare_latency_1sw_p99_us: lat('bare_latency1', 'p99us'),
     bare_pktin_pktout_per_s: per('bare_throughput'),
     bare_pktin_pktout_per_responder_cpu_s: perCpu('bare_throughput'),
     bare_latency_p50_us: lat('bare_latency', 'p50us'),
