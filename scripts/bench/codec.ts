@@ -17,6 +17,7 @@ import {
   decodeMessage,
   encodeInto,
   encodeMessage,
+  fieldByName,
   OFPP,
   OpenFlowServer,
   parseFlow,
@@ -52,16 +53,12 @@ function packetIn(): Buffer {
     reason: 0,
     tableId: 0,
     cookie: 0n,
-    match: [{ field: { ...FIELD_IN_PORT }, value: Buffer.from([0, 0, 0, 1]) }] as never,
+    match: [{ field: fieldByName('in_port')!, value: Buffer.from([0, 0, 0, 1]) }],
     data: Buffer.alloc(60, 0xab),
   });
 }
-// in_port OXM (class 0x8000, field 0); filled from the registry at run time.
-let FIELD_IN_PORT: object = {};
 
 async function generator(port: number, mode: 'throughput' | 'latency', nSwitches: number, seconds: number, window: number): Promise<GenResult> {
-  const { fieldByName } = await import('../../src/openflow/index.js');
-  FIELD_IN_PORT = fieldByName('in_port')!;
   const pin = packetIn();
   const PIN = pin.length;
   const batch = Buffer.concat(Array.from({ length: window }, () => pin));
@@ -69,6 +66,7 @@ async function generator(port: number, mode: 'throughput' | 'latency', nSwitches
   let answered = 0;
   const lat: number[] = [];
   const socks: Socket[] = [];
+  const kicks: (() => void)[] = [];
   let ready = 0;
   const allReady = new Promise<void>((resolve) => {
     for (let s = 0; s < nSwitches; s++) {
@@ -105,7 +103,7 @@ async function generator(port: number, mode: 'throughput' | 'latency', nSwitches
             sock.write(fr);
             if (!started) {
               started = true;
-              if (++ready === nSwitches) resolveAll();
+              if (++ready === nSwitches) resolve();
             }
           } else if (type === 2) {
             const er = Buffer.from(buf.subarray(off, off + len));
@@ -124,14 +122,12 @@ async function generator(port: number, mode: 'throughput' | 'latency', nSwitches
           sock.write(batch.subarray(0, outs * PIN));
         }
       });
-      (sock as Socket & { kick?: () => void }).kick = () => (mode === 'latency' ? sendOne() : sock.write(batch));
+      kicks.push(() => (mode === 'latency' ? sendOne() : sock.write(batch)));
     }
-    let resolveAll: () => void = resolve;
-    resolveAll = resolve;
   });
   await allReady;
   await new Promise((r) => setTimeout(r, 200));
-  for (const s of socks) (s as Socket & { kick: () => void }).kick();
+  for (const kick of kicks) kick();
   await new Promise((r) => setTimeout(r, 1000)); // warm-up
   process.send?.('start');
   measuring = true;
