@@ -167,9 +167,13 @@ export class SwitchConnection extends EventEmitter {
 
   /** Runs the handshake: HELLO exchange and FEATURES (datapath id). */
   async handshake(): Promise<void> {
+    let onHello: (m: OfMessage) => void = () => {};
+    let onClose: (e: Error) => void = () => {};
     const hello = new Promise<OfMessage>((resolve, reject) => {
-      this.once('hello', resolve);
-      this.once('close', reject);
+      onHello = resolve;
+      onClose = reject;
+      this.once('hello', onHello);
+      this.once('close', onClose);
     });
     this.send({ type: 'hello', xid: this.nextXid(), versions: [OFP_VERSION] });
     const timer = setTimeout(
@@ -193,6 +197,8 @@ export class SwitchConnection extends EventEmitter {
       this.nTables = f.nTables;
     } finally {
       clearTimeout(timer);
+      this.off('hello', onHello);
+      this.off('close', onClose);
     }
     this.lastRx = Date.now();
     if (!this.closed) this.startKeepalive();
@@ -528,6 +534,8 @@ export class OpenFlowServer extends EventEmitter {
     conn.handshake().then(
       () => {
         if (conn.isClosed) return;
+        // A switch that reconnects before its old connection was found dead: the old one is stale.
+        for (const old of this.connections) if (old.datapathId === conn.datapathId) old.close();
         this.connections.add(conn);
         conn.once('close', (reason) => {
           this.connections.delete(conn);

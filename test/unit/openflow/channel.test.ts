@@ -55,6 +55,19 @@ t.test('handshake: HELLO, FEATURES, datapath id, connect/disconnect events', asy
   t.throws(() => conn.send({ type: 'barrier_request', xid: 1 }), ChannelError);
 });
 
+t.test('a reconnecting switch replaces its stale connection', async (t) => {
+  const { server, port, conn } = await connected(t);
+  t.equal(conn.listenerCount('hello'), 0, 'handshake listeners removed');
+  const gone = new Promise<unknown[]>((resolve) => server.once('disconnect', (...a) => resolve(a)));
+  const again = new SimSwitch(port, 0xabcn);
+  t.teardown(() => again.close());
+  const [old] = await gone;
+  t.equal(old, conn, 'the old connection is closed');
+  const fresh = await server.waitForSwitch(0xabcn, 2000);
+  t.not(fresh, conn);
+  t.equal(server.connections.size, 1);
+});
+
 t.test('a switch without OpenFlow 1.3 is refused with HELLO_FAILED', async (t) => {
   const { server, port } = await setup(t);
   const sim = new SimSwitch(port, 1n, [1]);
