@@ -12,7 +12,10 @@ export const OFPXMC_OPENFLOW_BASIC = 0x8000;
 export const OFPXMC_EXPERIMENTER = 0xffff;
 
 /** How a field's value reads and prints in ovs-ofctl text. */
-export type FieldKind = 'dec' | 'hex' | 'mac' | 'ipv4' | 'ipv6' | 'port' | 'ct_state' | 'hex128' | 'vid' | 'dscp' | 'label';
+export type FieldKind = 'dec' | 'hex' | 'mac' | 'ipv4' | 'ipv6' | 'port' | 'ct_state' | 'tcp_flags' | 'hex128' | 'vid' | 'dscp' | 'label';
+
+/** ONF experimenter id, used by experimenter OXM fields in OpenFlow 1.3 (e.g. tcp_flags). */
+export const ONF_EXPERIMENTER = 0x4f4e4600;
 
 export interface OxmField {
   /** OVS name, used when printing a match. */
@@ -25,6 +28,8 @@ export interface OxmField {
   /** Header used for OpenFlow 1.3 matches and set_field. */
   readonly cls: number;
   readonly field: number;
+  /** Experimenter id when cls is 0xffff (the OXM header is then 8 bytes). */
+  readonly exp?: number;
   /** Header used for subfields (NXM preferred, as OVS does). */
   readonly nxmCls: number;
   readonly nxmField: number;
@@ -43,6 +48,7 @@ interface Def {
   nxm: string;
   aliases?: string[];
   oxm: [number, number];
+  exp?: number;
   nx?: [number, number];
   bytes: number;
   bits?: number;
@@ -83,6 +89,8 @@ const defs: Def[] = [
   { name: 'tcp_dst', nxm: 'NXM_OF_TCP_DST', oxm: [B, 14], nx: [N0, 10], bytes: 2, mask: true, kind: 'dec' },
   { name: 'udp_src', nxm: 'NXM_OF_UDP_SRC', oxm: [B, 15], nx: [N0, 11], bytes: 2, mask: true, kind: 'dec' },
   { name: 'udp_dst', nxm: 'NXM_OF_UDP_DST', oxm: [B, 16], nx: [N0, 12], bytes: 2, mask: true, kind: 'dec' },
+  // OpenFlow 1.3 has no standard tcp_flags; OVS sends ONF's experimenter OXM (EXT-109).
+  { name: 'tcp_flags', nxm: 'NXM_NX_TCP_FLAGS', oxm: [0xffff, 42], exp: 0x4f4e4600, nx: [N1, 34], bytes: 2, bits: 12, mask: true, kind: 'tcp_flags' },
   { name: 'sctp_src', nxm: 'OXM_OF_SCTP_SRC', oxm: [B, 17], bytes: 2, mask: true, kind: 'dec' },
   { name: 'sctp_dst', nxm: 'OXM_OF_SCTP_DST', oxm: [B, 18], bytes: 2, mask: true, kind: 'dec' },
   { name: 'icmp_type', nxm: 'NXM_OF_ICMP_TYPE', aliases: ['icmpv4_type'], oxm: [B, 19], nx: [N0, 13], bytes: 1, mask: false, kind: 'dec' },
@@ -136,6 +144,7 @@ export const FIELDS: readonly OxmField[] = defs.map((d, order) => ({
   aliases: d.aliases ?? [],
   cls: d.oxm[0],
   field: d.oxm[1],
+  ...(d.exp !== undefined ? { exp: d.exp } : {}),
   nxmCls: (d.nx ?? d.oxm)[0],
   nxmField: (d.nx ?? d.oxm)[1],
   bytes: d.bytes,
@@ -147,12 +156,14 @@ export const FIELDS: readonly OxmField[] = defs.map((d, order) => ({
 
 const byName = new Map<string, OxmField>();
 const byHeader = new Map<number, OxmField>();
+const byExpHeader = new Map<string, OxmField>();
 for (const f of FIELDS) {
   byName.set(f.name, f);
   if (!byName.has(f.mfName)) byName.set(f.mfName, f);
   byName.set(f.nxmName, f);
   for (const a of f.aliases) byName.set(a, f);
-  byHeader.set((f.cls << 7) | f.field, f);
+  if (f.exp !== undefined) byExpHeader.set(`${f.exp}:${f.field}`, f);
+  else byHeader.set((f.cls << 7) | f.field, f);
   byHeader.set((f.nxmCls << 7) | f.nxmField, f);
 }
 // OVS's own NXM aliases that name the same field under the other header.
@@ -194,10 +205,12 @@ export function writeOxm(w: Writer, t: OxmTlv): void {
     throw new OpenFlowEncodeError(`OXM ${f.name}: value must be ${f.bytes} bytes`, { field: f.name });
   }
   const hasMask = t.mask !== undefined;
-  w.ensure(4 + f.bytes * 2);
+  const exp = f.exp !== undefined ? 4 : 0;
+  w.ensure(8 + f.bytes * 2);
   w.u16(f.cls);
   w.u8((f.field << 1) | (hasMask ? 1 : 0));
-  w.u8(hasMask ? f.bytes * 2 : f.bytes);
+  w.u8(exp + (hasMask ? f.bytes * 2 : f.bytes));
+  if (exp) w.u32(f.exp!);
   w.bytes(t.value);
   if (hasMask) w.bytes(t.mask!);
 }
@@ -219,12 +232,16 @@ export function readOxm(r: Reader): OxmTlv {
   const len = r.u8();
   const hasMask = (fb & 1) === 1;
   const fieldNo = fb >> 1;
+  let f: OxmField | undefined;
+  let exp = 0;
   if (cls === OFPXMC_EXPERIMENTER) {
-    throw new OpenFlowDecodeError(`unsupported experimenter OXM field ${fieldNo}`, { cls, field: fieldNo });
-  }
-  const f = fieldByHeader(cls, fieldNo);
+    const id = r.u32();
+    exp = 4;
+    f = byExpHeader.get(`${id}:${fieldNo}`);
+    if (!f) throw new OpenFlowDecodeError(`unsupported experimenter OXM 0x${id.toString(16)} field ${fieldNo}`, { cls, experimenter: id, field: fieldNo });
+  } else f = fieldByHeader(cls, fieldNo);
   if (!f) throw new OpenFlowDecodeError(`unknown OXM field class 0x${cls.toString(16)} field ${fieldNo}`, { cls, field: fieldNo });
-  const want = hasMask ? f.bytes * 2 : f.bytes;
+  const want = exp + (hasMask ? f.bytes * 2 : f.bytes);
   if (len !== want) throw new OpenFlowDecodeError(`OXM ${f.name}: length ${len}, expected ${want}`, { field: f.name, len });
   const value = r.view(f.bytes, 'OXM value');
   if (!hasMask) return { field: f, value };

@@ -293,32 +293,49 @@ function splitMask(s: string): [string, string | undefined] {
   return i < 0 ? [s, undefined] : [s.slice(0, i), s.slice(i + 1)];
 }
 
-function parseCtState(s: string): [bigint, bigint] {
+const TCP_FLAGS = ['fin', 'syn', 'rst', 'psh', 'ack', 'urg', 'ece', 'cwr', 'ns', '[200]', '[400]', '[800]'];
+
+/** Flag fields (ct_state, tcp_flags): `+a-b` (masked), `a|b` (exact over `all`), or numbers. */
+function parseFlags(s: string, names: readonly string[], all: bigint, bits: number, what: string): [bigint, bigint] {
   if (/^(0x[0-9a-f]+|[0-9]+)(\/(0x[0-9a-f]+|[0-9]+))?$/i.test(s)) {
     const [v, m] = splitMask(s);
-    return [parseUint(v, 32, 'ct_state'), m === undefined ? 0xffn : parseUint(m, 32, 'ct_state')];
+    return [parseUint(v, bits, what), m === undefined ? all : parseUint(m, bits, what)];
   }
   let value = 0n;
   let mask = 0n;
   if (s[0] === '+' || s[0] === '-') {
-    const re = /([+-])([a-z]+)/g;
+    const re = /([+-])([a-z]+|\[[0-9]+\])/g;
     let consumed = 0;
     for (let m = re.exec(s); m; m = re.exec(s)) {
-      const bit = CT_STATES.indexOf(m[2]!);
-      if (bit < 0) fail(`ct_state: unknown flag "${m[2]}"`, { value: s });
+      const bit = names.indexOf(m[2]!);
+      if (bit < 0) fail(`${what}: unknown flag "${m[2]}"`, { value: s });
       mask |= 1n << BigInt(bit);
       if (m[1] === '+') value |= 1n << BigInt(bit);
       consumed += m[0].length;
     }
-    if (consumed !== s.length) fail(`ct_state: cannot parse "${s}"`, { value: s });
+    if (consumed !== s.length) fail(`${what}: cannot parse "${s}"`, { value: s });
     return [value, mask];
   }
   for (const name of s.split('|')) {
-    const bit = CT_STATES.indexOf(name);
-    if (bit < 0) fail(`ct_state: unknown flag "${name}"`, { value: s });
+    const bit = names.indexOf(name);
+    if (bit < 0) fail(`${what}: unknown flag "${name}"`, { value: s });
     value |= 1n << BigInt(bit);
   }
-  return [value, 0xffn];
+  return [value, all];
+}
+
+function formatFlags(v: bigint, m: bigint, names: readonly string[], all: bigint): string {
+  if ((m & all) === all) {
+    const set = names.filter((_, i) => (v >> BigInt(i)) & 1n);
+    return set.length ? set.join('|') : '0';
+  }
+  let s = '';
+  for (let i = 0; i < names.length; i++) if ((m >> BigInt(i)) & 1n) s += ((v >> BigInt(i)) & 1n ? '+' : '-') + names[i];
+  return s || '0/0';
+}
+
+function parseCtState(s: string): [bigint, bigint] {
+  return parseFlags(s, CT_STATES, 0xffn, 32, 'ct_state');
 }
 
 /** Parses the text value of a match field into wire bytes (value & mask, as OVS stores it). */
@@ -353,6 +370,13 @@ export function parseFieldValue(f: OxmField, text: string): Parsed {
       const [v, m] = parseCtState(text);
       value = bigToBytes(v, 4);
       mask = bigToBytes(m, 4);
+      break;
+    }
+    case 'tcp_flags': {
+      // The exact form is an unmasked match (OVS's tcp_flags mask is 16 bits wide).
+      const [v, m] = parseFlags(text, TCP_FLAGS, 0xffffn, 16, 'tcp_flags');
+      value = bigToBytes(v, 2);
+      mask = bigToBytes(m, 2);
       break;
     }
     case 'vid': {
@@ -405,16 +429,10 @@ export function formatFieldValue(f: OxmField, value: Uint8Array, mask?: Uint8Arr
       return formatIpMasked(value, mask, true);
     case 'port':
       return formatPort(Number(v));
-    case 'ct_state': {
-      const mm = m ?? 0xffffffffn;
-      if ((mm & 0xffn) === 0xffn) {
-        const names = CT_STATES.filter((_, i) => (v >> BigInt(i)) & 1n);
-        return names.length ? names.join('|') : '0';
-      }
-      let s = '';
-      for (let i = 0; i < 8; i++) if ((mm >> BigInt(i)) & 1n) s += ((v >> BigInt(i)) & 1n ? '+' : '-') + CT_STATES[i];
-      return s || '0/0';
-    }
+    case 'ct_state':
+      return formatFlags(v, m ?? 0xffffffffn, CT_STATES, 0xffn);
+    case 'tcp_flags':
+      return formatFlags(v, m ?? 0xffffn, TCP_FLAGS, 0xfffn);
     case 'hex128': {
       return m === undefined ? hexTrim(v) : `${hexTrim(v)}/${hexTrim(m)}`;
     }
@@ -747,6 +765,7 @@ export function formatMatch(match: Match, priority = 0x8000): string {
       put(`${p}_dst`, 'tp_dst');
     }
   }
+  if ((ethType === ETH_IP || ethType === ETH_IPV6) && proto === 6) put('tcp_flags');
   // Never drop a field silently: anything not placed above (a field whose
   // prerequisites are missing, or one OVS does not know) is printed last.
   for (const t of match) if (!printed.has(t)) parts.push(`${t.field.name}=${formatFieldValue(t.field, t.value, t.mask)}`);
