@@ -121,6 +121,12 @@ t.test('OpenFlow channel against ovs-vswitchd', async (t) => {
       t.equal(stats.mpType === OFPMP.GROUP && stats.groups.length, texts.length, 'group stats for every group');
       await sw.applyBundle([{ type: 'flow_mod', xid: 0, ...parseFlow('table=9,priority=5 actions=group:1') }]);
       t.ok((await dumpFlows()).includes('table=9, priority=5 actions=group:1'), 'a flow can point at the group');
+      // A group and the flow using it in one ordered bundle.
+      await sw.applyBundle([
+        { type: 'group_mod', xid: 0, ...parseGroup('group_id=7,type=all,bucket=actions=output:3') },
+        { type: 'flow_mod', xid: 0, ...parseFlow('table=9,priority=6 actions=group:7') },
+      ]);
+      t.ok((await dumpFlows()).includes('table=9, priority=6 actions=group:7'), 'group + flow in one bundle');
     });
 
     await t.test('meters round-trip (userspace datapath)', async (t) => {
@@ -135,6 +141,9 @@ t.test('OpenFlow channel against ovs-vswitchd', async (t) => {
       t.same(texts.map((x) => formatMeter(parseMeter(x))), texts);
       await sw.applyBundle([{ type: 'flow_mod', xid: 0, ...parseFlow('table=10,priority=5 actions=meter:1,output:1') }]);
       t.ok((await dumpFlows()).includes('table=10, priority=5 actions=meter:1,output:1'), 'a flow can use the meter');
+      // OVS does not take meter_mods inside bundles: a typed, mapped refusal.
+      const e = await sw.applyBundle([{ type: 'meter_mod', xid: 0, ...parseMeter('meter=9,kbps,bands=type=drop,rate=5') }]).catch((x: unknown) => x);
+      t.ok(e instanceof BundleError, `meter_mod in a bundle: ${(e as BundleError).failures[0]?.error.context.name}`);
     });
 
     await t.test('multipart: tables, ports; role request', async (t) => {
