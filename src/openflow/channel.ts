@@ -9,7 +9,7 @@
 import { EventEmitter } from 'node:events';
 import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
-import { unlinkSync } from 'node:fs';
+import { statSync, unlinkSync } from 'node:fs';
 import { errorName } from './errnames.js';
 import { ChannelError, OpenFlowDecodeError, SwitchError } from './errors.js';
 import { FrameSplitter } from './framing.js';
@@ -512,17 +512,29 @@ export class OpenFlowServer extends EventEmitter {
     server.on('tlsClientError', (e: Error, sock: Socket) => this.emit('handshake-error', new ChannelError('EOFTLS', `TLS: ${e.message}`, {}), sock.remoteAddress ?? 'unknown'));
     this.server = server;
     if (where.path) {
+      // Replace a stale socket left by a previous run, never anything else.
+      let st: ReturnType<typeof statSync> | undefined;
       try {
-        unlinkSync(where.path);
+        st = statSync(where.path);
       } catch {
-        /* not there */
+        st = undefined;
       }
+      if (st && !st.isSocket()) throw new ChannelError('EOFLISTEN', `${where.path} exists and is not a socket`, { path: where.path });
+      if (st) unlinkSync(where.path);
     }
     await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      if (where.path) server.listen(where.path, resolve);
-      else server.listen(where.port ?? 0, where.host ?? '127.0.0.1', resolve);
+      const fail = (e: NodeJS.ErrnoException) =>
+        reject(new ChannelError('EOFLISTEN', `cannot listen on ${where.path ?? `${where.host ?? '127.0.0.1'}:${where.port ?? 0}`}: ${e.message}`, { errno: e.code }));
+      server.once('error', fail);
+      const ok = () => {
+        server.off('error', fail);
+        resolve();
+      };
+      if (where.path) server.listen(where.path, ok);
+      else server.listen(where.port ?? 0, where.host ?? '127.0.0.1', ok);
     });
+    // Later listener failures (EMFILE, ...) are reported, never thrown into the event loop.
+    server.on('error', (e) => this.emit('listen-error', new ChannelError('EOFLISTEN', `listener: ${e.message}`, {})));
     const addr = server.address();
     return typeof addr === 'string' ? { path: addr } : { port: addr?.port };
   }

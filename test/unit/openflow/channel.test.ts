@@ -20,7 +20,7 @@ import {
 } from '../../../src/openflow/index.js';
 import { SimSwitch } from './switch-sim.js';
 import { makeCerts } from './certs.js';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -286,4 +286,25 @@ t.test('TLS listener: mutual authentication; an unknown client is refused', asyn
   const [err] = await refused;
   t.match(err, { code: 'EOFTLS' }, 'client without a certificate refused with a typed error');
   t.equal(server.get(0x78n), undefined);
+});
+
+t.test('unix listener: replaces a stale socket, refuses to clobber a file; port in use is typed', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'tenet-of-unix-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'of.sock');
+  const a = new OpenFlowServer();
+  await a.listen({ path });
+  await a.close();
+  const b = new OpenFlowServer();
+  t.teardown(() => b.close());
+  await b.listen({ path });
+  t.pass('stale socket replaced');
+  const file = join(dir, 'not-a-socket');
+  writeFileSync(file, 'keep me');
+  await t.rejects(new OpenFlowServer().listen({ path: file }), { code: 'EOFLISTEN' });
+  t.equal(readFileSync(file, 'utf8'), 'keep me', 'regular file untouched');
+  const c = new OpenFlowServer();
+  t.teardown(() => c.close());
+  const { port } = await c.listen({ port: 0 });
+  await t.rejects(new OpenFlowServer().listen({ port }), { code: 'EOFLISTEN', context: { errno: 'EADDRINUSE' } }, 'address in use: typed');
 });
