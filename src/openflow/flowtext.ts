@@ -1004,7 +1004,26 @@ function splitAction(s: string): { name: string; arg: string | undefined; paren:
   return { name: s.slice(0, i), arg: s.slice(i + 1), paren: false };
 }
 
-function parseAction(s: string): Action {
+/** Value/mask over a field as NXAST_REG_LOADs: one per run of set mask bits, at most 64 bits each (OVS's next_load_segment). */
+function loadSegments(field: OxmField, value: bigint, mask: bigint): Action[] {
+  const out: Action[] = [];
+  const bits = field.bits;
+  let ofs = 0;
+  while (ofs < bits) {
+    if (!((mask >> BigInt(ofs)) & 1n)) {
+      ofs++;
+      continue;
+    }
+    let end = ofs + 1;
+    while (end < bits && end < ofs + 64 && (mask >> BigInt(end)) & 1n) end++;
+    const n = end - ofs;
+    out.push({ type: 'load', dst: { field, ofs, nBits: n }, value: (value >> BigInt(ofs)) & ((1n << BigInt(n)) - 1n) });
+    ofs = end;
+  }
+  return out;
+}
+
+function parseAction(s: string): Action | Action[] {
   const { name, arg } = splitAction(s);
   const need = (): string => {
     if (arg === undefined || arg === '') fail(`action "${name}" needs an argument`, { text: s });
@@ -1056,7 +1075,8 @@ function parseAction(s: string): Action {
       const f = fieldByName(a.slice(i + 2));
       if (!f) fail(`set_field: unknown field "${a.slice(i + 2)}"`, { text: s });
       const p = parseFieldValue(f, a.slice(0, i));
-      if (p.mask) fail('set_field with a mask is not supported in OpenFlow 1.3', { text: s });
+      // OpenFlow 1.3 set_field cannot be masked: like OVS, send the masked bits as reg_loads.
+      if (p.mask) return loadSegments(f, bytesToBig(p.value), bytesToBig(p.mask));
       return { type: 'set_field', field: f, value: p.value };
     }
     case 'load': {
@@ -1064,10 +1084,11 @@ function parseAction(s: string): Action {
       const i = a.indexOf('->');
       if (i < 0) fail(`load: expected "value->field[bits]", got "${a}"`, { text: s });
       const dst = parseSubfield(a.slice(i + 2));
-      const value = parseUint(a.slice(0, i), 64, 'load');
-      if (dst.nBits < 64 && value >> BigInt(dst.nBits) !== 0n) fail(`load: ${a.slice(0, i)} does not fit in ${dst.nBits} bits`, { text: s });
-      if (dst.nBits > 64) fail('load: destination wider than 64 bits is not supported', { text: s });
-      return { type: 'load', dst, value };
+      const value = parseUint(a.slice(0, i), 128, 'load');
+      if (value >> BigInt(dst.nBits) !== 0n) fail(`load: ${a.slice(0, i)} does not fit in ${dst.nBits} bits`, { text: s });
+      if (dst.nBits <= 64) return { type: 'load', dst, value };
+      // NXAST_REG_LOAD carries at most 64 bits: wider loads become several, as in OVS.
+      return loadSegments(dst.field, value << BigInt(dst.ofs), ((1n << BigInt(dst.nBits)) - 1n) << BigInt(dst.ofs));
     }
     case 'move': {
       const a = need();
@@ -1104,7 +1125,9 @@ function parseActionList(s: string): Action[] {
   const out: Action[] = [];
   for (const item of splitTop(s, ',')) {
     if (item === 'drop') continue;
-    out.push(parseAction(item));
+    const a = parseAction(item);
+    if (Array.isArray(a)) out.push(...a);
+    else out.push(a);
   }
   return out;
 }
@@ -1155,7 +1178,11 @@ export function parseInstructions(s: string): Instruction[] {
         ins.push({ type: 'goto_table', table: parseNum(arg ?? '', 8, name) });
         continue;
       default:
-        apply.push(parseAction(item));
+        {
+          const a = parseAction(item);
+          if (Array.isArray(a)) apply.push(...a);
+          else apply.push(a);
+        }
     }
   }
   if (apply.length) ins.push({ type: 'apply_actions', actions: apply });

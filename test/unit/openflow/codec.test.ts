@@ -259,7 +259,6 @@ t.test('typed encode and syntax errors', async (t) => {
     'actions=frob:1',
     'actions=move:NXM_NX_REG0[0..7]->NXM_NX_REG1[0..15]',
     'actions=load:0x100->NXM_NX_REG0[0..7]',
-    'actions=set_field:1/1->reg0',
     'actions=resubmit(1,2,3)',
     'actions=conjunction(1,3/2)',
     'actions=ct(zone=NXM_NX_REG0[0..40])',
