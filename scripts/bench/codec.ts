@@ -7,12 +7,14 @@
  * against a bare responder (frame scan + canned reply, batched writes) in the
  * same run. Last line: JSON.
  *
- *   npm run bench -- codec [--seconds S] [--switches N] [--window W]
+ *   npm run bench -- codec [--seconds S] [--rounds R] [--switches N] [--window W] [--js-generator]
  */
-import { fork } from 'node:child_process';
+import { fork, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { connect, createServer, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { loadavg } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import {
   decodeMessage,
   encodeInto,
@@ -239,7 +241,173 @@ async function bareResponder(): Promise<{ port: number; stop: Stop }> {
   };
 }
 
+/**
+ * The same generator in C (cbench is C): a JavaScript generator pays ~10-15 us of event-loop
+ * work per socket event, which in latency mode queues every round trip behind the other
+ * switches' events. Compiled with gcc at run time when available, else the JS one is used.
+ */
+const C_GENERATOR = String.raw`/* cbench-style OpenFlow 1.3 load generator: N switches, packet_in -> packet_out. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAXSW 256
+#define PIN 102
+struct sw { int fd; unsigned char buf[1 << 17]; int have; int ready; double sent; };
+static struct sw sws[MAXSW];
+static unsigned char pin[PIN];
+static unsigned char *batch;
+static double *lat; static long nlat, caplat = 1 << 22;
+
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1e6 + t.tv_nsec / 1e3; }
+static void wr(int fd, const void *p, size_t n) {
+  const char *c = p;
+  while (n) { ssize_t k = send(fd, c, n, 0); if (k < 0) { if (errno == EINTR) continue; perror("send"); exit(1); } c += k; n -= k; }
+}
+static int cmp(const void *a, const void *b) { double x = *(const double *)a, y = *(const double *)b; return x < y ? -1 : x > y; }
+
+int main(int argc, char **argv) {
+  if (argc < 6) { fprintf(stderr, "usage: port mode nsw seconds window\n"); return 2; }
+  int port = atoi(argv[1]); int latency = !strcmp(argv[2], "latency"); int n = atoi(argv[3]);
+  double secs = atof(argv[4]); int window = atoi(argv[5]);
+  if (n > MAXSW) n = MAXSW;
+  memset(pin, 0, PIN);
+  pin[0] = 4; pin[1] = 10; pin[2] = 0; pin[3] = PIN;
+  memset(pin + 8, 0xff, 4); pin[12] = 0; pin[13] = 60;          /* buffer_id, total_len */
+  pin[24] = 0; pin[25] = 1; pin[26] = 0; pin[27] = 12;           /* match type OXM, len 12 */
+  pin[28] = 0x80; pin[29] = 0; pin[30] = 0; pin[31] = 4;         /* OXM in_port */
+  pin[35] = 1;
+  memset(pin + 42, 0xab, 60);
+  batch = malloc((size_t)PIN * window);
+  for (int i = 0; i < window; i++) memcpy(batch + (size_t)i * PIN, pin, PIN);
+  lat = malloc(sizeof(double) * caplat);
+  int ep = epoll_create1(0);
+  for (int i = 0; i < n; i++) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
+    a.sin_addr.s_addr = htonl(0x7f000001);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a)) { perror("connect"); return 1; }
+    int one = 1; setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    sws[i].fd = fd;
+    unsigned char hello[16] = {4, 0, 0, 16, 0, 0, 0, 1, 0, 1, 0, 8, 0, 0, 0, 0x10};
+    wr(fd, hello, 16);
+    struct epoll_event ev = { .events = EPOLLIN, .data.u32 = i };
+    epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+  }
+  int ready = 0, measuring = 0, kicked = 0; long answered = 0;
+  double t0 = now(), tkick = 0, tstart = 0, tend = 0;
+  struct epoll_event evs[64];
+  for (;;) {
+    double t = now();
+    if (ready == n && !kicked && t - t0 > 0) {
+      if (tkick == 0) tkick = t + 200000;
+      if (t >= tkick) {
+        kicked = 1;
+        for (int i = 0; i < n; i++) { if (latency) { sws[i].sent = now(); wr(sws[i].fd, pin, PIN); } else wr(sws[i].fd, batch, (size_t)PIN * window); }
+        tstart = now() + 1000000;
+      }
+    }
+    if (kicked && !measuring && t >= tstart && tend == 0) { measuring = 1; tend = t + secs * 1e6; printf("start\n"); fflush(stdout); answered = 0; nlat = 0; tstart = t; }
+    if (measuring && t >= tend) break;
+    int k = epoll_wait(ep, evs, 64, 10);
+    for (int e = 0; e < k; e++) {
+      struct sw *s = &sws[evs[e].data.u32];
+      ssize_t r = recv(s->fd, s->buf + s->have, sizeof s->buf - s->have, MSG_DONTWAIT);
+      if (r <= 0) { if (r < 0 && (errno == EAGAIN || errno == EINTR)) continue; fprintf(stderr, "controller closed\n"); return 1; }
+      s->have += r;
+      int off = 0, outs = 0;
+      while (s->have - off >= 8) {
+        int len = (s->buf[off + 2] << 8) | s->buf[off + 3];
+        if (len < 8) { fprintf(stderr, "bad frame\n"); return 1; }
+        if (s->have - off < len) break;
+        int type = s->buf[off + 1];
+        if (type == 13) outs++;
+        else if (type == 5) {
+          unsigned char fr[32] = {0}; memcpy(fr, s->buf + off, 8); fr[1] = 6; fr[3] = 32;
+          fr[15] = (unsigned char)(evs[e].data.u32 + 1); fr[20] = 254;
+          wr(s->fd, fr, 32);
+          if (!s->ready) { s->ready = 1; ready++; }
+        } else if (type == 2) {
+          unsigned char *er = s->buf + off; er[1] = 3; wr(s->fd, er, len);
+        }
+        off += len;
+      }
+      memmove(s->buf, s->buf + off, s->have - off); s->have -= off;
+      if (!outs) continue;
+      if (measuring) answered += outs;
+      if (latency) {
+        double tn = now();
+        if (measuring && nlat < caplat) lat[nlat++] = tn - s->sent;
+        s->sent = now(); wr(s->fd, pin, PIN);
+      } else {
+        while (outs > 0) { int m = outs > window ? window : outs; wr(s->fd, batch, (size_t)PIN * m); outs -= m; }
+      }
+    }
+  }
+  double el = (now() - tstart) / 1e6;
+  printf("stop\n"); fflush(stdout);
+  double p50 = 0, p99 = 0;
+  if (nlat) { qsort(lat, nlat, sizeof(double), cmp); p50 = lat[(long)(nlat * 0.5)]; p99 = lat[(long)(nlat * 0.99)]; }
+  printf("{\"answered\":%ld,\"seconds\":%.6f", answered, el);
+  if (nlat) printf(",\"p50us\":%.2f,\"p99us\":%.2f", p50, p99);
+  printf("}\n");
+  for (int i = 0; i < n; i++) close(sws[i].fd);
+  return 0;
+}
+`;
+
+function buildCGenerator(): string | null {
+  if (process.argv.includes('--js-generator')) return null;
+  const dir = mkdtempSync(join(tmpdir(), 'tenet-cbench-'));
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'cbench.c'), C_GENERATOR);
+  const r = spawnSync('gcc', ['-O2', '-o', join(dir, 'cbench'), join(dir, 'cbench.c')], { encoding: 'utf8' });
+  if (r.status !== 0) {
+    say(`gcc unavailable or failed (${(r.stderr || String(r.error)).split('\n')[0]}); using the JavaScript generator`);
+    return null;
+  }
+  return join(dir, 'cbench');
+}
+
+let cGenerator: string | null = null;
+
+function runCGenerator(bin: string, port: number, mode: string, n: number, secs: number, window: number): Promise<GenResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(bin, [String(port), mode, String(n), String(secs), String(window)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let cpu0: NodeJS.CpuUsage | undefined;
+    let cpuS = 0;
+    let buf = '';
+    child.stdout.on('data', (d: Buffer) => {
+      buf += d.toString();
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl).trim();
+        buf = buf.slice(nl + 1);
+        if (line === 'start') cpu0 = process.cpuUsage();
+        else if (line === 'stop') {
+          const d2 = process.cpuUsage(cpu0);
+          cpuS = (d2.user + d2.system) / 1e6;
+        } else if (line.startsWith('{')) resolve({ ...(JSON.parse(line) as GenResult), responderCpuS: cpuS });
+      }
+    });
+    child.once('error', reject);
+    child.once('exit', (code) => {
+      if (code) reject(new Error(`C generator exited ${code}`));
+    });
+  });
+}
+
 function runGenerator(port: number, mode: string, n: number, secs: number, window: number): Promise<GenResult> {
+  if (cGenerator) return runCGenerator(cGenerator, port, mode, n, secs, window);
   return new Promise((resolve, reject) => {
     const child = fork(fileURLToPath(import.meta.url), ['--generator', String(port), mode, String(n), String(secs), String(window)], {
       execArgv: process.execArgv,
@@ -263,6 +431,8 @@ function runGenerator(port: number, mode: string, n: number, secs: number, windo
 
 // ---------------------------------------------------------------------------------------------
 
+cGenerator = buildCGenerator();
+say(`generator: ${cGenerator ? 'C (compiled with gcc)' : 'JavaScript'}`);
 const SECONDS = Number(arg('seconds', '3'));
 const SWITCHES = Number(arg('switches', '16'));
 const WINDOW = Number(arg('window', '256'));
@@ -372,6 +542,7 @@ console.log(
     cpu_ratio_vs_bare: Number((perCpu('tenet_throughput') / perCpu('bare_throughput')).toFixed(3)),
     load_average_1m: Number(loadavg()[0]!.toFixed(2)),
     rounds: ROUNDS,
+    generator: cGenerator ? 'c' : 'js',
     switches: SWITCHES,
     window: WINDOW,
     seconds: SECONDS,
