@@ -130,6 +130,9 @@ t.test('OpenFlow channel against ovs-vswitchd', async (t) => {
     });
 
     await t.test('meters round-trip (userspace datapath)', async (t) => {
+      const features = (await lab.ofctl(host, 'meter-features', 'br-int')).stdout;
+      const maxMeter = Number(/max_meter:(\d+)/.exec(features)?.[1] ?? 0);
+      t.ok(maxMeter > 0, `the netdev datapath implements meters (max_meter:${maxMeter}; ${features.match(/band_types:.*/)?.[0] ?? ''})`);
       const texts = ['meter=1,kbps,burst,stats,bands=type=drop,rate=1000,burst_size=100', 'meter=2,pktps,bands=type=drop,rate=500'];
       for (const m of texts) {
         sw.send({ type: 'meter_mod', xid: sw.nextXid(), ...parseMeter(m) });
