@@ -286,9 +286,18 @@ export class SwitchConnection extends EventEmitter {
         if (this.pending.has(m.xid)) this.settle(m.xid, m);
         return;
       default:
-        if (this.listenerCount('message')) this.emit('message', m);
-        if (m.type === 'packet_in') this.emit('packet_in', m);
-        else if (m.type === 'port_status') this.emit('port_status', m);
+        // A throwing application handler is its bug, not the switch's: report it and keep
+        // the connection (otherwise it would look like a protocol error and drop the switch).
+        try {
+          if (this.listenerCount('message')) this.emit('message', m);
+          if (m.type === 'packet_in') this.emit('packet_in', m);
+          else if (m.type === 'port_status') this.emit('port_status', m);
+        } catch (e) {
+          if (this.listenerCount('handler-error')) this.emit('handler-error', e, m);
+          else queueMicrotask(() => {
+            throw e;
+          });
+        }
     }
   }
 

@@ -137,6 +137,16 @@ t.test('requests: correlation, timeouts, named switch errors, multipart parts', 
   const pin = new Promise<OfMessage>((resolve) => conn.once('packet_in', resolve));
   sim.send({ type: 'packet_in', xid: 0, bufferId: 0xffffffff, totalLen: 1, reason: 0, tableId: 0, cookie: 0n, match: [], data: Buffer.from([1]) });
   t.equal((await pin).type, 'packet_in');
+  // A throwing packet_in handler does not cost the switch its connection.
+  const boom = new Promise<unknown[]>((resolve) => conn.once('handler-error', (...a) => resolve(a)));
+  const thrower = () => {
+    throw new Error('app bug');
+  };
+  conn.once('packet_in', thrower);
+  sim.send({ type: 'packet_in', xid: 0, bufferId: 0xffffffff, totalLen: 1, reason: 0, tableId: 0, cookie: 0n, match: [], data: Buffer.from([1]) });
+  t.match(((await boom)[0] as Error).message, 'app bug', 'handler error reported as an event');
+  await conn.barrier();
+  t.notOk(conn.isClosed, 'connection kept');
   const ps = new Promise<OfMessage>((resolve) => conn.once('port_status', resolve));
   sim.send({
     type: 'port_status',
