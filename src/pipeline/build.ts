@@ -53,11 +53,20 @@ export const FLD = {
 
 export const ETH = { IP: 0x0800, IP6: 0x86dd, ARP: 0x0806 } as const;
 
+// new Uint8Array(n) + stores: Uint8Array.of() is several times slower to allocate.
 export function u16(v: number): Uint8Array {
-  return Uint8Array.of(v >>> 8, v & 255);
+  const b = new Uint8Array(2);
+  b[0] = v >>> 8;
+  b[1] = v;
+  return b;
 }
 export function u32(v: number): Uint8Array {
-  return Uint8Array.of(v >>> 24, (v >>> 16) & 255, (v >>> 8) & 255, v & 255);
+  const b = new Uint8Array(4);
+  b[0] = v >>> 24;
+  b[1] = v >>> 16;
+  b[2] = v >>> 8;
+  b[3] = v;
+  return b;
 }
 export function u64(v: number): Uint8Array {
   const hi = Math.floor(v / 0x100000000);
@@ -68,7 +77,8 @@ export function u64(v: number): Uint8Array {
 }
 export function mac(s: string): Uint8Array {
   const out = new Uint8Array(6);
-  for (let i = 0; i < 6; i++) out[i] = parseInt(s.slice(i * 3, i * 3 + 2), 16);
+  const hex = (c: number) => (c <= 57 ? c - 48 : (c | 32) - 87);
+  for (let i = 0; i < 6; i++) out[i] = (hex(s.charCodeAt(i * 3)) << 4) | hex(s.charCodeAt(i * 3 + 1));
   return out;
 }
 export function ip6bytes(v: bigint): Uint8Array {

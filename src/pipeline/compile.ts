@@ -542,24 +542,14 @@ export function genPolicy(ctx: Ctx, host: string, p: Policy): Contribution {
   const l4by = { 4: l4(4), 6: l4(6) };
   const ins: Instruction[] = p.action === 'allow' ? [apply([CT_COMMIT]), goto(T.CHAIN)] : [];
   const prio = PRIO.POLICY_TOP - p.index;
+  // Each network and endpoint is visited once per side, so the product has no duplicates.
   const flows: FlowMod[] = [];
-  const seen = new Set<string>();
   for (const f of from)
     for (const d of to) {
       if (d.v !== f.v) continue;
-      for (const l of l4by[f.v]) {
-        const m = [M.ctNewTrk, ...f.m, ...d.m, ...l];
-        flows.push(flow(T.ACL_IN, prio, cookie, m, ins));
-      }
+      for (const l of l4by[f.v]) flows.push(flow(T.ACL_IN, prio, cookie, [M.ctNewTrk, ...f.m, ...d.m, ...l], ins));
     }
-  // the same destination may be selected twice (by label and by name): keep one flow
-  const out = flows.filter((fl) => {
-    const k = fl.match.map((x) => `${x.field.name}=${x.value.join('.')}/${x.mask?.join('.') ?? ''}`).join(',');
-    if (seen.has(k)) return false;
-    seen.add(k);
-    return true;
-  });
-  return { flows: out, groups: NO_GROUPS };
+  return { flows, groups: NO_GROUPS };
 }
 
 // ---- whole-host compile ------------------------------------------------------------------------
