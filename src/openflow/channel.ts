@@ -494,7 +494,9 @@ export interface ListenOptions {
 /**
  * Accepts switch connections. Emits 'connect' (conn) after a successful
  * handshake, 'disconnect' (conn, reason) when a handshaken switch goes away,
- * and 'handshake-error' (err, remote) for peers that fail the handshake.
+ * 'handshake-error' (err, remote) for peers that fail the handshake, and
+ * 'server-error' (ChannelError EOFSERVER) when the listening socket fails
+ * after listen() succeeded (e.g. EMFILE on accept); the server keeps running.
  */
 export class OpenFlowServer extends EventEmitter {
   private server: Server | null = null;
@@ -542,8 +544,11 @@ export class OpenFlowServer extends EventEmitter {
       if (where.path) server.listen(where.path, ok);
       else server.listen(where.port ?? 0, where.host ?? '127.0.0.1', ok);
     });
-    // Later listener failures (EMFILE, ...) are reported, never thrown into the event loop.
-    server.on('error', (e) => this.emit('listen-error', new ChannelError('EOFLISTEN', `listener: ${e.message}`, {})));
+    // Later listener failures (EMFILE on accept, ...) are reported as events, every
+    // time: an 'error' without a listener would crash the controller.
+    server.on('error', (e: NodeJS.ErrnoException) =>
+      this.emit('server-error', new ChannelError('EOFSERVER', `listener: ${e.message}`, { errno: e.code })),
+    );
     const addr = server.address();
     return typeof addr === 'string' ? { path: addr } : { port: addr?.port };
   }

@@ -23,6 +23,7 @@ import { makeCerts } from './certs.js';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Server as NetServer } from 'node:net';
 
 async function setup(t: Test, opts = {}) {
   const server = new OpenFlowServer({ echoIntervalMs: 100, echoTimeoutMs: 2000, requestTimeoutMs: 2000, handshakeTimeoutMs: 2000, ...opts });
@@ -317,4 +318,28 @@ t.test('unix listener: replaces a stale socket, refuses to clobber a file; port 
   t.teardown(() => c.close());
   const { port } = await c.listen({ port: 0 });
   await t.rejects(new OpenFlowServer().listen({ port }), { code: 'EOFLISTEN', context: { errno: 'EADDRINUSE' } }, 'address in use: typed');
+});
+
+t.test('listener errors after listen() are server-error events, every time; the server keeps serving', async (t) => {
+  const { server, port } = await setup(t);
+  // The underlying net.Server, as Node would see it fail on accept (private on purpose).
+  const net = (server as unknown as { server: NetServer }).server;
+  const seen: ChannelError[] = [];
+  server.on('server-error', (e: ChannelError) => seen.push(e));
+  for (const code of ['EMFILE', 'ENFILE']) {
+    const e = Object.assign(new Error(`accept ${code}`), { code });
+    // An 'error' without a listener would throw right here (and crash a controller).
+    t.doesNotThrow(() => net.emit('error', e), `${code}: no throw`);
+  }
+  t.match(seen, [
+    { code: 'EOFSERVER', context: { errno: 'EMFILE' } },
+    { code: 'EOFSERVER', context: { errno: 'ENFILE' } },
+  ]);
+  t.ok(seen.every((e) => e instanceof ChannelError));
+  t.equal(net.listenerCount('error'), 1, 'only the permanent handler remains (no stale listen() listener)');
+  const sim = new SimSwitch(port, 0x99n);
+  t.teardown(() => sim.close());
+  const conn = await server.waitForSwitch(0x99n);
+  await conn.barrier();
+  t.pass('a switch still connects and works');
 });
