@@ -34,6 +34,7 @@ import {
   underlayIp,
 } from './naming.js';
 import { labDir, labRoot, readState, writeState, type LabHost, type LabState } from './state.js';
+import { isAlive } from '../util/process.js';
 
 export type Progress = (message: string) => void;
 
@@ -359,16 +360,7 @@ export function readPid(pidfile: string): number | undefined {
   }
 }
 
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    // A zombie still answers kill(0); treat it as gone.
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return !/^\d+ \(.*\) Z /.test(stat);
-  } catch {
-    return false;
-  }
-}
+export { isAlive };
 
 /** SIGTERM, wait up to 3 s, then SIGKILL what is left. Returns how many were running. */
 function stopPids(pids: number[]): number {

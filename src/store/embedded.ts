@@ -16,7 +16,8 @@
  * earlier than its holder could expect, and a dead holder's keys go one TTL later.
  */
 import { constants as fsConstants } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { link, mkdir, open, readdir, readFile, rename, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CorruptDataError, InvalidRequestError, LeaseNotFoundError, StoreClosedError, StoreLockedError, StoreUnavailableError } from './errors.js';
 import { Mvcc, checkRevision, toWatchEvent, type HistoryEvent, type MvccSnapshot, type WalRecord } from './mvcc.js';
@@ -38,6 +39,7 @@ import type {
   WatchOptions,
 } from './types.js';
 import { decodeFrames, encodeFrame, parseName, segmentName, snapshotName } from './wal.js';
+import { isAlive } from '../util/process.js';
 
 export interface EmbeddedStoreOptions {
   /** Data directory; created if missing. */
@@ -418,7 +420,6 @@ export class EmbeddedStore implements Store {
     this.check();
     const rec = this.mvcc.planGrant(ttlSeconds);
     this.mvcc.apply(rec);
-    if (rec.t !== 'g') throw new Error('unreachable');
     this.leaseExpiry.set(rec.id, monotonicMs() + ttlSeconds * 1000);
     await this.append(rec, []);
     return { id: rec.id, ttl: ttlSeconds };
@@ -534,36 +535,65 @@ const LOCK = 'LOCK';
 
 /**
  * One process per data directory: two writers would interleave their logs. The lock
- * file holds the owner's pid; a lock left by a dead process (kill -9) is taken over.
+ * file holds the owner's pid. It is written to a private temp file first and then
+ * link()ed into place, so the lock never exists without its pid: an empty or unreadable
+ * lock cannot be a live owner mid-write. A lock left by a dead process (kill -9) is
+ * taken over: renamed aside (atomic, so only one opener takes it) and checked again.
  */
 async function takeLock(dir: string): Promise<void> {
   const file = join(dir, LOCK);
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fh = await open(file, 'wx');
-      await fh.writeFile(String(process.pid));
-      await fh.close();
-      return;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const pid = Number((await readFile(file, 'utf8').catch(() => '')).trim());
-      if (pid > 0 && pid !== process.pid && isAlive(pid)) {
-        throw new StoreLockedError(dir, pid);
-      }
-      if (pid === process.pid) throw new StoreLockedError(dir, pid);
-      await unlink(file).catch(() => undefined); // stale: its owner is gone
-    }
+  const mine = join(dir, `${LOCK}.${process.pid}.${randomBytes(6).toString('hex')}`);
+  const fsFail = (op: string, err: unknown) =>
+    new StoreUnavailableError(`cannot lock store directory ${dir}: ${op}: ${(err as Error).message}`, { dir, op, errno: (err as NodeJS.ErrnoException).code }, err);
+  try {
+    await writeFile(mine, String(process.pid), { flag: 'wx' });
+  } catch (err) {
+    throw fsFail('write', err);
   }
-  throw new StoreLockedError(dir, 0);
+  try {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        await link(mine, file);
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fsFail('link', err);
+      }
+      const owner = await readPidFile(file);
+      if (owner === undefined) continue; // removed meanwhile: try again
+      if (owner > 0 && (owner === process.pid || isAlive(owner))) throw new StoreLockedError(dir, owner);
+      // Stale (dead owner, or not a pid: never produced by link()). Move it aside, then
+      // make sure what we moved is the lock we judged and not a fresh one.
+      const aside = `${mine}.stale`;
+      try {
+        await rename(file, aside);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        throw fsFail('rename', err);
+      }
+      const moved = await readPidFile(aside);
+      if (moved !== owner && moved !== undefined && moved > 0 && isAlive(moved)) {
+        await link(aside, file).catch(() => undefined); // give it back
+        await unlink(aside).catch(() => undefined);
+        throw new StoreLockedError(dir, moved);
+      }
+      await unlink(aside).catch(() => undefined);
+    }
+    throw new StoreLockedError(dir, 0);
+  } finally {
+    await unlink(mine).catch(() => undefined);
+  }
 }
 
-function isAlive(pid: number): boolean {
+/** The pid in a lock file: 0 when the content is not a pid, undefined when there is no file. */
+async function readPidFile(file: string): Promise<number | undefined> {
+  let text: string;
   try {
-    process.kill(pid, 0); // signal 0: existence check only
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+    text = await readFile(file, 'utf8');
+  } catch {
+    return undefined;
   }
+  const pid = Number(text.trim());
+  return Number.isInteger(pid) && pid > 0 ? pid : 0;
 }
 
 function offsetOfFrame(buf: Buffer, index: number): number {

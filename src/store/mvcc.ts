@@ -290,7 +290,7 @@ export class Mvcc {
     return { record: { t: 'w', r: newRev, e: writes }, result: { succeeded, revision: newRev, results }, events };
   }
 
-  planGrant(ttl: number): WalRecord {
+  planGrant(ttl: number): Extract<WalRecord, { t: 'g' }> {
     checkTtl(ttl);
     return { t: 'g', id: String(this.nextLease), ttl };
   }

@@ -30,9 +30,11 @@ t.test('reopen replays the log', async (t) => {
   t.equal(s.recovery.truncatedBytes, 0);
 });
 
-for (const [name, damage] of [
-  ['half-written record', (f: string) => truncateSync(f, statSync(f).size - 5)],
-  ['garbage appended', (f: string) => appendFileSync(f, Buffer.from([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]))],
+// Each case with the number of the 10 records that must survive: damage inside the last
+// record costs exactly that record; bytes after the last record cost nothing.
+for (const [name, damage, survivors] of [
+  ['half-written record', (f: string) => truncateSync(f, statSync(f).size - 5), 9],
+  ['garbage appended', (f: string) => appendFileSync(f, Buffer.from([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12])), 10],
   [
     'flipped byte in the last record',
     (f: string) => {
@@ -40,8 +42,9 @@ for (const [name, damage] of [
       b[b.length - 3] = b[b.length - 3]! ^ 0xff;
       writeFileSync(f, b);
     },
+    9,
   ],
-  ['absurd length field', (f: string) => appendFileSync(f, Buffer.from([0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0, 1]))],
+  ['absurd length field', (f: string) => appendFileSync(f, Buffer.from([0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0, 1])), 10],
 ] as const) {
   t.test(`torn tail recovered: ${name}`, async (t) => {
     const dir = tmp(t);
@@ -51,7 +54,7 @@ for (const [name, damage] of [
     damage(f);
     const s = await EmbeddedStore.open({ dir });
     const kept = (await s.range('k/', { prefix: true })).kvs.length;
-    t.ok(kept === 9 || kept === 10, `good records kept (${kept})`);
+    t.equal(kept, survivors, `the ${survivors} good records kept`);
     t.ok(s.recovery.truncatedBytes > 0, `cut ${s.recovery.truncatedBytes} bytes (${s.recovery.tornReason})`);
     t.ok(statSync(f).size <= before, 'file truncated at the last good record');
     // New writes follow the good prefix and survive another reopen.
@@ -181,6 +184,18 @@ t.test('one process per data directory', async (t) => {
   const s2 = await EmbeddedStore.open({ dir });
   t.pass('stale lock taken over');
   await s2.close();
+  // A lock held by another live process (our parent) is respected and names it.
+  writeFileSync(join(dir, 'LOCK'), String(process.ppid));
+  await t.rejects(EmbeddedStore.open({ dir }), { name: 'StoreLockedError', pid: process.ppid }, 'live owner: refused');
+  // Concurrent openers racing for a stale lock: exactly one wins, no temp files remain.
+  writeFileSync(join(dir, 'LOCK'), '999999999');
+  const opened = await Promise.allSettled(Array.from({ length: 6 }, () => EmbeddedStore.open({ dir })));
+  const winners = opened.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  t.equal(winners.length, 1, 'one opener takes the stale lock');
+  t.ok(opened.every((r) => r.status === 'fulfilled' || r.reason instanceof StoreLockedError), 'the others get StoreLockedError');
+  t.equal(readFileSync(join(dir, 'LOCK'), 'utf8'), String(process.pid), 'the lock holds the winner pid');
+  t.same(readdirSync(dir).filter((n) => n.startsWith('LOCK.')), [], 'no temp lock files left');
+  await winners[0]?.close();
 });
 
 t.test('closed store and openStore()', async (t) => {
