@@ -5,7 +5,7 @@
  * segment rotation). After each kill the store is reopened and must hold every
  * acknowledged write, with the right value, and nothing that was never written.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,8 +19,9 @@ const INFLIGHT = 4;
 const work = mkdtempSync(join(tmpdir(), 'tenet-durable-'));
 t.teardown(() => rmSync(work, { recursive: true, force: true }));
 
-// Node + tsx takes ~1 s to start; one bundled child starts in a tenth of that, so 21
-// kill cycles fit in a few seconds. (esbuild is tsx's own transpiler, already installed.)
+// A child going through a TypeScript loader takes ~1 s to start; one bundled child starts
+// in a tenth of that, so 21 kill cycles fit in a few seconds. (esbuild is a direct
+// dependency of the project: it is also what scripts/ts-loader transpiles with.)
 const childJs = join(work, 'writer.mjs');
 await build({
   entryPoints: [new URL('../../helpers/store-writer.ts', import.meta.url).pathname],
@@ -39,12 +40,16 @@ interface Cycle {
   maxIssuedBound: number;
 }
 
-function runAndKill(dir: string, cycle: string, killAfterAcks: number): Promise<Cycle> {
+function runAndKill(t: Test, dir: string, cycle: string, killAfterAcks: number): Promise<Cycle> {
   return new Promise((resolve, reject) => {
     // Through sh to drop tap's NODE_OPTIONS hooks (coverage + loaders) from the child;
     // the child is still killed by its own pid (exec replaces the shell).
     const child = spawn('/bin/sh', ['-c', 'unset NODE_OPTIONS; exec "$0" "$@"', process.execPath, childJs, dir, cycle, String(INFLIGHT)], {
       stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    // If the test fails mid-cycle, the writer must not outlive it: killed by its pid.
+    t.teardown(() => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     });
     const acked = new Map<number, number>();
     let buf = '';
@@ -65,7 +70,9 @@ function runAndKill(dir: string, cycle: string, killAfterAcks: number): Promise<
         child.kill('SIGKILL'); // by pid, mid-stream
       }
     });
-    child.on('exit', (code, signal) => {
+    // 'close', not 'exit': only then are stdout's last lines (acks written just before
+    // the kill) read, so every ack printed is checked and none arrives after the check.
+    child.on('close', (code, signal) => {
       if (signal !== 'SIGKILL') {
         reject(new Error(`writer exited ${code} ${signal}: ${err}`));
         return;
@@ -85,7 +92,7 @@ t.test(`${KILLS} kill -9 cycles: every acknowledged write survives, nothing else
   let maxRev = 0;
   for (let c = 0; c < KILLS; c++) {
     // Random kill point: after 1..80 acknowledged writes.
-    const cyc = await runAndKill(dir, `c${String(c).padStart(2, '0')}`, 1 + Math.floor(Math.random() * 80));
+    const cyc = await runAndKill(t, dir, `c${String(c).padStart(2, '0')}`, 1 + Math.floor(Math.random() * 80));
     cycles.push(cyc);
     totalAcked += cyc.acked.size;
     for (const r of cyc.acked.values()) maxRev = Math.max(maxRev, r);
