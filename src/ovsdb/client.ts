@@ -26,6 +26,7 @@ import {
   decodeDiff,
   decodeRow,
   encodeValue,
+  inColumn,
   rowDecoder,
   parseSchema,
   tableOf,
@@ -160,7 +161,8 @@ export class OvsdbClient extends EventEmitter<OvsdbClientEvents> {
       if (timeoutMs > 0) {
         p.timer = setTimeout(() => {
           this.pending.delete(id);
-          reject(new OvsdbTimeoutError(`${method} got no reply within ${timeoutMs} ms`, { method, id, timeoutMs }));
+          // p.reject, not reject: it also detaches the abort listener.
+          p.reject(new OvsdbTimeoutError(`${method} got no reply within ${timeoutMs} ms`, { method, id, timeoutMs }));
         }, timeoutMs);
       }
       this.pending.set(id, p);
@@ -479,7 +481,12 @@ export function decodeUpdates2(schema: DatabaseSchema, j: unknown, columns: Map<
         const d: Record<string, Value> = {};
         for (const [col, v] of Object.entries(asObject(r.modify, 'modify'))) {
           const c = t.columns.get(col);
-          if (c) d[col] = decodeDiff(c.type, v);
+          if (!c) continue;
+          try {
+            d[col] = decodeDiff(c.type, v);
+          } catch (err) {
+            throw inColumn(err, table, col);
+          }
         }
         tu[uuid] = { modify: d };
       } else throw new OvsdbProtocolError(`row-update2 for ${table} ${uuid} has no known member`);

@@ -146,6 +146,9 @@ export class Replica extends EventEmitter<ReplicaEvents> {
       return;
     }
     this.current = client;
+    // Remember why the connection closed if that happens before we watch for loss.
+    let earlyClose: OvsdbError | undefined;
+    client.once('close', (err) => (earlyClose = err));
     client.on('update', (id, u) => {
       if (id === MONITOR_ID) this.deliver(() => this.applyUpdates(u));
     });
@@ -170,7 +173,7 @@ export class Replica extends EventEmitter<ReplicaEvents> {
     // Watch for loss only now: a failure during sync is reported by the rejection above.
     client.on('close', (err) => this.onClose(client, err));
     if (client.isClosed) {
-      this.onClose(client, new OvsdbClosedError('connection closed right after sync'));
+      this.onClose(client, earlyClose ?? new OvsdbClosedError('connection closed right after sync'));
       return;
     }
     this.attempt = 0;

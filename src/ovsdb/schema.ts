@@ -90,10 +90,7 @@ function parseBase(json: unknown, where: string): BaseType {
   if (!json || typeof json !== 'object') throw new OvsdbSchemaError(`${where}: bad base type`);
   const o = json as Record<string, unknown>;
   const base = parseBase(o.type, where);
-  if (o.enum !== undefined) {
-    const e = o.enum;
-    base.enum = Array.isArray(e) && e[0] === 'set' ? (e[1] as unknown[]) : [e];
-  }
+  if (o.enum !== undefined) base.enum = setElements(o.enum, `${where} enum`);
   if (typeof o.refTable === 'string') {
     base.refTable = o.refTable;
     base.refType = o.refType === 'weak' ? 'weak' : 'strong';
@@ -128,17 +125,23 @@ function column(name: string, type: ColumnType, ephemeral = false, mutable = tru
 export function parseSchema(json: unknown): DatabaseSchema {
   if (!json || typeof json !== 'object') throw new OvsdbSchemaError('schema is not an object');
   const o = json as Record<string, unknown>;
-  if (typeof o.name !== 'string' || !o.tables || typeof o.tables !== 'object') {
+  if (typeof o.name !== 'string' || !isObj(o.tables)) {
     throw new OvsdbSchemaError('schema lacks name or tables');
   }
   const tables = new Map<string, TableSchema>();
   for (const [tname, tjson] of Object.entries(o.tables as Record<string, unknown>)) {
-    const tj = tjson as Record<string, unknown>;
+    if (!isObj(tjson)) throw new OvsdbSchemaError(`schema table ${tname} is not an object`, { table: tname });
+    const tj = tjson;
     const columns = new Map<string, ColumnSchema>();
     columns.set('_uuid', column('_uuid', { key: { type: 'uuid' }, min: 1, max: 1 }, false, false));
     columns.set('_version', column('_version', { key: { type: 'uuid' }, min: 1, max: 1 }, false, false));
-    for (const [cname, cjson] of Object.entries((tj.columns ?? {}) as Record<string, unknown>)) {
-      const cj = cjson as Record<string, unknown>;
+    const cols = tj.columns ?? {};
+    if (!isObj(cols)) throw new OvsdbSchemaError(`schema table ${tname}: columns is not an object`, { table: tname });
+    for (const [cname, cjson] of Object.entries(cols)) {
+      if (!isObj(cjson)) {
+        throw new OvsdbSchemaError(`schema column ${tname}.${cname} is not an object`, { table: tname, column: cname });
+      }
+      const cj = cjson;
       columns.set(
         cname,
         column(cname, parseColumnType(cj.type, `${tname}.${cname}`), cj.ephemeral === true, cj.mutable !== false),
@@ -148,12 +151,19 @@ export function parseSchema(json: unknown): DatabaseSchema {
       name: tname,
       columns,
       isRoot: tj.isRoot === true,
-      indexes: Array.isArray(tj.indexes) ? (tj.indexes as string[][]) : [],
+      indexes: parseIndexes(tj.indexes, tname),
     };
     if (typeof tj.maxRows === 'number') t.maxRows = tj.maxRows;
     tables.set(tname, t);
   }
   return { name: o.name, version: typeof o.version === 'string' ? o.version : '', tables, json };
+}
+
+function parseIndexes(j: unknown, table: string): string[][] {
+  if (j === undefined) return [];
+  const ok = Array.isArray(j) && j.every((ix) => Array.isArray(ix) && ix.every((c) => typeof c === 'string'));
+  if (!ok) throw new OvsdbSchemaError(`schema table ${table}: indexes is not a list of column lists`, { table });
+  return j as string[][];
 }
 
 export function tableOf(schema: DatabaseSchema, name: string): TableSchema {
@@ -267,31 +277,59 @@ export function encodeRow(table: TableSchema, row: RowInput, where: string): Rec
 function decodeAtom(base: BaseType, j: unknown): Atom {
   if (base.type === 'uuid') {
     if (Array.isArray(j) && (j[0] === 'uuid' || j[0] === 'named-uuid') && typeof j[1] === 'string') return j[1];
-    throw new OvsdbSchemaError(`expected a uuid atom, got ${JSON.stringify(j)}`);
+    throw new OvsdbSchemaError(`expected a uuid atom, got ${preview(j)}`);
   }
-  if (typeof j === 'string' || typeof j === 'number' || typeof j === 'boolean') return j;
-  throw new OvsdbSchemaError(`expected a ${base.type} atom, got ${JSON.stringify(j)}`);
+  switch (base.type) {
+    case 'string':
+      if (typeof j === 'string') return j;
+      break;
+    case 'boolean':
+      if (typeof j === 'boolean') return j;
+      break;
+    default: // integer, real
+      if (typeof j === 'number') return j;
+  }
+  throw new OvsdbSchemaError(`expected a ${base.type} atom, got ${preview(j)}`);
 }
 
-function setElements(j: unknown): unknown[] {
-  if (Array.isArray(j) && j[0] === 'set') return j[1] as unknown[];
+function preview(j: unknown): string {
+  const s = JSON.stringify(j) ?? String(j);
+  return s.length > 100 ? `${s.slice(0, 100)}...` : s;
+}
+
+/** The elements of `["set", [...]]`, or the single atom `j` (a one-element set). */
+function setElements(j: unknown, what = 'set'): unknown[] {
+  if (Array.isArray(j) && j[0] === 'set') {
+    if (j.length !== 2 || !Array.isArray(j[1])) throw new OvsdbSchemaError(`malformed ${what}: ${preview(j)}`);
+    return j[1] as unknown[];
+  }
   return [j];
 }
 
+function isPair(p: unknown): p is [unknown, unknown] {
+  return Array.isArray(p) && p.length === 2;
+}
+
 function decodeMap(t: ColumnType, j: unknown): Record<string, Atom> | Map<Atom, Atom> {
-  if (!Array.isArray(j) || j[0] !== 'map' || !Array.isArray(j[1])) {
-    throw new OvsdbSchemaError(`expected a map, got ${JSON.stringify(j)}`);
+  if (!Array.isArray(j) || j.length !== 2 || j[0] !== 'map' || !Array.isArray(j[1])) {
+    throw new OvsdbSchemaError(`expected a map, got ${preview(j)}`);
   }
-  const pairs = j[1] as [unknown, unknown][];
+  const pairs = j[1] as unknown[];
   const vt = t.value!;
   if (t.key.type === 'string') {
     if (pairs.length === 0) return EMPTY_RECORD;
     const out: Record<string, Atom> = {};
-    for (const [k, v] of pairs) out[k as string] = decodeAtom(vt, v);
+    for (const p of pairs) {
+      if (!isPair(p) || typeof p[0] !== 'string') throw new OvsdbSchemaError(`malformed map pair ${preview(p)}`);
+      out[p[0]] = decodeAtom(vt, p[1]);
+    }
     return out;
   }
   const m = new Map<Atom, Atom>();
-  for (const [k, v] of pairs) m.set(decodeAtom(t.key, k), decodeAtom(vt, v));
+  for (const p of pairs) {
+    if (!isPair(p)) throw new OvsdbSchemaError(`malformed map pair ${preview(p)}`);
+    m.set(decodeAtom(t.key, p[0]), decodeAtom(vt, p[1]));
+  }
   return m;
 }
 
@@ -343,12 +381,8 @@ function compileDecoder(t: ColumnType): (j: unknown) => Value {
   const k = t.key;
   if (t.value) return (j) => decodeMap(t, j);
   if (t.min === 1 && t.max === 1) {
-    if (k.type === 'uuid') return (j) => decodeAtom(k, j);
-    return (j) => {
-      const ty = typeof j;
-      if (ty === 'string' || ty === 'number' || ty === 'boolean') return j as Atom;
-      return decodeAtom(k, j);
-    };
+    if (k.type === 'string') return (j) => (typeof j === 'string' ? j : decodeAtom(k, j));
+    return (j) => decodeAtom(k, j);
   }
   return (j) => decodeValue(t, j);
 }
@@ -392,12 +426,17 @@ function buildRowDecoder(table: TableSchema, columns: readonly string[]): (j: un
     decs.push({ name, column: c, decode: compileDecoder(c.type), def });
   }
   return (j) => {
-    if (!isObj(j)) throw new OvsdbSchemaError(`row of ${table.name} is not an object`);
+    if (!isObj(j)) throw new OvsdbSchemaError(`row of ${table.name} is not an object`, { table: table.name });
     const out: Row = {};
-    for (let i = 0; i < decs.length; i++) {
-      const d = decs[i]!;
-      const v = j[d.name];
-      out[d.name] = v !== undefined ? d.decode(v) : typeof d.def === 'function' ? d.def() : d.def;
+    let i = 0;
+    try {
+      for (; i < decs.length; i++) {
+        const d = decs[i]!;
+        const v = j[d.name];
+        out[d.name] = v !== undefined ? d.decode(v) : typeof d.def === 'function' ? d.def() : d.def;
+      }
+    } catch (err) {
+      throw inColumn(err, table.name, decs[i]!.name);
     }
     return out;
   };
@@ -406,14 +445,24 @@ function buildRowDecoder(table: TableSchema, columns: readonly string[]): (j: un
 /** Decodes a row; with `fill`, columns the server omitted get their default (update2 omits them). */
 export function decodeRow(table: TableSchema, j: unknown, fill?: readonly string[]): Row {
   if (fill) return rowDecoder(table, fill)(j);
-  if (!isObj(j)) throw new OvsdbSchemaError(`row of ${table.name} is not an object`);
+  if (!isObj(j)) throw new OvsdbSchemaError(`row of ${table.name} is not an object`, { table: table.name });
   const out: Row = {};
   for (const k of Object.keys(j)) {
     const c = table.columns.get(k);
     if (!c) continue; // a column newer than our schema: ignore rather than fail
-    out[k] = decodeValue(c.type, j[k]);
+    try {
+      out[k] = decodeValue(c.type, j[k]);
+    } catch (err) {
+      throw inColumn(err, table.name, k);
+    }
   }
   return out;
+}
+
+/** Re-raises a value decoding error of a server message with the table and column it came from. */
+export function inColumn(err: unknown, table: string, column: string): OvsdbSchemaError {
+  const msg = err instanceof Error ? err.message : String(err);
+  return new OvsdbSchemaError(`${table}.${column}: ${msg}`, { table, column });
 }
 
 // ---------------------------------------------------------------- comparison and diffs
