@@ -407,7 +407,16 @@ export class Registry extends EventEmitter {
     this.runners.set(ek, runner);
     for (const c of rec.checks) {
       if (c.type === 'ttl') continue; // driven by updates; expiry handled by sweep()
-      const run = () => void this.runCheck(rec, c);
+      // Never two runs of one check at once: a slow check or a slow store write skips
+      // the ticks that fall while it is still in flight instead of piling up.
+      let inFlight = false;
+      const run = () => {
+        if (inFlight) return;
+        inFlight = true;
+        this.runCheck(rec, c)
+          .catch((err: unknown) => (this.lastError = err as Error))
+          .finally(() => (inFlight = false));
+      };
       run();
       const timer = setInterval(run, c.intervalMs);
       timer.unref();

@@ -27,6 +27,7 @@ export class NotFoundError extends RegistryError {
 
 export const MAX_META_BYTES = 4096;
 export const MAX_CHECKS = 8;
+const DEFAULT_CHECK_TIMEOUT_MS = 2000;
 
 /** DNS label: the names appear in `<id>.<service>.<tenant>.tenet.`. */
 const LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -66,7 +67,7 @@ const checkSchema = z.discriminatedUnion('type', [
       }
     }, 'must be an http(s) URL'),
     interval: duration(100, 3_600_000).default(10_000),
-    timeout: duration(50, 60_000).default(2000),
+    timeout: duration(50, 60_000).optional(),
   }),
   z.object({
     id: label('check id').optional(),
@@ -76,7 +77,7 @@ const checkSchema = z.discriminatedUnion('type', [
       .refine((s) => /^(.+):(\d{1,5})$/.test(s) && Number(s.split(':').at(-1)) <= 65535, 'must be host:port')
       .optional(),
     interval: duration(100, 3_600_000).default(10_000),
-    timeout: duration(50, 60_000).default(2000),
+    timeout: duration(50, 60_000).optional(),
   }),
   z.object({
     id: label('check id').optional(),
@@ -130,12 +131,15 @@ export function parseRegistration(tenant: unknown, service: unknown, id: unknown
     const cid = c.id ?? `${c.type}-${i}`;
     if (ids.has(cid)) throw new ValidationError(`checks[${i}].id`, `duplicate check id ${cid}`);
     ids.add(cid);
-    if (c.type === 'http') return { id: cid, type: 'http', url: c.url, intervalMs: c.interval, timeoutMs: c.timeout };
-    if (c.type === 'tcp') {
-      const target = c.target ?? (isIP(v.address) === 6 ? `[${v.address}]:${v.port}` : `${v.address}:${v.port}`);
-      return { id: cid, type: 'tcp', target, intervalMs: c.interval, timeoutMs: c.timeout };
+    if (c.type === 'ttl') return { id: cid, type: 'ttl', ttlMs: c.ttl };
+    // A check must finish before the next one is due; an unset timeout fits the interval.
+    if (c.timeout !== undefined && c.timeout > c.interval) {
+      throw new ValidationError(`checks[${i}].timeout`, `must not exceed the check's interval (${c.timeout} ms > ${c.interval} ms)`);
     }
-    return { id: cid, type: 'ttl', ttlMs: c.ttl };
+    const timeoutMs = c.timeout ?? Math.min(DEFAULT_CHECK_TIMEOUT_MS, c.interval);
+    if (c.type === 'http') return { id: cid, type: 'http', url: c.url, intervalMs: c.interval, timeoutMs };
+    const target = c.target ?? (isIP(v.address) === 6 ? `[${v.address}]:${v.port}` : `${v.address}:${v.port}`);
+    return { id: cid, type: 'tcp', target, intervalMs: c.interval, timeoutMs };
   });
   return {
     tenant: tenant as string,

@@ -131,12 +131,12 @@ t.test('HTTP and TCP checks: failing turns critical, DNS stops returning it; aut
   await f.api('PUT', '/v1/services/acme/web/w1', {
     address: '10.0.0.1',
     port: 8080,
-    checks: [{ type: 'http', url: target.url, interval: '100ms', timeout: '1s' }],
+    checks: [{ type: 'http', url: target.url, interval: '250ms' }],
   });
   await f.api('PUT', '/v1/services/acme/web/w2', {
     address: '10.0.0.2',
     port: 8080,
-    checks: [{ type: 'tcp', target: `127.0.0.1:${tcpPort}`, interval: '100ms', timeout: '1s' }],
+    checks: [{ type: 'tcp', target: `127.0.0.1:${tcpPort}`, interval: '250ms' }],
   });
   await f.api('PUT', '/v1/services/acme/web/w3', { address: 'fd00::3', port: 8080 });
   const status = async (id: string) => (await f.api('GET', `/v1/services/acme/web/${id}`)).body?.status;
@@ -186,7 +186,7 @@ t.test('HTTP and TCP checks: failing turns critical, DNS stops returning it; aut
   await f.api('PUT', '/v1/services/acme/web/w4', {
     address: '10.0.0.4',
     port: 8080,
-    checks: [{ type: 'http', url: 'http://127.0.0.1:1/', interval: '100ms', timeout: '500ms' }],
+    checks: [{ type: 'http', url: 'http://127.0.0.1:1/', interval: '100ms' }],
     deregisterCriticalAfter: '500ms',
   });
   await f.until('w4 deregistered', async () => (await f.api('GET', '/v1/services/acme/web/w4')).status === 404, 6000);

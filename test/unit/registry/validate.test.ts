@@ -25,14 +25,16 @@ t.test('a minimal registration gets defaults', async (t) => {
     ttl: '10s',
     deregisterCriticalAfter: '1m',
     checks: [
-      { type: 'http', url: 'http://127.0.0.1:1/health', interval: '500ms', timeout: 1 },
+      { type: 'http', url: 'http://127.0.0.1:1/health', interval: '500ms', timeout: 0.4 },
       { type: 'tcp' },
+      { type: 'tcp', interval: '300ms' },
       { id: 'hb', type: 'ttl', ttl: '15s' },
     ],
   });
   t.same(full.checks, [
-    { id: 'http-0', type: 'http', url: 'http://127.0.0.1:1/health', intervalMs: 500, timeoutMs: 1000 },
+    { id: 'http-0', type: 'http', url: 'http://127.0.0.1:1/health', intervalMs: 500, timeoutMs: 400 },
     { id: 'tcp-1', type: 'tcp', target: '[fd00::2]:8080', intervalMs: 10_000, timeoutMs: 2000 },
+    { id: 'tcp-2', type: 'tcp', target: '[fd00::2]:8080', intervalMs: 300, timeoutMs: 300 }, // default timeout fits the interval
     { id: 'hb', type: 'ttl', ttlMs: 15_000 },
   ]);
   t.equal(full.ttl, 10);
@@ -57,6 +59,8 @@ t.test('bad input names the field', async (t) => {
     ['unknown check type', ['acme', 'web', 'w', { ...ok, checks: [{ type: 'icmp' }] }], 'checks[0].type'],
     ['bad duration', ['acme', 'web', 'w', { ...ok, ttl: 'forever' }], 'ttl'],
     ['duplicate check id', ['acme', 'web', 'w', { ...ok, checks: [{ type: 'tcp', id: 'a' }, { type: 'tcp', id: 'a' }] }], 'checks[1].id'],
+    ['timeout longer than interval', ['acme', 'web', 'w', { ...ok, checks: [{ type: 'http', url: 'http://x/', interval: '1s', timeout: '2s' }] }], 'checks[0].timeout'],
+    ['tcp timeout longer than interval', ['acme', 'web', 'w', { ...ok, checks: [{ type: 'ttl', ttl: '1s' }, { type: 'tcp', interval: '100ms', timeout: '101ms' }] }], 'checks[1].timeout'],
     ['bad tcp target', ['acme', 'web', 'w', { ...ok, checks: [{ type: 'tcp', target: 'nope' }] }], 'checks[0].target'],
   ];
   for (const [title, args, field] of bad) {
