@@ -115,6 +115,7 @@ interface EpCache {
   /** The endpoint's whole contribution on hosts it is not on: the same everywhere, by (has network, routes) */
   remote?: (Contribution | undefined)[];
   cookie: bigint;
+  key: string;
 }
 interface NetCache {
   meta: OxmTlv;
@@ -127,6 +128,7 @@ interface NetCache {
   defaults?: FlowMod[];
   routes?: Map<Network, FlowMod>;
   writeMeta: Instruction;
+  key: string;
   /** table-60 flow to each remote host's tunnel, by tunnel ofport then host */
   outs?: Map<string, FlowMod>;
 }
@@ -244,6 +246,7 @@ export class Ctx {
       arpSha: tlv(FLD.arp_sha, m),
       setReg15: setField(FLD.reg15, u32(e.port)),
       cookie: this.cookie(`endpoint:${e.id}`),
+      key: `endpoint:${e.id}`,
     };
     if (e.ip !== undefined) {
       const b = u32(e.ip);
@@ -260,7 +263,7 @@ export class Ctx {
     let c = this.netCache.get(n);
     if (c) return c;
     const gw = mac(n.gwMac);
-    c = { meta: metadataTlv(n.vni), gwMac: gw, gwDlDst: tlv(FLD.dl_dst, gw), setTunId: setField(FLD.tun_id, u64(n.vni)), writeMeta: writeMeta(n.vni) };
+    c = { meta: metadataTlv(n.vni), gwMac: gw, gwDlDst: tlv(FLD.dl_dst, gw), setTunId: setField(FLD.tun_id, u64(n.vni)), writeMeta: writeMeta(n.vni), key: `network:${n.id}` };
     if (n.v4) c.dst4 = tlv(FLD.nw_dst, u32(n.v4.base), u32(mask32(n.v4.len)));
     if (n.v6) c.dst6 = tlv(FLD.ipv6_dst, ip6bytes(n.v6.base), ip6bytes(mask128(n.v6.len)));
     this.netCache.set(n, c);
@@ -567,8 +570,9 @@ export function compileHost(ctx: Ctx, host: string): HostContribs {
     put(`router:${t.name}`, genRouter(ctx, host, t));
   }
   const reach = ctx.reach(host);
-  for (const n of reach) put(`network:${n.id}`, genNetwork(ctx, host, n));
-  for (const n of reach) for (const e of n.endpoints) put(`endpoint:${e.id}`, genEndpoint(ctx, host, e));
+  for (const n of reach) put(ctx.net(n).key, genNetwork(ctx, host, n));
+  // keys cached per object: 100 hosts x thousands of template strings add up
+  for (const n of reach) for (const e of n.endpoints) put(ctx.ep(e).key, genEndpoint(ctx, host, e));
   return out;
 }
 
