@@ -30,6 +30,23 @@ const DEFAULT_WAIT_MS = 5 * 60_000;
 export interface HttpOptions {
   /** Bearer token; undefined disables auth (tests, loopback-only setups). */
   token?: string;
+  /**
+   * A watch client whose unsent backlog exceeds this many bytes is disconnected
+   * (default 1 MiB): a client that stopped reading must not grow the server's memory.
+   * It can reconnect and resume from a fresh snapshot.
+   */
+  maxWatchBacklogBytes?: number;
+  /** Told about each dropped slow watch client (for logs/metrics). */
+  onWatchDropped?: (info: { backlogBytes: number; remote?: string }) => void;
+  /** Errors of the listening server after it started (logged by the caller; never thrown). */
+  onServerError?: (err: Error) => void;
+}
+
+export const DEFAULT_WATCH_BACKLOG_BYTES = 1 << 20;
+
+/** Back-pressure policy of the watch: send, unless the client's backlog is over the bound. */
+export function watchSendDecision(bufferedAmount: number, maxBacklog: number): 'send' | 'drop' {
+  return bufferedAmount > maxBacklog ? 'drop' : 'send';
 }
 
 function tokenOk(header: string | undefined, token: string | undefined): boolean {
@@ -175,8 +192,17 @@ export function attachRegistryWatch(server: Server, registry: Registry, opts: Ht
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
+      const maxBacklog = opts.maxWatchBacklogBytes ?? DEFAULT_WATCH_BACKLOG_BYTES;
       const unsubscribe = registry.subscribe(f, (ev) => {
-        if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(ev));
+        if (ws.readyState !== ws.OPEN) return;
+        if (watchSendDecision(ws.bufferedAmount, maxBacklog) === 'drop') {
+          const backlogBytes = ws.bufferedAmount;
+          unsubscribe();
+          ws.terminate(); // a close frame would only queue behind the backlog
+          opts.onWatchDropped?.({ backlogBytes, ...(req.socket.remoteAddress ? { remote: `${req.socket.remoteAddress}:${req.socket.remotePort}` } : {}) });
+          return;
+        }
+        ws.send(JSON.stringify(ev));
       });
       const snap = registry.list(f);
       ws.send(JSON.stringify({ type: 'snapshot', index: snap.index, instances: snap.instances }));
@@ -213,8 +239,14 @@ export async function serveRegistryHttp(
   const detach = attachRegistryWatch(server, registry, opts);
   const host = opts.host ?? '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port ?? 0, host, () => resolve());
+    const failed = (err: Error) => reject(err);
+    server.once('error', failed);
+    server.listen(opts.port ?? 0, host, () => {
+      server.off('error', failed);
+      // From now on a server error (EMFILE on accept...) is reported, never an uncaught crash.
+      server.on('error', (err) => opts.onServerError?.(err));
+      resolve();
+    });
   });
   const port = (server.address() as AddressInfo).port;
   return {

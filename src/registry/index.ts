@@ -9,6 +9,8 @@ export {
   serveRegistryHttp,
   SERVICES_BASE,
   WATCH_PATH,
+  DEFAULT_WATCH_BACKLOG_BYTES,
+  watchSendDecision,
   type HttpOptions,
   type RegistryHttpServer,
 } from './http.js';

@@ -273,3 +273,53 @@ t.test('large answers: UDP sets TC, DNS over TCP on the same port carries them a
   t.equal(tcp.additionals.length, 30, 'with glue');
   await t.rejects(startRegistryDns(f.registry, { tcp: true }), RangeError, 'TCP needs a fixed port');
 });
+
+t.test('WebSocket watch back-pressure: a client that stops reading is dropped, the server stays up', async (t) => {
+  const { serveRegistryHttp, watchSendDecision } = await import('../../../src/registry/index.js');
+  const { connect } = await import('node:net');
+  t.equal(watchSendDecision(0, 100), 'send');
+  t.equal(watchSendDecision(100, 100), 'send', 'at the bound: still sent');
+  t.equal(watchSendDecision(101, 100), 'drop', 'over the bound: dropped');
+  const f = await registryFixture(t);
+  const drops: Array<{ backlogBytes: number }> = [];
+  const serverErrors: Error[] = [];
+  const http = await serveRegistryHttp(f.registry, {
+    maxWatchBacklogBytes: 64 * 1024,
+    onWatchDropped: (d) => drops.push(d),
+    onServerError: (e) => serverErrors.push(e),
+  });
+  t.teardown(() => http.close());
+  // A raw client: completes the upgrade request, then never reads a byte.
+  const sock = connect(http.port, '127.0.0.1');
+  t.teardown(() => sock.destroy());
+  await new Promise<void>((r) => sock.once('connect', () => r()));
+  sock.write(
+    `GET ${WATCH_PATH}?tenant=acme HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+      `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+  );
+  sock.pause();
+  // A polite reader on the same server keeps receiving.
+  const good = new WebSocket(`${http.url.replace('http', 'ws')}${WATCH_PATH}?tenant=acme`);
+  t.teardown(() => good.terminate());
+  let goodEvents = 0;
+  good.on('message', () => goodEvents++);
+  await new Promise<void>((r) => good.once('open', () => r()));
+  // ~3.5 KB events until the stalled client's backlog (after the kernel's socket buffers fill) passes 64 KiB.
+  const meta = { blob: 'm'.repeat(3500) };
+  let n = 0;
+  while (drops.length === 0 && n < 4000) {
+    await Promise.all(Array.from({ length: 50 }, () => f.registry.register('acme', 'bulk', `b${n++}`, { address: '10.3.0.1', port: 80, meta })));
+  }
+  t.equal(drops.length, 1, `the stalled client was dropped after ${n} events`);
+  t.ok(drops[0]!.backlogBytes > 64 * 1024, `with a backlog over the bound (${drops[0]?.backlogBytes} bytes)`);
+  // Once it reads again it finds the connection closed by the server.
+  const closed = new Promise<void>((r) => sock.once('close', () => r()));
+  sock.on('error', () => undefined);
+  sock.resume();
+  await closed;
+  t.pass('stalled connection closed by the server');
+  await f.until('the polite reader got every event', () => goodEvents === n + 1);
+  http.server.emit('error', new Error('accept failed'));
+  t.same(serverErrors.map((e) => e.message), ['accept failed'], 'a later server error is reported, not thrown');
+  t.equal((await f.api('GET', '/v1/services/acme/bulk')).status, 200, 'the registry still serves');
+});
