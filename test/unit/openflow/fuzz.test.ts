@@ -4,18 +4,21 @@
  * Only typed errors, no hang, bounded memory.
  */
 import t from 'tap';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import {
   decodeMessage,
   encodeMessage,
   FlowSyntaxError,
   FrameSplitter,
   OpenFlowDecodeError,
+  OpenFlowEncodeError,
   OpenFlowServer,
   parseFlow,
   parseGroup,
   parseMeter,
-  type OfMessage,
 } from '../../../src/openflow/index.js';
+import { TenetError } from '../../../src/util/errors.js';
 import { FLOW_CORPUS } from './corpus.js';
 import { SimSwitch } from './switch-sim.js';
 
@@ -73,20 +76,46 @@ function mutate(r: () => number, src: Buffer): Buffer {
   return x;
 }
 
+// A real collection between memory samples (no --expose-gc needed): retained
+// memory is then what the code under test keeps, not garbage not yet collected.
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
+// Least of three samples, each after full collections and a turn of the event loop
+// (background compiler jobs finish), so V8's own transient allocations do not count.
+const retained = async () => {
+  let least = Infinity;
+  for (let i = 0; i < 3; i++) {
+    await new Promise((r) => setImmediate(r));
+    gc();
+    gc();
+    const m = process.memoryUsage();
+    least = Math.min(least, m.heapUsed + m.arrayBuffers);
+  }
+  return least;
+};
+
 t.test('decoder: 30,000 mutated frames give messages or OpenFlowDecodeError only', async (t) => {
   const r = rng(42);
-  const heap0 = process.memoryUsage().heapUsed;
   let ok = 0;
   let typed = 0;
+  let fedBytes = 0;
+  const samples: number[] = [];
+  const base = await retained();
   for (let i = 0; i < 30_000; i++) {
+    if (i % 10_000 === 0 && i) samples.push((await retained()) - base);
     const frame = mutate(r, seeds[i % seeds.length]!);
+    fedBytes += frame.length;
     try {
       const m = decodeMessage(frame);
-      // Whatever decodes must encode again without an untyped failure.
+      // Whatever decodes must encode again, or fail with a typed encode error
+      // (not a RangeError from Node's buffer code).
       try {
         encodeMessage(m);
       } catch (e) {
-        if (!(e instanceof Error && 'code' in e)) throw e;
+        if (!(e instanceof OpenFlowEncodeError)) {
+          t.fail(`re-encoding a decoded ${m.type} threw ${String(e)} for ${frame.toString('hex')}`);
+          return;
+        }
       }
       ok++;
     } catch (e) {
@@ -98,8 +127,20 @@ t.test('decoder: 30,000 mutated frames give messages or OpenFlowDecodeError only
     }
   }
   t.ok(typed > 1000 && ok > 1000, `${ok} decoded, ${typed} typed errors`);
-  const grew = process.memoryUsage().heapUsed - heap0;
-  t.ok(grew < 256 * 1024 * 1024, `heap grew ${(grew / 1e6).toFixed(1)} MB`);
+  samples.push((await retained()) - base);
+  // The decoder keeps nothing per frame. The first 10k frames are warm-up (compiled
+  // code, the 64 KiB value slab): bounded in absolute terms. After that, what is
+  // retained must not grow with the input: less than a quarter of the bytes fed in
+  // frames 10k..30k (a decoder keeping each frame, or a small object per frame,
+  // exceeds that; V8's own jitter here is ~100 KiB).
+  const [warm, ...later] = samples as [number, ...number[]];
+  const fedLater = (fedBytes * 2) / 3;
+  const growth = Math.max(...later) - warm;
+  t.ok(warm < 4 * 1024 * 1024, `warm-up retained ${(warm / 1024).toFixed(0)} KiB`);
+  t.ok(
+    growth < fedLater / 4,
+    `retained after 10k/20k/30k frames: ${samples.map((x) => (x / 1024).toFixed(0)).join('/')} KiB; growth ${(growth / 1024).toFixed(0)} KiB < ${(fedLater / 4 / 1024).toFixed(0)} KiB`,
+  );
 });
 
 t.test('splitter: random streams, lying lengths: typed error or frames, bounded buffer', async (t) => {
@@ -140,7 +181,7 @@ t.test('text parser: random input gives FlowSyntaxError only', async (t) => {
       const f = parseFlow(s);
       encodeMessage({ type: 'flow_mod', xid: 1, ...f });
     } catch (e) {
-      if (!(e instanceof FlowSyntaxError) && !(e instanceof Error && 'code' in e)) {
+      if (!(e instanceof FlowSyntaxError) && !(e instanceof OpenFlowEncodeError)) {
         t.fail(`untyped error for "${s}": ${String(e)}`);
         return;
       }
@@ -161,7 +202,7 @@ t.test('live channel: garbage from switches never crashes the controller', async
   let dpid = 100n;
   for (let round = 0; round < 20; round++) {
     const sim = new SimSwitch(port, dpid);
-    const conn = await server.waitForSwitch(dpid, 2000);
+    const conn = await server.waitForSwitch(dpid);
     dpid++;
     for (let i = 0; i < 30; i++) sim.sock.write(mutate(r, seeds[Math.floor(r() * seeds.length)]!));
     if (round % 2) sim.sock.write(Buffer.from('0400000300000000', 'hex')); // length-lying header: stream unusable
@@ -170,15 +211,13 @@ t.test('live channel: garbage from switches never crashes the controller', async
     sim.close();
   }
   for (const e of protocolErrors) {
-    if (!(e instanceof Error) || !('code' in e)) t.fail(`untyped protocol error ${String(e)}`);
+    if (!(e instanceof TenetError) || !e.code.startsWith('EOF')) t.fail(`untyped protocol error ${String(e)}`);
   }
   t.ok(protocolErrors.length > 0, `${protocolErrors.length} protocol errors reported as events`);
   // The controller still serves a well-behaved switch.
   const good = new SimSwitch(port, 0xfeedn);
   t.teardown(() => good.close());
-  const conn = await server.waitForSwitch(0xfeedn, 2000);
+  const conn = await server.waitForSwitch(0xfeedn);
   await conn.barrier();
   t.pass('a good switch still works');
-  const bad: OfMessage = { type: 'echo_request', xid: 1, data: Buffer.alloc(0) };
-  t.ok(encodeMessage(bad).length === 8);
 });

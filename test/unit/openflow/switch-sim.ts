@@ -7,6 +7,7 @@ export class SimSwitch {
   readonly sock: Socket;
   readonly received: OfMessage[] = [];
   private readonly splitter = new FrameSplitter();
+  private waiters: { pred: (m: OfMessage) => boolean; resolve: (m: OfMessage) => void }[] = [];
   /** Return false to swallow a message (no automatic answer). */
   onMessage: (m: OfMessage, sw: SimSwitch) => boolean | void = () => true;
 
@@ -29,12 +30,23 @@ export class SimSwitch {
     });
   }
 
+  /**
+   * Resolves with the first message (already received or arriving later) that
+   * matches: tests wait on the event, not on a guessed delay.
+   */
+  waitFor(pred: (m: OfMessage) => boolean): Promise<OfMessage> {
+    const seen = this.received.find(pred);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve) => this.waiters.push({ pred, resolve }));
+  }
+
   send(m: OfMessage): void {
     if (!this.sock.destroyed) this.sock.write(encodeMessage(m));
   }
 
   private handle(m: OfMessage): void {
     this.received.push(m);
+    this.waiters = this.waiters.filter((w) => (w.pred(m) ? (w.resolve(m), false) : true));
     if (this.onMessage(m, this) === false) return;
     if (m.type === 'features_request') {
       this.send({ type: 'features_reply', xid: m.xid, datapathId: this.dpid, nBuffers: 0, nTables: 254, auxiliaryId: 0, capabilities: 0 });
