@@ -15,7 +15,7 @@ import net from 'node:net';
 import { loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { JsonFramer, OvsdbClient, Replica } from '../../src/ovsdb/index.js';
-import { startOvsdbServer } from '../../test/integration/ovsdb/ovsdb-server.js';
+import { startOvsdbServer } from '../../test/helpers/ovsdb-server.js';
 
 const ROWS = Number(process.argv[2] ?? 10_000);
 const UPDATES = Number(process.argv[3] ?? 10_000);

@@ -16,9 +16,18 @@ import {
   type TableUpdates2,
 } from '../../../src/ovsdb/index.js';
 import { run } from '../../../src/util/exec.js';
-import { freePort, startOvsdbServer } from './ovsdb-server.js';
+import { freePort, startOvsdbServer } from '../../helpers/ovsdb-server.js';
 
 const DB = 'Open_vSwitch';
+
+/** Waits for `cond` (event-driven callers fill the arrays); a generous hang guard, not a timing check. */
+async function until(cond: () => boolean, what: string, ms = 30_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`${what}: not seen within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
 
 t.test('client against ovsdb-server', async (t) => {
   const srv = await startOvsdbServer();
@@ -226,16 +235,19 @@ t.test('client against ovsdb-server', async (t) => {
     t.ok(Object.values(init2.Port!).length >= 1, 'all columns of Port');
     await srv.vsctl('set', 'Bridge', 'br0', 'external_ids:k=v');
     await c.echo(); // a round trip on another session; then wait for m's notifications
-    for (let i = 0; i < 100 && (v1.length < 1 || v2.length < 1); i++) await new Promise((r) => setTimeout(r, 10));
-    t.same(v1[0]!.Bridge![uuid], { old: { external_ids: { owner: 'tenet' } }, new: { name: 'br0', external_ids: { owner: 'tenet', k: 'v' } } });
-    t.same(v2[0]!.Bridge![uuid], { modify: { external_ids: { k: 'v' } } });
+    await until(() => v1.length >= 1 && v2.length >= 1, 'update and update2');
+    t.equal(v1.length, 1, 'one update');
+    t.equal(v2.length, 1, 'one update2');
+    t.same(v1[0]?.Bridge?.[uuid], { old: { external_ids: { owner: 'tenet' } }, new: { name: 'br0', external_ids: { owner: 'tenet', k: 'v' } } });
+    t.same(v2[0]?.Bridge?.[uuid], { modify: { external_ids: { k: 'v' } } });
     await m.monitorCancel('m1');
     await t.rejects(m.monitorCancel('m1'), OvsdbRpcError, 'unknown monitor');
     await srv.vsctl('remove', 'Bridge', 'br0', 'external_ids', 'k');
-    for (let i = 0; i < 100 && v2.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+    await until(() => v2.length >= 2, 'second update2');
     await m.echo();
     t.equal(v1.length, 1, 'no update after monitor_cancel');
-    t.same(v2[1]!.Bridge![uuid], { modify: { external_ids: { k: 'v' } } });
+    t.equal(v2.length, 2);
+    t.same(v2[1]?.Bridge?.[uuid], { modify: { external_ids: { k: 'v' } } });
   });
 
   t.test('lock, steal, unlock with locked/stolen notifications', async (t) => {
@@ -250,9 +262,7 @@ t.test('client against ovsdb-server', async (t) => {
     a.on('stolen', (id) => events.push(`a stolen ${id}`));
     b.on('locked', (id) => events.push(`b locked ${id}`));
     b.on('stolen', (id) => events.push(`b stolen ${id}`));
-    const settle = async (n: number) => {
-      for (let i = 0; i < 200 && events.length < n; i++) await new Promise((r) => setTimeout(r, 10));
-    };
+    const settle = (n: number) => until(() => events.length >= n, `${n} lock events`);
     t.equal(await a.lock('tenet'), true);
     t.equal(await b.lock('tenet'), false, 'b waits in line');
     await a.unlock('tenet');
@@ -289,21 +299,19 @@ t.test('TLS (ssl:) with certificates both ways', async (t) => {
     ossl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${who}.key`, '-out', `${who}.csr`, '-subj', `/CN=${who}`);
     ossl('x509', '-req', '-in', `${who}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${who}.crt`, '-days', '1');
   }
-  const port = await freePort();
-  const srv = await startOvsdbServer({
-    extraArgs: [`--remote=pssl:${port}:127.0.0.1`, `--private-key=${join(dir, 'server.key')}`, `--certificate=${join(dir, 'server.crt')}`, `--ca-cert=${join(dir, 'ca.crt')}`],
-  });
+  const srv = await startOvsdbServer({ ssl: { key: join(dir, 'server.key'), cert: join(dir, 'server.crt'), ca: join(dir, 'ca.crt') } });
   t.teardown(() => srv.stop());
+  const target = srv.ssl!;
   const tls = {
     ca: readFileSync(join(dir, 'ca.crt')),
     cert: readFileSync(join(dir, 'client.crt')),
     key: readFileSync(join(dir, 'client.key')),
     checkServerIdentity: () => undefined, // the test certificate names no host
   };
-  const c = await OvsdbClient.connect(`ssl:127.0.0.1:${port}`, { tls });
+  const c = await OvsdbClient.connect(target, { tls });
   t.teardown(() => c.close());
   t.same((await c.listDbs()).sort(), ['Open_vSwitch', '_Server']);
-  await t.rejects(OvsdbClient.connect(`ssl:127.0.0.1:${port}`, { tls: { ca: readFileSync(join(dir, 'server.crt')) } }), OvsdbClosedError, 'untrusted server');
+  await t.rejects(OvsdbClient.connect(target, { tls: { ca: readFileSync(join(dir, 'server.crt')) } }), OvsdbClosedError, 'untrusted server');
 });
 
 function require_rm() {
