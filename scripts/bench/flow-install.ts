@@ -2,16 +2,24 @@
  * flow-install: 100,000 distinct flows installed in one atomic bundle by
  * Tenet's OpenFlow channel, against `ovs-ofctl -O OpenFlow13 --bundle
  * add-flows` of the same flows, on the same netdev bridge of a one-host lab,
- * alternating A/B(/C: Tenet from text); medians. Last line: JSON with flows, tenet_s,
- * ovs_ofctl_s, ratio, tenet_from_text_s, ratio_from_text.
+ * rotating A/B/C/D; medians. Last line: JSON with flows, tenet_s,
+ * ovs_ofctl_s, ratio (as the issue defines it) and the like-for-like figures:
+ *  - tenet_s starts from flow_mod objects on a warm, handshaken connection;
+ *    ovs-ofctl pays process start, handshake and text parsing. So also:
+ *  - tenet_from_text_s: Tenet parsing the same text lines while streaming;
+ *  - ovs_ofctl_fixed_s: ovs-ofctl --bundle add-flows of 1 flow (its fixed cost);
+ *  - ratio_net = tenet_from_text_s / (ovs_ofctl_s - ovs_ofctl_fixed_s);
+ *  - switch_commit_s / switch_barrier_s: from Tenet's bundle timing, how long
+ *    ovs-vswitchd takes to apply the commit, and to catch up on the adds after
+ *    the last one was queued (time Tenet spends waiting on the switch).
  *
  *   npm run bench -- flow-install [--flows N] [--rounds R] [--transport tcp|unix]
  */
 import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { hostEnv, labDown, labUp } from '../../src/lab/index.js';
-import { OpenFlowServer, parseFlow, type BundleItem } from '../../src/openflow/index.js';
+import { OpenFlowServer, parseFlow, type BundleItem, type BundleTiming } from '../../src/openflow/index.js';
 import { run } from '../../src/util/exec.js';
 
 function arg(name: string, def: string): string {
@@ -65,6 +73,8 @@ try {
   const texts = Array.from({ length: N }, (_, i) => flowText(i));
   const file = join(dir, 'flows.txt');
   writeFileSync(file, texts.join('\n') + '\n');
+  const file1 = join(dir, 'flow1.txt');
+  writeFileSync(file1, texts[0] + '\n');
   let t0 = performance.now();
   const items: BundleItem[] = texts.map((t) => ({ type: 'flow_mod', xid: 0, ...parseFlow(t) }));
   const parseS = (performance.now() - t0) / 1000;
@@ -93,6 +103,25 @@ try {
     const c = await count();
     if (c !== 0) throw new Error(`del-flows left ${c} flows`);
   };
+  // ovs-ofctl's fixed cost (process start, connect, handshake, one-flow bundle),
+  // measured on the same bridge in every round.
+  const fixedRuns: number[] = [];
+  const ofctlFixed = async () => {
+    await clear();
+    const t = performance.now();
+    await ofctl('--bundle', 'add-flows', 'br-int', file1);
+    const s = (performance.now() - t) / 1000;
+    const c = await count();
+    if (c !== 1) throw new Error(`ovs-ofctl 1 flow: switch holds ${c} flows`);
+    fixedRuns.push(s);
+    return s;
+  };
+  const commitS: Record<string, number[]> = { tenet: [], 'tenet-text': [] };
+  const barrierS: Record<string, number[]> = { tenet: [], 'tenet-text': [] };
+  const record = (who: string, b: BundleTiming) => {
+    commitS[who]!.push(b.commitMs / 1000);
+    barrierS[who]!.push(b.barrierMs / 1000);
+  };
 
   // tenet: flow_mod objects -> committed bundle (the controller's real path);
   // tenet-text: the same starting from the text (parse included, streamed), like ovs-ofctl.
@@ -103,28 +132,33 @@ try {
       const who = order[(k + r) % order.length]!;
       await clear();
       t0 = performance.now();
-      if (who === 'tenet') await sw.applyBundle(items);
+      if (who === 'tenet') record(who, await sw.applyBundle(items));
       else if (who === 'tenet-text') {
         // Streamed: each flow is parsed as it is sent, so parsing overlaps the switch's work.
-        await sw.applyBundle(
-          (function* () {
-            for (const t of texts) yield { type: 'flow_mod', xid: 0, ...parseFlow(t) } as BundleItem;
-          })(),
+        record(
+          who,
+          await sw.applyBundle(
+            (function* () {
+              for (const t of texts) yield { type: 'flow_mod', xid: 0, ...parseFlow(t) } as BundleItem;
+            })(),
+          ),
         );
-      }
-      else await ofctl('--bundle', 'add-flows', 'br-int', file);
+      } else await ofctl('--bundle', 'add-flows', 'br-int', file);
       const s = (performance.now() - t0) / 1000;
       const c = await count();
       if (c !== N) throw new Error(`${who}: switch holds ${c} flows, expected ${N}`);
       times[who]!.push(s);
       say(`round ${r + 1}/${ROUNDS} ${who}: ${s.toFixed(3)} s (${Math.round(N / s)} flows/s)`);
     }
+    say(`round ${r + 1}/${ROUNDS} ovs-ofctl 1 flow (fixed cost): ${(await ofctlFixed()).toFixed(3)} s`);
   }
   const tenet = times.tenet!;
   const ovs = times['ovs-ofctl']!;
   const tenetS = median(tenet);
   const ovsS = median(ovs);
   const textS = median(times['tenet-text']!);
+  const fixedS = median(fixedRuns);
+  const r4 = (x: number) => Number(x.toFixed(4));
   await server.close();
   server = undefined;
   cleanup();
@@ -140,9 +174,16 @@ try {
       ovs_ofctl_flows_per_s: Math.round(N / ovsS),
       tenet_from_text_s: Number(textS.toFixed(4)),
       ratio_from_text: Number((textS / ovsS).toFixed(3)),
+      ovs_ofctl_fixed_s: r4(fixedS),
+      ratio_net: Number((textS / (ovsS - fixedS)).toFixed(3)),
+      switch_commit_s: r4(median([...commitS.tenet!, ...commitS['tenet-text']!])),
+      switch_barrier_s: r4(median(barrierS.tenet!)),
+      switch_barrier_from_text_s: r4(median(barrierS['tenet-text']!)),
+      load_avg_1m: Number(loadavg()[0]!.toFixed(2)),
       tenet_first_parse_s: Number(parseS.toFixed(4)),
       tenet_runs_s: tenet.map((x) => Number(x.toFixed(4))),
       ovs_ofctl_runs_s: ovs.map((x) => Number(x.toFixed(4))),
+      ovs_ofctl_fixed_runs_s: fixedRuns.map(r4),
     }),
   );
 } catch (e) {

@@ -62,6 +62,22 @@ export interface BundleFailure {
   error: SwitchError;
 }
 
+/**
+ * Where an applied bundle's time went (ms, performance.now() deltas), so a
+ * caller can tell the controller's part from the switch's.
+ */
+export interface BundleTiming {
+  count: number;
+  /** OPEN request to its reply (one round trip). */
+  openMs: number;
+  /** First add encoded to the last add queued (includes waiting on back-pressure). */
+  sendMs: number;
+  /** Last add queued to the barrier reply: the switch catching up on the adds. */
+  barrierMs: number;
+  /** COMMIT request to its reply: the switch applying the bundle. */
+  commitMs: number;
+}
+
 /** The switch rejected a bundle; nothing of it was applied. */
 export class BundleError extends ChannelError {
   constructor(
@@ -417,7 +433,7 @@ export class SwitchConnection extends EventEmitter {
    * iterable (e.g. a generator producing flows as they are sent, so a huge
    * table never sits in memory as objects); each item's xid is replaced.
    */
-  async applyBundle(items: Iterable<BundleItem>, opts: { timeoutMs?: number; flags?: number } = {}): Promise<void> {
+  async applyBundle(items: Iterable<BundleItem>, opts: { timeoutMs?: number; flags?: number } = {}): Promise<BundleTiming> {
     const flags = opts.flags ?? OFPBF.ATOMIC | OFPBF.ORDERED;
     const list = Array.isArray(items) ? (items as readonly BundleItem[]) : undefined;
     const timeoutMs = opts.timeoutMs ?? Math.max(this.opts.requestTimeoutMs, 60_000 + (list?.length ?? 0) / 10);
@@ -432,7 +448,9 @@ export class SwitchConnection extends EventEmitter {
     const errors: BundleFailure[] = [];
     const failures = () => [...errors].sort((a, b) => a.index - b.index);
     try {
+      const t0 = performance.now();
       await ctl(OFPBCT.OPEN_REQUEST);
+      const t1 = performance.now();
       let i = 0;
       for (const item of items) {
         const xid = this.nextXid();
@@ -443,8 +461,10 @@ export class SwitchConnection extends EventEmitter {
         if (!this.send({ type: 'bundle_add', xid, bundleId, flags, message: item })) await this.drained();
       }
       const count = i;
+      const t2 = performance.now();
       // Errors for adds arrive in order before the barrier reply.
       await this.barrier(timeoutMs);
+      const t3 = performance.now();
       let f = failures();
       if (f.length) {
         await ctl(OFPBCT.DISCARD_REQUEST).catch(() => undefined);
@@ -452,6 +472,7 @@ export class SwitchConnection extends EventEmitter {
       }
       try {
         await ctl(OFPBCT.COMMIT_REQUEST);
+        return { count, openMs: t1 - t0, sendMs: t2 - t1, barrierMs: t3 - t2, commitMs: performance.now() - t3 };
       } catch (e) {
         f = failures();
         throw new BundleError(

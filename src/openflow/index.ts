@@ -33,6 +33,7 @@ export {
   BundleError,
   type BundleItem,
   type BundleFailure,
+  type BundleTiming,
   type ChannelOptions,
   type ListenOptions,
 } from './channel.js';

@@ -194,8 +194,10 @@ t.test('bundles: success, failure at add, failure at commit', async (t) => {
     }
     return true;
   };
-  await conn.applyBundle([fm('priority=1 actions=drop'), fm('priority=2 actions=drop')]);
+  const timing = await conn.applyBundle([fm('priority=1 actions=drop'), fm('priority=2 actions=drop')]);
   t.equal(adds.length, 2, 'two adds');
+  t.equal(timing.count, 2, 'timing counts the adds');
+  t.ok([timing.openMs, timing.sendMs, timing.barrierMs, timing.commitMs].every((x) => Number.isFinite(x) && x >= 0), 'phase times are durations');
   t.ok(sim.received.some((m) => m.type === 'bundle_control' && m.ctrlType === 4 && m.flags === 3), 'commit atomic+ordered');
 
   const e1 = await conn.applyBundle([fm('priority=1 actions=drop'), fm('priority=666 actions=drop'), fm('priority=3 actions=drop')]).catch((e: unknown) => e);
