@@ -1,12 +1,14 @@
 /**
  * Starts a real etcd (Debian's etcd-server) on free loopback ports in a temp data
  * directory, for tests and benchmarks. Stopped by pid; the directory is removed.
+ * The ports are outside the kernel's ephemeral range (see net.ts), so that while etcd is
+ * killed no outgoing connection or listen(0) elsewhere can take them before restart().
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from './net.js';
 
 export interface EtcdProcess {
   endpoint: string;
@@ -14,24 +16,14 @@ export interface EtcdProcess {
   pid(): number | undefined;
   /** Kills etcd (SIGKILL) and waits for it to exit; data stays. */
   kill(): Promise<void>;
-  /** Starts it again on the same ports and data. */
+  /** Starts it again on the same ports and data (the ports stay reserved: see net.ts). */
   restart(): Promise<void>;
   /** Stops etcd and removes the data directory. */
   stop(): Promise<void>;
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+// Ports outside the kernel's ephemeral range: restart() reuses them after an outage.
+export { freePort };
 
 async function waitHealthy(endpoint: string, child: ChildProcess, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
