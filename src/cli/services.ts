@@ -25,6 +25,21 @@ export class ApiError extends TenetError {
   }
 }
 
+/** The registry (or something posing as it) answered with something that is not a valid reply. */
+export class MalformedReplyError extends TenetError {
+  constructor(what: string, detail: string, context: Record<string, unknown> = {}) {
+    super('EAPI_MALFORMED', `malformed reply from the registry (${what}): ${detail}`, { what, ...context });
+  }
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** The `instances` array of a list reply or snapshot, or a MalformedReplyError. */
+function instancesOf(json: unknown, what: string): Instance[] {
+  if (!isObject(json) || !Array.isArray(json.instances)) throw new MalformedReplyError(what, 'no "instances" list');
+  return json.instances as Instance[];
+}
+
 export interface ClientOptions {
   api: string;
   token?: string;
@@ -81,7 +96,7 @@ export async function listServices(
 ): Promise<Instance[]> {
   const q = opts.passing ? '?passing=1' : '';
   const r = await call(opts, 'GET', scopePath(opts.tenant, opts.service) + q);
-  const instances = (r.json as { instances: Instance[] }).instances;
+  const instances = instancesOf(r.json, `GET ${scopePath(opts.tenant, opts.service)}`);
   write(opts.output === 'json' ? `${JSON.stringify(instances, null, 2)}\n` : instances.length ? table(instances) : 'no instances\n');
   return instances;
 }
@@ -121,7 +136,8 @@ export function registrationBody(f: RegisterFlags): Record<string, unknown> {
 
 export async function registerService(opts: ClientOptions, tenant: string, service: string, id: string, flags: RegisterFlags, write: Write): Promise<Instance> {
   const r = await call(opts, 'PUT', `/v1/services/${encodeURIComponent(tenant)}/${encodeURIComponent(service)}/${encodeURIComponent(id)}`, registrationBody(flags));
-  const inst = r.json as Instance;
+  if (!isObject(r.json) || typeof r.json.address !== 'string') throw new MalformedReplyError(`PUT ${tenant}/${service}/${id}`, 'no instance in the reply');
+  const inst = r.json as unknown as Instance;
   write(`${r.status === 201 ? 'registered' : 'updated'} ${tenant}/${service}/${id} ${inst.address}:${inst.port} (${inst.status}, ttl ${inst.ttl}s)\n`);
   return inst;
 }
@@ -129,6 +145,30 @@ export async function registerService(opts: ClientOptions, tenant: string, servi
 export async function deregisterService(opts: ClientOptions, tenant: string, service: string, id: string, write: Write): Promise<void> {
   await call(opts, 'DELETE', `/v1/services/${encodeURIComponent(tenant)}/${encodeURIComponent(service)}/${encodeURIComponent(id)}`);
   write(`deregistered ${tenant}/${service}/${id}\n`);
+}
+
+export interface WatchFrame {
+  type: string;
+  index?: number;
+  revision?: number;
+  instances?: Instance[];
+  tenant?: string;
+  service?: string;
+  id?: string;
+  instance?: Instance;
+}
+
+/** One watch message: a JSON object with a `type`; a snapshot carries an `instances` list. */
+export function parseWatchFrame(text: string): WatchFrame {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    throw new MalformedReplyError('watch', `frame is not JSON: ${JSON.stringify(text.slice(0, 60))}`);
+  }
+  if (!isObject(v) || typeof v.type !== 'string') throw new MalformedReplyError('watch', 'frame has no "type"');
+  if (v.type === 'snapshot') instancesOf(v, 'watch snapshot');
+  return v as unknown as WatchFrame;
 }
 
 /** Streams changes until `count` events were printed (0 = forever) or the signal aborts. */
@@ -152,7 +192,15 @@ export function watchServices(
     ws.on('error', (err) => reject(new ApiError(0, `cannot watch the registry at ${opts.api}: ${err.message}`)));
     ws.on('close', () => resolve());
     ws.on('message', (data) => {
-      const ev = JSON.parse(String(data)) as { type: string; index?: number; revision?: number; instances?: Instance[]; tenant?: string; service?: string; id?: string; instance?: Instance };
+      let ev: WatchFrame;
+      try {
+        ev = parseWatchFrame(String(data));
+      } catch (err) {
+        // A broken peer ends the watch with one clear error; never an uncaught exception.
+        ws.terminate();
+        reject(err);
+        return;
+      }
       if (opts.output === 'json') write(`${JSON.stringify(ev)}\n`);
       else if (ev.type === 'snapshot') write(`# ${ev.instances?.length ?? 0} instances at index ${ev.index}\n`);
       else write(`${ev.revision} ${ev.type} ${ev.tenant}/${ev.service}/${ev.id}${ev.instance ? ` ${ev.instance.address}:${ev.instance.port} ${ev.instance.status}` : ''}\n`);
@@ -281,7 +329,13 @@ export function register(program: Command): void {
         : await openStore({ kind: 'embedded', dir: join(o.dataDir, 'store') });
       const tenants = o.tenants ? o.tenants.split(',').map((s) => s.trim()).filter(Boolean) : undefined;
       const reg = await Registry.start({ store, ...(tenants ? { tenants } : {}) });
-      const http = await serveRegistryHttp(reg, { host: o.httpHost, port: Number(o.httpPort), ...(token ? { token } : {}) });
+      const http = await serveRegistryHttp(reg, {
+        host: o.httpHost,
+        port: Number(o.httpPort),
+        ...(token ? { token } : {}),
+        onServerError: (err) => process.stderr.write(`registry: http server error: ${err.message}\n`),
+        onWatchDropped: (d) => process.stderr.write(`registry: dropped a watch client ${d.remote ?? ''} that stopped reading (${d.backlogBytes} bytes queued)\n`),
+      });
       const dnsPort = Number(o.dnsPort);
       const dns = await startRegistryDns(reg, { host: o.dnsHost, port: dnsPort, tcp: dnsPort !== 0 });
       out(`registry: http ${http.url} dns udp${dnsPort !== 0 ? '+tcp' : ''} ${o.dnsHost}:${dns.port} store ${store.kind}${token ? ` token ${o.token ? '(given)' : join(o.dataDir, 'token')}` : ' (no auth)'}\n`);

@@ -8,8 +8,8 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { deregisterService, listServices, registerService, registrationBody, watchServices, ApiError } from '../../../src/cli/services.js';
-import { freePort } from '../../helpers/etcd.js';
+import { deregisterService, listServices, registerService, registrationBody, watchServices, parseWatchFrame, ApiError, MalformedReplyError } from '../../../src/cli/services.js';
+import { freePort, until } from '../../helpers/net.js';
 import { udpResolver } from '../../helpers/registry.js';
 
 const bin = new URL('../../../bin/tenet.js', import.meta.url).pathname;
@@ -28,7 +28,7 @@ function tenet(args: string[], env: Record<string, string> = {}): Promise<{ code
 }
 
 const httpPort = await freePort();
-const dnsPort = await freePort();
+const dnsPort = await freePort({ udp: true }); // DNS binds UDP and TCP on it
 const api = `http://127.0.0.1:${httpPort}`;
 const server = spawn(
   process.execPath,
@@ -92,8 +92,14 @@ t.test('serve generates a private token; the CLI registers, lists, watches, dere
 
   // Watch sees the deregistration.
   let wtext = '';
-  const watching = watchServices({ ...c, tenant: 'acme', count: 1 }, (s) => (wtext += s));
-  await new Promise((r) => setTimeout(r, 300));
+  let watchEnded: unknown;
+  const watching = watchServices({ ...c, tenant: 'acme', count: 1 }, (s) => (wtext += s)).finally(() => (watchEnded ??= 'ended'));
+  watching.catch((err: unknown) => (watchEnded = err)); // surfaced below, not left unhandled
+  // The snapshot line means the server-side subscription is live: deregister only then.
+  await until('watch snapshot', () => {
+    if (watchEnded !== undefined) throw new Error(`watch ended before its snapshot: ${String(watchEnded)}`);
+    return wtext.startsWith('# ');
+  });
   text = '';
   await deregisterService(c, 'acme', 'web', 'w1', w);
   t.equal(text, 'deregistered acme/web/w1\n');
@@ -132,4 +138,31 @@ t.test('registration flags', async (t) => {
   );
   t.throws(() => registrationBody({ address: 'x', port: 'eighty' }), /--port must be a number/);
   t.throws(() => registrationBody({ address: 'x', port: '1', meta: ['novalue'] }), /key=value/);
+});
+
+t.test('a broken registry peer gives typed errors, never an uncaught exception', async (t) => {
+  const { createServer } = await import('node:http');
+  const { WebSocketServer } = await import('ws');
+  // Replies 200 with `{}` to everything, and sends non-JSON / typeless frames on the watch.
+  const srv = createServer((_req, res) => res.setHeader('content-type', 'application/json').end('{}'));
+  const wss = new WebSocketServer({ server: srv });
+  let frame = 'this is not json';
+  wss.on('connection', (ws) => ws.send(frame));
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => new Promise<void>((r) => {
+    for (const c of wss.clients) c.terminate();
+    wss.close();
+    srv.closeAllConnections();
+    srv.close(() => r());
+  }));
+  const peer = { api: `http://127.0.0.1:${(srv.address() as { port: number }).port}`, token: 'x' };
+  const w = () => undefined;
+  await t.rejects(listServices(peer, w), MalformedReplyError, 'list reply without instances');
+  await t.rejects(registerService(peer, 'acme', 'web', 'w1', { address: '10.0.0.1', port: '80' }, w), MalformedReplyError, 'register reply without an instance');
+  await t.rejects(watchServices({ ...peer, count: 1 }, w), { name: 'MalformedReplyError', message: /frame is not JSON/ }, 'malformed watch frame');
+  frame = '{"index":3}';
+  await t.rejects(watchServices({ ...peer, count: 1 }, w), { name: 'MalformedReplyError', message: /no "type"/ });
+  frame = '{"type":"snapshot","index":3}';
+  await t.rejects(watchServices({ ...peer, count: 1 }, w), { name: 'MalformedReplyError', message: /no "instances"/ });
+  t.match(parseWatchFrame('{"type":"register","id":"a"}'), { type: 'register', id: 'a' });
 });
