@@ -43,6 +43,6 @@ export function runTcpCheck(target: string, timeoutMs: number): Promise<{ status
     };
     const timer = setTimeout(() => done('critical', `TCP connect ${target}: timed out after ${timeoutMs} ms`), timeoutMs);
     sock.once('connect', () => done('passing', `TCP connect ${target}: success`));
-    sock.once('error', (err) => done('critical', `TCP connect ${target}: ${err.message}`));
+    sock.on('error', (err) => done('critical', `TCP connect ${target}: ${err.message}`)); // on, not once: no error may go unhandled
   });
 }
