@@ -11,7 +11,9 @@
  *  - ratio_net = tenet_from_text_s / (ovs_ofctl_s - ovs_ofctl_fixed_s);
  *  - switch_commit_s / switch_barrier_s: from Tenet's bundle timing, how long
  *    ovs-vswitchd takes to apply the commit, and to catch up on the adds after
- *    the last one was queued (time Tenet spends waiting on the switch).
+ *    the last one was queued (time Tenet spends waiting on the switch);
+ *  - *_blocked_on_switch_s: send-phase time Tenet sat on back-pressure (the
+ *    switch not reading), *_busy_sending_s: the rest of the send phase.
  *
  *   npm run bench -- flow-install [--flows N] [--rounds R] [--transport tcp|unix]
  */
@@ -118,9 +120,16 @@ try {
   };
   const commitS: Record<string, number[]> = { tenet: [], 'tenet-text': [] };
   const barrierS: Record<string, number[]> = { tenet: [], 'tenet-text': [] };
+  // Time Tenet was blocked because the switch did not read as fast as Tenet wrote,
+  // and Tenet's own busy time while sending (send phase minus that wait).
+  const waitS: Record<string, number[]> = { tenet: [], 'tenet-text': [] };
+  const busyS: Record<string, number[]> = { tenet: [], 'tenet-text': [] };
   const record = (who: string, b: BundleTiming) => {
     commitS[who]!.push(b.commitMs / 1000);
     barrierS[who]!.push(b.barrierMs / 1000);
+    waitS[who]!.push(b.waitMs / 1000);
+    busyS[who]!.push((b.sendMs - b.waitMs) / 1000);
+    say(`  ${who} phases: open ${b.openMs.toFixed(1)} ms, send ${b.sendMs.toFixed(0)} ms (blocked on switch ${b.waitMs.toFixed(0)}), barrier ${b.barrierMs.toFixed(0)} ms, commit ${b.commitMs.toFixed(0)} ms`);
   };
 
   // tenet: flow_mod objects -> committed bundle (the controller's real path);
@@ -179,6 +188,10 @@ try {
       switch_commit_s: r4(median([...commitS.tenet!, ...commitS['tenet-text']!])),
       switch_barrier_s: r4(median(barrierS.tenet!)),
       switch_barrier_from_text_s: r4(median(barrierS['tenet-text']!)),
+      tenet_blocked_on_switch_s: r4(median(waitS.tenet!)),
+      tenet_busy_sending_s: r4(median(busyS.tenet!)),
+      tenet_from_text_blocked_on_switch_s: r4(median(waitS['tenet-text']!)),
+      tenet_from_text_busy_sending_s: r4(median(busyS['tenet-text']!)),
       load_avg_1m: Number(loadavg()[0]!.toFixed(2)),
       tenet_first_parse_s: Number(parseS.toFixed(4)),
       tenet_runs_s: tenet.map((x) => Number(x.toFixed(4))),

@@ -70,8 +70,10 @@ export interface BundleTiming {
   count: number;
   /** OPEN request to its reply (one round trip). */
   openMs: number;
-  /** First add encoded to the last add queued (includes waiting on back-pressure). */
+  /** First add encoded to the last add queued (includes waitMs). */
   sendMs: number;
+  /** Part of sendMs spent blocked on back-pressure: the switch not reading as fast as we write. */
+  waitMs: number;
   /** Last add queued to the barrier reply: the switch catching up on the adds. */
   barrierMs: number;
   /** COMMIT request to its reply: the switch applying the bundle. */
@@ -451,6 +453,7 @@ export class SwitchConnection extends EventEmitter {
       const t0 = performance.now();
       await ctl(OFPBCT.OPEN_REQUEST);
       const t1 = performance.now();
+      let waitMs = 0;
       let i = 0;
       for (const item of items) {
         const xid = this.nextXid();
@@ -458,7 +461,11 @@ export class SwitchConnection extends EventEmitter {
         const index = i++;
         this.bundleXids.set(xid, (error) => errors.push({ index, item: list?.[index], error }));
         // The codec gives the inner message the outer xid (OVS requires them equal).
-        if (!this.send({ type: 'bundle_add', xid, bundleId, flags, message: item })) await this.drained();
+        if (!this.send({ type: 'bundle_add', xid, bundleId, flags, message: item })) {
+          const w = performance.now();
+          await this.drained();
+          waitMs += performance.now() - w;
+        }
       }
       const count = i;
       const t2 = performance.now();
@@ -472,7 +479,7 @@ export class SwitchConnection extends EventEmitter {
       }
       try {
         await ctl(OFPBCT.COMMIT_REQUEST);
-        return { count, openMs: t1 - t0, sendMs: t2 - t1, barrierMs: t3 - t2, commitMs: performance.now() - t3 };
+        return { count, openMs: t1 - t0, sendMs: t2 - t1, waitMs, barrierMs: t3 - t2, commitMs: performance.now() - t3 };
       } catch (e) {
         f = failures();
         throw new BundleError(

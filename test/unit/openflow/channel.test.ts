@@ -197,7 +197,8 @@ t.test('bundles: success, failure at add, failure at commit', async (t) => {
   const timing = await conn.applyBundle([fm('priority=1 actions=drop'), fm('priority=2 actions=drop')]);
   t.equal(adds.length, 2, 'two adds');
   t.equal(timing.count, 2, 'timing counts the adds');
-  t.ok([timing.openMs, timing.sendMs, timing.barrierMs, timing.commitMs].every((x) => Number.isFinite(x) && x >= 0), 'phase times are durations');
+  t.ok([timing.openMs, timing.sendMs, timing.waitMs, timing.barrierMs, timing.commitMs].every((x) => Number.isFinite(x) && x >= 0), 'phase times are durations');
+  t.ok(timing.waitMs <= timing.sendMs, 'back-pressure wait is part of the send phase');
   t.ok(sim.received.some((m) => m.type === 'bundle_control' && m.ctrlType === 4 && m.flags === 3), 'commit atomic+ordered');
 
   const e1 = await conn.applyBundle([fm('priority=1 actions=drop'), fm('priority=666 actions=drop'), fm('priority=3 actions=drop')]).catch((e: unknown) => e);
