@@ -40,18 +40,6 @@ export interface OvsdbServer {
   stop(): Promise<void>;
 }
 
-/** A port nobody listened on a moment ago (for "connection refused" checks only: it may be taken later). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address() as net.AddressInfo;
-      s.close(() => resolve(a.port));
-    });
-  });
-}
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function canConnect(path: string): Promise<boolean> {

@@ -16,18 +16,13 @@ import {
   type TableUpdates2,
 } from '../../../src/ovsdb/index.js';
 import { run } from '../../../src/util/exec.js';
-import { freePort, startOvsdbServer } from '../../helpers/ovsdb-server.js';
+import { freePort, until } from '../../helpers/net.js';
+import { startOvsdbServer } from '../../helpers/ovsdb-server.js';
 
 const DB = 'Open_vSwitch';
 
-/** Waits for `cond` (event-driven callers fill the arrays); a generous hang guard, not a timing check. */
-async function until(cond: () => boolean, what: string, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`${what}: not seen within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+/** A hang guard for waits on events (a loaded machine is slow, not wrong); normally met in milliseconds. */
+const HANG_GUARD_MS = 30_000;
 
 t.test('client against ovsdb-server', async (t) => {
   const srv = await startOvsdbServer();
@@ -235,7 +230,7 @@ t.test('client against ovsdb-server', async (t) => {
     t.ok(Object.values(init2.Port!).length >= 1, 'all columns of Port');
     await srv.vsctl('set', 'Bridge', 'br0', 'external_ids:k=v');
     await c.echo(); // a round trip on another session; then wait for m's notifications
-    await until(() => v1.length >= 1 && v2.length >= 1, 'update and update2');
+    await until('update and update2', () => v1.length >= 1 && v2.length >= 1, HANG_GUARD_MS);
     t.equal(v1.length, 1, 'one update');
     t.equal(v2.length, 1, 'one update2');
     t.same(v1[0]?.Bridge?.[uuid], { old: { external_ids: { owner: 'tenet' } }, new: { name: 'br0', external_ids: { owner: 'tenet', k: 'v' } } });
@@ -243,7 +238,7 @@ t.test('client against ovsdb-server', async (t) => {
     await m.monitorCancel('m1');
     await t.rejects(m.monitorCancel('m1'), OvsdbRpcError, 'unknown monitor');
     await srv.vsctl('remove', 'Bridge', 'br0', 'external_ids', 'k');
-    await until(() => v2.length >= 2, 'second update2');
+    await until('second update2', () => v2.length >= 2, HANG_GUARD_MS);
     await m.echo();
     t.equal(v1.length, 1, 'no update after monitor_cancel');
     t.equal(v2.length, 2);
@@ -262,7 +257,7 @@ t.test('client against ovsdb-server', async (t) => {
     a.on('stolen', (id) => events.push(`a stolen ${id}`));
     b.on('locked', (id) => events.push(`b locked ${id}`));
     b.on('stolen', (id) => events.push(`b stolen ${id}`));
-    const settle = (n: number) => until(() => events.length >= n, `${n} lock events`);
+    const settle = (n: number) => until(`${n} lock events`, () => events.length >= n, HANG_GUARD_MS);
     t.equal(await a.lock('tenet'), true);
     t.equal(await b.lock('tenet'), false, 'b waits in line');
     await a.unlock('tenet');

@@ -8,6 +8,7 @@ import { type ChangeEvent, type Row, Replica, rowsEqual } from '../../../src/ovs
 import { tableOf } from '../../../src/ovsdb/schema.js';
 import { run } from '../../../src/util/exec.js';
 import { type OvsdbServer, dumpRows, startOvsdbServer } from '../../helpers/ovsdb-server.js';
+import { until } from '../../helpers/net.js';
 
 const TABLES = ['Bridge', 'Port', 'Interface'] as const;
 
@@ -30,14 +31,8 @@ async function assertEqualToServer(t: Test, srv: OvsdbServer, r: Replica): Promi
   }
 }
 
-// A generous hang guard (a loaded machine is slow, not wrong); normally met in milliseconds.
-const until = async (cond: () => boolean, ms = 30_000) => {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-};
+/** A hang guard for waits on events (a loaded machine is slow, not wrong); normally met in milliseconds. */
+const HANG_GUARD_MS = 30_000;
 
 t.test('replica follows ovs-vsctl and survives kill -9 of ovsdb-server', async (t) => {
   const srv = await startOvsdbServer();
@@ -57,7 +52,7 @@ t.test('replica follows ovs-vsctl and survives kill -9 of ovsdb-server', async (
   r.client!.on('update2', () => notifications++);
   events.length = 0;
   await srv.vsctl('add-port', 'br0', 'p1', '--', 'set', 'Interface', 'p1', 'type=internal', 'external_ids:iface-id=ep1');
-  await until(() => events.length >= 3);
+  await until('the three change events', () => events.length >= 3, HANG_GUARD_MS);
   t.equal(notifications, 1, 'one update');
   t.same(events.map((e) => `${e.table} ${e.kind}`).sort(), ['Bridge modify', 'Interface insert', 'Port insert']);
   const iface = events.find((e) => e.table === 'Interface')!;
@@ -72,11 +67,11 @@ t.test('replica follows ovs-vsctl and survives kill -9 of ovsdb-server', async (
   t.teardown(() => only.close());
   await only.start();
   await srv.vsctl('add-br', 'brx', '--', 'set', 'Bridge', 'br0', 'fail_mode=standalone');
-  await until(() => [...only.rows('Bridge').values()][0]?.fail_mode === 'standalone');
+  await until('br0 standalone in the conditional replica', () => [...only.rows('Bridge').values()][0]?.fail_mode === 'standalone', HANG_GUARD_MS);
   t.same([...only.rows('Bridge').values()], [{ name: 'br0', fail_mode: 'standalone' }], 'condition applied by the server');
   await srv.vsctl('del-br', 'brx', '--', 'set', 'Bridge', 'br0', 'fail_mode=secure');
   only.close();
-  await until(() => r.rows('Bridge').size === 1);
+  await until('only br0 left', () => r.rows('Bridge').size === 1, HANG_GUARD_MS);
 
   // Plain RFC 7047 monitor (update notifications) gives the same rows and events.
   const v1 = new Replica(srv.unix, { db: 'Open_vSwitch', tables: { Bridge: ['name', 'ports'] }, protocol: 'monitor' });
@@ -87,10 +82,10 @@ t.test('replica follows ovs-vsctl and survives kill -9 of ovsdb-server', async (
   t.equal(v1.monitorMethod, 'monitor');
   await srv.vsctl('add-br', 'bry');
   await srv.vsctl('del-br', 'bry');
-  await until(() => v1events.filter((e) => e.kind === 'delete').length === 1);
+  await until('the delete of bry', () => v1events.filter((e) => e.kind === 'delete').length === 1, HANG_GUARD_MS);
   t.same(v1events.map((e) => `${e.kind} ${String((e.new ?? e.old)!.name)}`), ['insert br0', 'insert bry', 'delete bry']);
   v1.close();
-  await until(() => r.rows('Bridge').size === 1);
+  await until('only br0 left', () => r.rows('Bridge').size === 1, HANG_GUARD_MS);
 
   // Kill the server hard and change the database file while it is down, so the
   // change can only reach the replica through the resync diff, not a live update.

@@ -11,6 +11,7 @@ import { tableOf } from '../../../src/ovsdb/schema.js';
 import { type BindingEvent, HostSwitch, PEER_KEY, SWITCH_TABLES, planBridge, tunnelPortName } from '../../../src/vswitch/index.js';
 import { withLab } from '../../helpers/lab.js';
 import { dumpRows } from '../../helpers/ovsdb-server.js';
+import { until } from '../../helpers/net.js';
 
 /**
  * `transact` requests the replica's connection has put on the wire so far, and
@@ -22,14 +23,8 @@ function wireTransacts(sw: HostSwitch): { client: OvsdbClient; count: number } {
   return { client, count: client.stats.requests.transact ?? 0 };
 }
 
-// A generous hang guard (a loaded machine is slow, not wrong); normally met in milliseconds.
-const until = async (cond: () => boolean, ms = 30_000) => {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-};
+/** A hang guard for waits on events (a loaded machine is slow, not wrong); normally met in milliseconds. */
+const HANG_GUARD_MS = 30_000;
 
 t.test('host switch manager on a lab host', async (t) => {
   await withLab(t, { hosts: 1 }, async (lab) => {
@@ -58,7 +53,7 @@ t.test('host switch manager on a lab host', async (t) => {
 
       // Someone changes it behind our back: one transaction repairs exactly that.
       await vsctl('set-fail-mode', 'br-tnt', 'standalone', '--', 'set', 'Bridge', 'br-tnt', 'other_config:disable-in-band=false', '--', 'set-controller', 'br-tnt', 'tcp:192.0.2.1:6653', 'tcp:192.0.2.9:1');
-      await until(() => sw.replica.rows('Bridge').size > 0 && [...sw.replica.rows('Bridge').values()].some((b) => b.fail_mode === 'standalone'));
+      await until('the standalone fail_mode in the replica', () => sw.replica.rows('Bridge').size > 0 && [...sw.replica.rows('Bridge').values()].some((b) => b.fail_mode === 'standalone'), HANG_GUARD_MS);
       t.same(await sw.ensureBridge(spec), { changed: true, attempts: 1 });
       t.equal(await vsctl('get-fail-mode', 'br-tnt'), 'secure');
       t.equal(await vsctl('get', 'Bridge', 'br-tnt', 'other_config:disable-in-band'), '"true"');
@@ -85,7 +80,7 @@ t.test('host switch manager on a lab host', async (t) => {
     await t.test('lost optimistic race: ensure replans from the updated replica and retries', async (t) => {
       const spec = { name: 'br-tnt', datapathType: 'netdev', controllers: ['tcp:192.0.2.1:6653'] };
       await vsctl('set-fail-mode', 'br-tnt', 'standalone');
-      await until(() => [...sw.replica.rows('Bridge').values()].some((b) => b.name === 'br-tnt' && b.fail_mode === 'standalone'));
+      await until('br-tnt standalone in the replica', () => [...sw.replica.rows('Bridge').values()].some((b) => b.name === 'br-tnt' && b.fail_mode === 'standalone'), HANG_GUARD_MS);
       // Inject a concurrent writer between planning and sending: the first
       // transaction must fail at its guard and change nothing.
       const orig = sw.replica.transact.bind(sw.replica);
@@ -160,16 +155,16 @@ t.test('host switch manager on a lab host', async (t) => {
       const events: BindingEvent[] = [];
       sw.on('binding', (e) => events.push(e));
       const c = await lab.addContainer(h.name, 'c1', { ip: '10.9.0.1/24', ifaceId: 'ep-c1' });
-      await until(() => sw.ofport('ep-c1') !== undefined);
+      await until('an ofport for ep-c1', () => sw.ofport('ep-c1') !== undefined, HANG_GUARD_MS);
       const of = Number(await vsctl('get', 'Interface', c.hostIface, 'ofport'));
       t.equal(sw.ofport('ep-c1'), of, 'ofport as ovs-vsctl shows it');
       t.ok(events.some((e) => e.kind === 'added' && e.ifaceId === 'ep-c1'));
       t.ok(sw.listBindings().some((b) => b.ifaceId === 'ep-c1' && b.ofport === of));
       await vsctl('set', 'Interface', c.hostIface, 'ofport_request=77');
-      await until(() => sw.ofport('ep-c1') === 77);
+      await until('ofport 77 for ep-c1', () => sw.ofport('ep-c1') === 77, HANG_GUARD_MS);
       t.ok(events.some((e) => e.kind === 'changed' && e.binding?.ofport === 77 && e.previous?.ofport === of));
       await vsctl('del-port', 'br-int', c.hostIface);
-      await until(() => sw.ofport('ep-c1') === undefined);
+      await until('ep-c1 unbound', () => sw.ofport('ep-c1') === undefined, HANG_GUARD_MS);
       t.ok(events.some((e) => e.kind === 'removed' && e.ifaceId === 'ep-c1'));
       t.equal(sw.ofport('nobody'), undefined);
     });
@@ -183,7 +178,7 @@ t.test('host switch manager on a lab host', async (t) => {
       await lab.exec(h.name, argv); // same command line, same database file
       await vsctl('--no-wait', 'add-port', 'br-int', 'late0', '--', 'set', 'Interface', 'late0', 'type=internal', 'external_ids:iface-id=ep-late');
       await sw.replica.whenSynced();
-      await until(() => sw.ofport('ep-late') !== undefined); // ovs-vswitchd reconnected too and numbered it
+      await until('an ofport for ep-late', () => sw.ofport('ep-late') !== undefined, HANG_GUARD_MS); // ovs-vswitchd reconnected too and numbered it
       const schema = sw.replica.databaseSchema!;
       const differences = async () => {
         let diff = 0;
@@ -195,12 +190,9 @@ t.test('host switch manager on a lab host', async (t) => {
         }
         return diff;
       };
-      let diff = await differences();
-      for (let i = 0; i < 50 && diff > 0; i++) {
-        await new Promise((r) => setTimeout(r, 100));
-        diff = await differences();
-      }
-      t.equal(diff, 0, 'replica equals ovsdb-client dump of every replicated table');
+      // vswitchd keeps writing status columns after its reconnect: wait for quiet, then compare.
+      await until('replica equal to the dump', async () => (await differences()) === 0, HANG_GUARD_MS, 100).catch(() => undefined);
+      t.equal(await differences(), 0, 'replica equals ovsdb-client dump of every replicated table');
       const before = wireTransacts(sw);
       t.same(await sw.ensureBridge({ name: 'br-tnt', datapathType: 'netdev', controllers: ['tcp:192.0.2.1:6653'] }), { changed: false, attempts: 0 });
       t.equal(wireTransacts(sw).client, before.client, 'same connection');

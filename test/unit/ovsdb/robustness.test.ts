@@ -22,6 +22,7 @@ import {
 } from '../../../src/ovsdb/index.js';
 import { parseTarget } from '../../../src/ovsdb/transport.js';
 import { TenetError } from '../../../src/util/errors.js';
+import { until } from '../../helpers/net.js';
 
 type Handler = (sock: net.Socket, msg: Record<string, unknown>) => void;
 
@@ -148,7 +149,7 @@ t.test('our keepalive echo keeps a live but quiet server connection open', async
   let closedEarly = false;
   c.once('close', () => (closedEarly = true));
   // The server never speaks first; only our echoes (every 50 ms of quiet) keep it talking.
-  while (echoes < 4 && !closedEarly) await new Promise((r) => setTimeout(r, 25));
+  await until('4 answered keepalive echoes, or a close', () => echoes >= 4 || closedEarly, 30_000, 10);
   t.notOk(closedEarly, 'never closed while echoes were answered');
   t.notOk(c.isClosed, 'still open');
   t.ok(echoes >= 4, `sent keepalive echoes (${echoes})`);
@@ -166,8 +167,7 @@ t.test('answers a server echo request with its params; rejects unknown server me
   });
   const c = await OvsdbClient.connect(srv.target);
   t.teardown(() => c.close());
-  // No fixed polling budget: wait for both answers (the file's tap timeout guards a hang).
-  while (got.length < 2) await new Promise((r) => setTimeout(r, 10));
+  await until('both answers', () => got.length >= 2, 30_000, 10); // a hang guard, not a timing check
   t.same(got[0], { result: ['ping', 1], error: null, id: 'e1' });
   t.match(got[1], { result: null, error: { error: 'unknown method' }, id: 'f1' });
 });
