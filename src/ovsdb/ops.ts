@@ -248,12 +248,17 @@ export function decodeTransactResult(schema: DatabaseSchema, ops: readonly Opera
     switch (op.op) {
       case 'insert': {
         const u = r.uuid;
-        return { uuid: Array.isArray(u) ? String(u[1]) : '' };
+        if (!Array.isArray(u) || u[0] !== 'uuid' || typeof u[1] !== 'string') {
+          throw new OvsdbSchemaError(`operation ${i} (insert ${op.table}): malformed uuid in result`, { index: i, table: op.table });
+        }
+        return { uuid: u[1] };
       }
       case 'select': {
         const t = tableOf(schema, op.table);
-        const rows = Array.isArray(r.rows) ? r.rows : [];
-        return { rows: rows.map((row) => decodeRow(t, row)) };
+        if (!Array.isArray(r.rows)) {
+          throw new OvsdbSchemaError(`operation ${i} (select ${op.table}): result has no rows array`, { index: i, table: op.table });
+        }
+        return { rows: r.rows.map((row) => decodeRow(t, row)) };
       }
       case 'update':
       case 'mutate':

@@ -358,6 +358,25 @@ t.test('malformed values in select results and monitor initial results: typed er
   }
 });
 
+t.test('malformed transact results (insert uuid, select rows): typed errors naming the operation', async (t) => {
+  const results: unknown[] = [[{ uuid: ['uuid'] }], [{ uuid: 'x' }], [{}], [{ rows: 'x' }], [null]];
+  let k = 0;
+  const srv = await fakeServer(t, () => (s, m) => {
+    if (m.method === 'get_schema') reply(s, m.id, VSCHEMA);
+    else if (m.method === 'transact') reply(s, m.id, results[k]);
+    else reply(s, m.id, m.params);
+  });
+  const c = await OvsdbClient.connect(srv.target);
+  t.teardown(() => c.close());
+  for (; k < results.length; k++) {
+    const op = k < 3 ? ({ op: 'insert', table: 'R', row: { name: 'a' } } as const) : ({ op: 'select', table: 'R', where: [] } as const);
+    const e = await c.transact('T', [op]).catch((x: unknown) => x);
+    t.ok(e instanceof OvsdbSchemaError, `${JSON.stringify(results[k])}: ${String(e)}`);
+    if (e instanceof OvsdbSchemaError) t.match(e.context, { index: 0, table: 'R' });
+    t.same(await c.echo(k), [k], 'client usable');
+  }
+});
+
 t.test('malformed update2 notification: typed close reason, replica resyncs and stays usable', async (t) => {
   // Connection 0: good initial row, then an update2 whose diff is malformed.
   // Connection 1: a clean snapshot.
