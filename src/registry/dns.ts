@@ -12,6 +12,7 @@
 import { isIP } from 'node:net';
 import dns2 from 'dns2';
 import type { Registry } from './registry.js';
+import { RegistryError } from './validate.js';
 import type { Instance } from './types.js';
 
 const { Packet } = dns2;
@@ -91,13 +92,20 @@ export function resolveName(registry: Registry, qname: string, qtype: number, op
   return empty(RCODE.NXDOMAIN);
 }
 
+/** The DNS server cannot start: bad options or the address cannot be bound. */
+export class DnsServerError extends RegistryError {
+  constructor(message: string, context: Record<string, unknown> = {}, cause?: unknown) {
+    super('EREGISTRY_DNS', message, context, { cause });
+  }
+}
+
 export interface RegistryDnsServer {
   port: number;
   close(): Promise<void>;
 }
 
 export async function startRegistryDns(registry: Registry, opts: DnsOptions = {}): Promise<RegistryDnsServer> {
-  if (opts.tcp && !opts.port) throw new RangeError('DNS over TCP needs a fixed port');
+  if (opts.tcp && !opts.port) throw new DnsServerError('DNS over TCP needs a fixed port (port 0 would differ between UDP and TCP)', { option: 'port' });
   const server = dns2.createServer({
     udp: true,
     tcp: opts.tcp === true,
@@ -120,9 +128,27 @@ export async function startRegistryDns(registry: Registry, opts: DnsOptions = {}
     },
   });
   server.on('requestError', () => undefined); // malformed packets: drop, never crash
-  server.on('error', () => undefined);
+  // dns2's listen() never rejects: a bind failure (port in use) only arrives as 'error'.
+  // While starting, that error fails the start; afterwards errors are dropped, never thrown.
+  let failStart: ((err: Error) => void) | undefined;
+  server.on('error', (err: Error) => failStart?.(err));
   const where = { port: opts.port ?? 0, address: opts.host ?? '127.0.0.1' };
-  const addrs = await server.listen(opts.tcp ? { udp: where, tcp: where } : { udp: where });
+  let addrs: Awaited<ReturnType<typeof server.listen>>;
+  try {
+    addrs = await new Promise<Awaited<ReturnType<typeof server.listen>>>((resolve, reject) => {
+      failStart = reject;
+      server.listen(opts.tcp ? { udp: where, tcp: where } : { udp: where }).then(resolve, reject);
+    });
+  } catch (err) {
+    try {
+      void server.close(); // the half that did bind; not awaited: the failed half never emits 'close'
+    } catch {
+      // already closed
+    }
+    throw new DnsServerError(`cannot serve DNS on ${where.address}:${where.port}: ${(err as Error).message}`, where, err);
+  } finally {
+    failStart = undefined;
+  }
   return {
     port: addrs.udp?.port ?? 0,
     close: () => server.close(),

@@ -14,5 +14,5 @@ export {
   type HttpOptions,
   type RegistryHttpServer,
 } from './http.js';
-export { startRegistryDns, resolveName, RCODE, type DnsOptions, type RegistryDnsServer } from './dns.js';
+export { startRegistryDns, resolveName, RCODE, DnsServerError, type DnsOptions, type RegistryDnsServer } from './dns.js';
 export { handleRegistryRequest, type HandlerReply } from './handler.js';

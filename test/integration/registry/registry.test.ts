@@ -285,7 +285,7 @@ t.test('DNS wire format checked by hand over node:dgram (independent of dns2)', 
 
 t.test('large answers: UDP sets TC, DNS over TCP on the same port carries them all', async (t) => {
   const { freePort } = await import('../../helpers/net.js');
-  const { startRegistryDns } = await import('../../../src/registry/index.js');
+  const { startRegistryDns, DnsServerError } = await import('../../../src/registry/index.js');
   const dns2 = (await import('dns2')).default;
   const f = await registryFixture(t);
   const port = await freePort({ udp: true }); // binds UDP and TCP
@@ -298,7 +298,8 @@ t.test('large answers: UDP sets TC, DNS over TCP on the same port carries them a
   const tcp = await dns2.TCPClient({ dns: '127.0.0.1', port })('_big._tcp.acme.tenet.', 'SRV');
   t.equal(tcp.answers.length, 30, 'all 30 SRV records over TCP');
   t.equal(tcp.additionals.length, 30, 'with glue');
-  await t.rejects(startRegistryDns(f.registry, { tcp: true }), RangeError, 'TCP needs a fixed port');
+  await t.rejects(startRegistryDns(f.registry, { tcp: true }), DnsServerError, 'TCP needs a fixed port');
+  await t.rejects(startRegistryDns(f.registry, { port, tcp: true }), { name: 'DnsServerError', message: new RegExp(`127.0.0.1:${port}`) }, 'port in use: typed, names the address');
 });
 
 t.test('WebSocket watch back-pressure: a client that stops reading is dropped, the server stays up', async (t) => {
