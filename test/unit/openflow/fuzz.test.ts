@@ -192,7 +192,7 @@ t.test('text parser: random input gives FlowSyntaxError only', async (t) => {
 });
 
 t.test('live channel: garbage from switches never crashes the controller', async (t) => {
-  const server = new OpenFlowServer({ echoIntervalMs: 500, echoTimeoutMs: 5000, handshakeTimeoutMs: 3000 });
+  const server = new OpenFlowServer({ echoIntervalMs: 500, echoTimeoutMs: 15_000, handshakeTimeoutMs: 15_000, requestTimeoutMs: 15_000 });
   const port = (await server.listen({ port: 0 })).port!;
   t.teardown(() => server.close());
   const protocolErrors: unknown[] = [];
