@@ -15,8 +15,12 @@ import {
   type Instruction,
   type OxmField,
   type OxmTlv,
+  OFP_NO_BUFFER,
+  OFPFC,
+  OFPG_ANY,
+  OFPGC,
+  OFPGT,
 } from '../openflow/index.js';
-import { OFP_NO_BUFFER, OFPFC, OFPG_ANY, OFPGC, OFPGT } from '../openflow/messages.js';
 
 function f(name: string): OxmField {
   const x = fieldByName(name);
@@ -67,6 +71,15 @@ export function u32(v: number): Uint8Array {
   b[2] = v >>> 8;
   b[3] = v;
   return b;
+}
+// Byte arrays are never mutated once in a flow, so small values (ofports, logical
+// port keys) share one array each: a 100k-endpoint compile otherwise allocates
+// millions of 4-byte Uint8Arrays, and GC was half its time.
+const U32_SMALL: (Uint8Array | undefined)[] = [];
+/** u32(v), shared for v < 65536. Callers must not mutate the result. */
+export function u32s(v: number): Uint8Array {
+  if (v >= 0 && v < 0x10000) return (U32_SMALL[v] ??= u32(v));
+  return u32(v);
 }
 export function u64(v: number): Uint8Array {
   const hi = Math.floor(v / 0x100000000);
@@ -163,7 +176,9 @@ export const goto = (table: number): Instruction => {
 export const apply = (actions: Action[]): Instruction => ({ type: 'apply_actions', actions });
 export const writeMeta = (vni: number): Instruction => ({ type: 'write_metadata', metadata: BigInt(vni), mask: 0xffffffffffffffffn });
 export const setField = (field: OxmField, value: Uint8Array): Action => ({ type: 'set_field', field, value });
-export const output = (port: number): Action => ({ type: 'output', port, maxLen: 0 });
+const OUTPUTS: (Action | undefined)[] = [];
+/** Output action; shared per port below 65536 (actions are immutable). */
+export const output = (port: number): Action => (port >= 0 && port < 0x10000 ? (OUTPUTS[port] ??= { type: 'output', port, maxLen: 0 }) : { type: 'output', port, maxLen: 0 });
 
 const zoneReg = { field: FLD.reg13, ofs: 0, nBits: 16 };
 export const ctRecirc = (table: number): Action => ({ type: 'ct', flags: 0, zoneImm: 0, table, alg: 0, actions: [], zoneSrc: zoneReg });

@@ -8,12 +8,6 @@
  * generation order (objects sorted by id; fixed order inside each object).
  */
 import { fnv32, formatIp4 } from '../ipam/index.js';
-
-/** reg11 value naming a host (see tables.ts); validation rejects two hosts with the same key. */
-export function hostKey(host: string): number {
-  return fnv32(`host:${host}`);
-}
-const NO_GROUPS: GroupMod[] = [];
 import type { Endpoint, Model, Network, Policy, SelectorDoc, Tenant } from '../model/index.js';
 import type { FlowMod, GroupMod, OxmTlv, Action, Instruction } from '../openflow/index.js';
 import {
@@ -37,10 +31,49 @@ import {
   setField,
   tlv,
   u32,
+  u32s,
   u64,
   writeMeta,
 } from './build.js';
 import { FLAG_FROM_TUNNEL, floodGroup, PRIO, T } from './tables.js';
+
+/** reg11 value naming a host (see tables.ts); validation rejects two hosts with the same key. */
+export function hostKey(host: string): number {
+  return fnv32(`host:${host}`);
+}
+const NO_GROUPS: GroupMod[] = [];
+
+/** Objects that depend only on an ofport (shared by every host and flow that uses that number). */
+interface PortCache {
+  inPort: OxmTlv;
+  setReg13: Action;
+  outActs: Action[];
+  outIns: Instruction[];
+}
+const PORTS: (PortCache | undefined)[] = [];
+function portObjs(ofport: number): PortCache {
+  const make = (): PortCache => {
+    const b = u32s(ofport);
+    const outActs = [output(ofport)];
+    return { inPort: tlv(FLD.in_port, b), setReg13: setField(FLD.reg13, b), outActs, outIns: [apply(outActs)] };
+  };
+  return ofport >= 0 && ofport < 0x10000 ? (PORTS[ofport] ??= make()) : make();
+}
+/** Objects that depend only on a logical port key (1..0x7fff, so they are shared across networks). */
+interface KeyCache {
+  reg14: OxmTlv;
+  reg15: OxmTlv;
+  setReg14: Action;
+  setReg15: Action;
+}
+const KEYS: (KeyCache | undefined)[] = [];
+function keyObjs(port: number): KeyCache {
+  const make = (): KeyCache => {
+    const b = u32s(port);
+    return { reg14: tlv(FLD.reg14, b), reg15: tlv(FLD.reg15, b), setReg14: setField(FLD.reg14, b), setReg15: setField(FLD.reg15, b) };
+  };
+  return port >= 0 && port < 0x10000 ? (KEYS[port] ??= make()) : make();
+}
 
 /** Where things are on each host: endpoint ofports (from iface-id bindings) and tunnel ofports per peer. */
 export interface HostPlacement {
@@ -95,6 +128,7 @@ export function defaultPlacement(model: Model): Placement {
 }
 
 interface EpCache {
+  nc: NetCache;
   meta: OxmTlv;
   reg14: OxmTlv;
   reg15: OxmTlv;
@@ -107,6 +141,7 @@ interface EpCache {
   arpTpa?: OxmTlv;
   arpSha: OxmTlv;
   ip6Src?: OxmTlv;
+  setReg14: Action;
   setReg15: Action;
   // Flows that are identical on every host that has them, built once (flows are immutable).
   arp?: FlowMod;
@@ -129,8 +164,11 @@ interface NetCache {
   routes?: Map<Network, FlowMod>;
   writeMeta: Instruction;
   key: string;
-  /** table-60 flow to each remote host's tunnel, by tunnel ofport then host */
-  outs?: Map<string, FlowMod>;
+  cookie: bigint;
+  /** table-60 flow to each remote host's tunnel, by remote host then tunnel ofport */
+  outs?: Map<string, Map<number, FlowMod>>;
+  /** flood-group bucket actions to each tunnel ofport */
+  tunActs?: Map<number, Action[]>;
 }
 
 /**
@@ -146,6 +184,7 @@ export class Ctx {
   private readonly cookies = new Map<string, bigint>();
   private readonly epCache = new WeakMap<Endpoint, EpCache>();
   private readonly netCache = new WeakMap<Network, NetCache>();
+  private readonly hostCache = new Map<string, { reg11: OxmTlv; setReg11: Action }>();
   readonly pipelineFlows: FlowMod[];
 
   constructor(
@@ -232,23 +271,39 @@ export class Ctx {
     return this.placement.hosts[from]?.tunnels[to];
   }
 
+  /** reg11 match / load of a host's key (see hostKey). */
+  hostObjs(host: string): { reg11: OxmTlv; setReg11: Action } {
+    let c = this.hostCache.get(host);
+    if (!c) {
+      const b = u32(hostKey(host));
+      this.hostCache.set(host, (c = { reg11: tlv(FLD.reg11, b), setReg11: setField(FLD.reg11, b) }));
+    }
+    return c;
+  }
+
   ep(e: Endpoint): EpCache {
     let c = this.epCache.get(e);
     if (c) return c;
     const m = mac(e.mac);
+    const k = keyObjs(e.port);
+    const key = `endpoint:${e.id}`;
+    const nc = this.net(e.network);
     c = {
-      meta: this.net(e.network).meta,
-      reg14: tlv(FLD.reg14, u32(e.port)),
-      reg15: tlv(FLD.reg15, u32(e.port)),
+      nc,
+      meta: nc.meta,
+      reg14: k.reg14,
+      reg15: k.reg15,
       dlSrc: tlv(FLD.dl_src, m),
       dlDst: tlv(FLD.dl_dst, m),
       mac: m,
       arpSha: tlv(FLD.arp_sha, m),
-      setReg15: setField(FLD.reg15, u32(e.port)),
-      cookie: this.cookie(`endpoint:${e.id}`),
-      key: `endpoint:${e.id}`,
+      setReg14: k.setReg14,
+      setReg15: k.setReg15,
+      cookie: this.cookie(key),
+      key,
     };
     if (e.ip !== undefined) {
+      // one array for the four TLVs: flows never mutate their bytes
       const b = u32(e.ip);
       c.nwSrc = tlv(FLD.nw_src, b);
       c.nwDst = tlv(FLD.nw_dst, b);
@@ -263,7 +318,8 @@ export class Ctx {
     let c = this.netCache.get(n);
     if (c) return c;
     const gw = mac(n.gwMac);
-    c = { meta: metadataTlv(n.vni), gwMac: gw, gwDlDst: tlv(FLD.dl_dst, gw), setTunId: setField(FLD.tun_id, u64(n.vni)), writeMeta: writeMeta(n.vni), key: `network:${n.id}` };
+    const key = `network:${n.id}`;
+    c = { meta: metadataTlv(n.vni), gwMac: gw, gwDlDst: tlv(FLD.dl_dst, gw), setTunId: setField(FLD.tun_id, u64(n.vni)), writeMeta: writeMeta(n.vni), key, cookie: this.cookie(key) };
     if (n.v4) c.dst4 = tlv(FLD.nw_dst, u32(n.v4.base), u32(mask32(n.v4.len)));
     if (n.v6) c.dst6 = tlv(FLD.ipv6_dst, ip6bytes(n.v6.base), ip6bytes(mask128(n.v6.len)));
     this.netCache.set(n, c);
@@ -316,57 +372,61 @@ export function genEndpoint(ctx: Ctx, host: string, e: Endpoint): Contribution {
   if (e.host !== host) {
     const variant = (ctx.has(host, e.network) ? 1 : 0) | (e.network.routed && ctx.routesOnTenant(host, e.tenant) ? 2 : 0);
     const cache = (c.remote ??= []);
-    return (cache[variant] ??= endpointFlows(ctx, host, e));
+    return (cache[variant] ??= endpointFlows(ctx, host, e, c));
   }
-  return endpointFlows(ctx, host, e);
+  return endpointFlows(ctx, host, e, c);
 }
 
-function endpointFlows(ctx: Ctx, host: string, e: Endpoint): Contribution {
+// Match lists below are written in the codec's field order (flow() would otherwise sort each one).
+function endpointFlows(ctx: Ctx, host: string, e: Endpoint, c: EpCache): Contribution {
   const flows: FlowMod[] = [];
-  const c = ctx.ep(e);
   const n = e.network;
-  const nc = ctx.net(n);
+  const nc = c.nc;
   const cookie = c.cookie;
   const local = e.host === host;
   const ofport = local ? ctx.ofport(e) : undefined;
   const hasNet = ctx.has(host, n);
-  if (local && ofport !== undefined) {
+  const po = ofport !== undefined ? portObjs(ofport) : undefined;
+  if (local && po) {
     flows.push(
-      flow(T.CLASSIFY, PRIO.NORMAL, cookie, [tlv(FLD.in_port, u32(ofport))], [
-        apply([setField(FLD.reg14, u32(e.port)), setField(FLD.reg13, u32(ofport))]),
+      flow(T.CLASSIFY, PRIO.NORMAL, cookie, [po.inPort], [
+        apply([c.setReg14, po.setReg13]),
         nc.writeMeta,
         goto(T.PORT_SEC),
       ]),
     );
-    if (c.nwSrc) flows.push(flow(T.PORT_SEC, PRIO.NORMAL, cookie, [c.dlSrc, M.ip, c.nwSrc, c.reg14, c.meta], [goto(T.ACL_IN)]));
-    if (c.arpSpa) flows.push(flow(T.PORT_SEC, PRIO.NORMAL, cookie, [c.meta, c.reg14, c.dlSrc, M.arp, c.arpSpa, c.arpSha], [goto(T.ACL_IN)]));
+    if (c.nwSrc) flows.push(flow(T.PORT_SEC, PRIO.NORMAL, cookie, [c.dlSrc, M.ip, c.nwSrc, c.reg14, c.meta], TO_ACL_IN));
+    if (c.arpSpa) flows.push(flow(T.PORT_SEC, PRIO.NORMAL, cookie, [c.dlSrc, M.arp, c.arpSpa, c.arpSha, c.reg14, c.meta], TO_ACL_IN));
     if (c.ip6Src) {
-      flows.push(flow(T.PORT_SEC, PRIO.NORMAL, cookie, [c.meta, c.reg14, c.dlSrc, M.ip6, c.ip6Src], [goto(T.ACL_IN)]));
-      flows.push(flow(T.PORT_SEC, PRIO.NORMAL, cookie, [c.meta, c.reg14, c.dlSrc, M.ip6, LINK_LOCAL_SRC], [goto(T.ACL_IN)]));
+      flows.push(flow(T.PORT_SEC, PRIO.NORMAL, cookie, [c.dlSrc, M.ip6, c.ip6Src, c.reg14, c.meta], TO_ACL_IN));
+      flows.push(flow(T.PORT_SEC, PRIO.NORMAL, cookie, [c.dlSrc, M.ip6, LINK_LOCAL_SRC, c.reg14, c.meta], TO_ACL_IN));
     }
   }
   // ARP responder for its IPv4 address, on every host that has the network.
-  if (hasNet && e.ip !== undefined) flows.push((c.arp ??= arpReply(cookie, nc.meta, c.arpTpa!, c.mac, e.ip)));
+  if (hasNet && e.ip !== undefined) flows.push((c.arp ??= arpReply(cookie, nc.meta, c.arpTpa!, c.mac, c.arpTpa!.value)));
   // Routed traffic to it: next hop resolution, on every host that routes for the tenant.
   if (n.routed && e.ip !== undefined && ctx.routesOnTenant(host, e.tenant)) {
-    flows.push((c.resolve ??= flow(T.L3_RESOLVE, PRIO.NORMAL, cookie, [nc.meta, M.ip, c.nwDst!], [apply([setField(FLD.dl_dst, c.mac)]), goto(T.L2)])));
+    flows.push((c.resolve ??= flow(T.L3_RESOLVE, PRIO.NORMAL, cookie, [M.ip, c.nwDst!, nc.meta], [apply([setField(FLD.dl_dst, c.mac)]), goto(T.L2)])));
   }
   // L2 lookup + output.
   if (local) {
-    if (ofport !== undefined) {
-      flows.push(flow(T.L2, PRIO.NORMAL, cookie, [c.dlDst, nc.meta], [apply([c.setReg15, setField(FLD.reg13, u32(ofport)), CT_CLEAR]), goto(T.ACL_OUT)]));
-      flows.push(flow(T.OUTPUT, PRIO.NORMAL, cookie, [c.reg15, nc.meta], [apply([output(ofport)])]));
+    if (po) {
+      flows.push(flow(T.L2, PRIO.NORMAL, cookie, [c.dlDst, nc.meta], [apply([c.setReg15, po.setReg13, CT_CLEAR]), goto(T.ACL_OUT)]));
+      flows.push(flow(T.OUTPUT, PRIO.NORMAL, cookie, [c.reg15, nc.meta], po.outIns));
     }
   } else {
-    flows.push((c.l2Remote ??= flow(T.L2, PRIO.NORMAL, cookie, [c.dlDst, nc.meta], [apply([c.setReg15, setField(FLD.reg11, u32(hostKey(e.host)))]), goto(T.OUTPUT)])));
+    flows.push((c.l2Remote ??= flow(T.L2, PRIO.NORMAL, cookie, [c.dlDst, nc.meta], [apply([c.setReg15, ctx.hostObjs(e.host).setReg11]), goto(T.OUTPUT)])));
   }
   return flows.length ? { flows, groups: NO_GROUPS } : NONE;
 }
 
 const LINK_LOCAL_SRC = tlv(FLD.ipv6_src, ip6bytes(0xfe80n << 112n), ip6bytes(((1n << 10n) - 1n) << 118n));
 
-function arpReply(cookie: bigint, meta: OxmTlv, tpa: OxmTlv, m: Uint8Array, ip: number): FlowMod {
-  return flow(T.ARP, PRIO.NORMAL, cookie, [meta, M.arp, M.arpRequest, tpa], [
+const TO_ACL_IN: Instruction[] = [goto(T.ACL_IN)];
+
+/** ARP reply for `ip` (its 4 bytes, as in `tpa`) from MAC `m`. */
+function arpReply(cookie: bigint, meta: OxmTlv, tpa: OxmTlv, m: Uint8Array, ip: Uint8Array): FlowMod {
+  return flow(T.ARP, PRIO.NORMAL, cookie, [M.arp, M.arpRequest, tpa, meta], [
     apply([
       ARP_SWAP.ethSrcToDst,
       setField(FLD.dl_src, m),
@@ -374,7 +434,7 @@ function arpReply(cookie: bigint, meta: OxmTlv, tpa: OxmTlv, m: Uint8Array, ip: 
       ARP_SWAP.shaToTha,
       setField(FLD.arp_sha, m),
       ARP_SWAP.spaToTpa,
-      setField(FLD.arp_spa, u32(ip)),
+      setField(FLD.arp_spa, ip),
       IN_PORT,
     ]),
   ]);
@@ -387,13 +447,15 @@ export function genNetwork(ctx: Ctx, host: string, n: Network): Contribution {
   // Output to each other host with the network: needed wherever its endpoints are reachable.
   const outs: FlowMod[] = [];
   const outCache = (nc.outs ??= new Map());
-  for (const h of ctx.hostsOf(n)) {
+  const peers = ctx.hostsOf(n);
+  for (const h of peers) {
     if (h === host) continue;
     const tun = ctx.tunnel(host, h);
     if (tun === undefined) continue;
-    const k = `${tun}|${h}`;
-    let o = outCache.get(k);
-    if (!o) outCache.set(k, (o = flow(T.OUTPUT, PRIO.NORMAL, ctx.cookie(`network:${n.id}`), [M.notFromTunnel, tlv(FLD.reg11, u32(hostKey(h))), nc.meta], [apply([nc.setTunId, output(tun)])])));
+    let byTun = outCache.get(h);
+    if (!byTun) outCache.set(h, (byTun = new Map()));
+    let o = byTun.get(tun);
+    if (!o) byTun.set(tun, (o = flow(T.OUTPUT, PRIO.NORMAL, nc.cookie, [M.notFromTunnel, ctx.hostObjs(h).reg11, nc.meta], [apply(tunnelActs(nc, tun))])));
     outs.push(o);
   }
   if (!ctx.has(host, n)) return outs.length ? { flows: outs, groups: NO_GROUPS } : NONE;
@@ -404,27 +466,38 @@ export function genNetwork(ctx: Ctx, host: string, n: Network): Contribution {
     if (p !== undefined) locals.push(p);
   }
   locals.sort((a, b) => a - b);
-  const localBuckets = locals.map((p) => [output(p)]);
+  const localBuckets = locals.map((p) => portObjs(p).outActs);
   const remote: Action[][] = [];
-  for (const h of ctx.hostsOf(n)) {
+  for (const h of peers) {
     if (h === host) continue;
     const tun = ctx.tunnel(host, h);
-    if (tun !== undefined) remote.push([nc.setTunId, output(tun)]);
+    if (tun !== undefined) remote.push(tunnelActs(nc, tun));
   }
   return { flows, groups: [group(floodGroup(n.vni, false), [...localBuckets, ...remote]), group(floodGroup(n.vni, true), localBuckets)] };
 }
 
+/** [set tun_id, output to the tunnel]: shared by the network's flood buckets and output flows. */
+function tunnelActs(nc: NetCache, tun: number): Action[] {
+  const m = (nc.tunActs ??= new Map());
+  let a = m.get(tun);
+  if (!a) m.set(tun, (a = [nc.setTunId, output(tun)]));
+  return a;
+}
+
 function networkFlows(ctx: Ctx, n: Network): FlowMod[] {
   const nc = ctx.net(n);
-  const cookie = ctx.cookie(`network:${n.id}`);
+  const cookie = nc.cookie;
   const flows: FlowMod[] = [
     flow(T.CLASSIFY, PRIO.NORMAL, cookie, [tlv(FLD.tun_id, u64(n.vni))], [apply([setField(FLD.reg10, u32(FLAG_FROM_TUNNEL))]), writeMeta(n.vni), goto(T.L2)]),
   ];
-  if (n.v4) flows.push(arpReply(cookie, nc.meta, tlv(FLD.arp_tpa, u32(n.v4.gateway)), nc.gwMac, n.v4.gateway));
+  if (n.v4) {
+    const gw = u32(n.v4.gateway);
+    flows.push(arpReply(cookie, nc.meta, tlv(FLD.arp_tpa, gw), nc.gwMac, gw));
+  }
   // Frames to the gateway MAC that no route takes are not switched.
-  flows.push(flow(T.L3, PRIO.GATEWAY_DROP, cookie, [nc.meta, nc.gwDlDst], []));
-  flows.push(flow(T.L2, PRIO.FLOOD_FROM_TUNNEL, cookie, [nc.meta, M.fromTunnel, M.multicast], [apply([{ type: 'group', groupId: floodGroup(n.vni, true) }])]));
-  flows.push(flow(T.L2, PRIO.NORMAL, cookie, [nc.meta, M.multicast], [apply([{ type: 'group', groupId: floodGroup(n.vni, false) }])]));
+  flows.push(flow(T.L3, PRIO.GATEWAY_DROP, cookie, [nc.gwDlDst, nc.meta], []));
+  flows.push(flow(T.L2, PRIO.FLOOD_FROM_TUNNEL, cookie, [M.multicast, M.fromTunnel, nc.meta], [apply([{ type: 'group', groupId: floodGroup(n.vni, true) }])]));
+  flows.push(flow(T.L2, PRIO.NORMAL, cookie, [M.multicast, nc.meta], [apply([{ type: 'group', groupId: floodGroup(n.vni, false) }])]));
   return flows;
 }
 
@@ -442,7 +515,7 @@ export function genRouter(ctx: Ctx, host: string, t: Tenant): Contribution {
       let r = routes.get(dst);
       if (!r) {
         const dc = ctx.net(dst);
-        r = flow(T.L3, PRIO.NORMAL + dst.v4.len, cookie, [sc.meta, sc.gwDlDst, M.ip, dc.dst4!], [
+        r = flow(T.L3, PRIO.NORMAL + dst.v4.len, cookie, [sc.gwDlDst, M.ip, dc.dst4!, sc.meta], [
           apply([DEC_TTL, setField(FLD.dl_src, dc.gwMac)]),
           writeMeta(dst.vni),
           goto(T.L3_RESOLVE),
@@ -465,8 +538,8 @@ export function genTenant(ctx: Ctx, host: string, t: Tenant): Contribution {
     const nc = ctx.net(n);
     if (!nc.defaults) {
       nc.defaults = [];
-      if (n.v4) nc.defaults.push(flow(T.ACL_IN, PRIO.TENANT_DEFAULT, cookie, [M.ctNewTrk, nc.meta, M.ip], ins));
-      if (n.v6) nc.defaults.push(flow(T.ACL_IN, PRIO.TENANT_DEFAULT, cookie, [M.ctNewTrk, nc.meta, M.ip6], ins));
+      if (n.v4) nc.defaults.push(flow(T.ACL_IN, PRIO.TENANT_DEFAULT, cookie, [M.ip, M.ctNewTrk, nc.meta], ins));
+      if (n.v6) nc.defaults.push(flow(T.ACL_IN, PRIO.TENANT_DEFAULT, cookie, [M.ip6, M.ctNewTrk, nc.meta], ins));
     }
     flows.push(...nc.defaults);
   }
@@ -576,19 +649,36 @@ export function compileHost(ctx: Ctx, host: string): HostContribs {
   return out;
 }
 
-/** Canonical order: table asc, priority desc, then generation order (a stable bucket sort, O(n)). */
+/**
+ * Canonical order: table asc, priority desc, then generation order. A stable
+ * counting sort in two passes (count per (table, priority), then place), so the
+ * only allocation is the result array.
+ */
 export function orderFlows(contribs: Iterable<Contribution>): FlowMod[] {
-  const buckets = new Map<number, FlowMod[]>();
-  for (const c of contribs)
+  const counts = new Map<number, number>();
+  let total = 0;
+  const list = [...contribs];
+  for (const c of list)
     for (const f of c.flows) {
       const k = f.tableId * 0x10000 + (0xffff - f.priority);
-      let b = buckets.get(k);
-      if (!b) buckets.set(k, (b = []));
-      b.push(f);
+      counts.set(k, (counts.get(k) ?? 0) + 1);
+      total++;
     }
-  const keys = [...buckets.keys()].sort((a, b) => a - b);
-  const out: FlowMod[] = [];
-  for (const k of keys) for (const f of buckets.get(k)!) out.push(f);
+  const keys = [...counts.keys()].sort((a, b) => a - b);
+  const next = new Map<number, number>();
+  let at = 0;
+  for (const k of keys) {
+    next.set(k, at);
+    at += counts.get(k)!;
+  }
+  const out = new Array<FlowMod>(total);
+  for (const c of list)
+    for (const f of c.flows) {
+      const k = f.tableId * 0x10000 + (0xffff - f.priority);
+      const i = next.get(k)!;
+      out[i] = f;
+      next.set(k, i + 1);
+    }
   return out;
 }
 
