@@ -90,6 +90,8 @@ export class EtcdStore implements Store {
   private closed = false;
   private readonly watches = new Set<EtcdWatch>();
   readonly watchRetryMs: number;
+  /** @internal how long EtcdWatch waits for etcd to confirm a new watch */
+  readonly timeoutMs: number;
 
   constructor(opts: EtcdStoreOptions) {
     if (!Array.isArray(opts.endpoints) || opts.endpoints.length === 0) {
@@ -101,6 +103,7 @@ export class EtcdStore implements Store {
     this.prefix = Buffer.from(opts.prefix ?? 'tenet/');
     const timeout = opts.timeoutMs ?? 5000;
     this.watchRetryMs = opts.watchRetryMs ?? 200;
+    this.timeoutMs = timeout;
     this.client = new Etcd3({
       hosts: opts.endpoints,
       dialTimeout: timeout,
@@ -384,6 +387,11 @@ export class EtcdStore implements Store {
     };
   }
 
+  /** @internal used by EtcdWatch (error context) */
+  get endpointList(): readonly string[] {
+    return this.endpoints;
+  }
+
   /** @internal used by EtcdWatch */
   openWatchStream(): Promise<IDuplexStream<IWatchRequest, IWatchResponse>> {
     return this.client.watchClient.watch();
@@ -447,20 +455,42 @@ class EtcdWatch {
     this.retryMs = store.watchRetryMs;
   }
 
-  /** Resolves when etcd confirmed the watch; rejects (typed) if it refused it. */
+  /**
+   * Resolves when etcd confirmed the watch; rejects (typed) if it refused it, or with
+   * StoreUnavailableError if it did not confirm within the store's timeout (an etcd, or a
+   * proxy, that accepts connections but never answers must not hang the caller).
+   */
   start(): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
+    return new Promise<void>((res, rej) => {
       let created = false;
+      let timedOut = false;
+      const timer = setTimeout(() => {
+        timedOut = true;
+        const stream = this.stream;
+        this.stream = undefined;
+        stream?.cancel();
+        rej(new StoreUnavailableError(`etcd did not confirm a watch within ${this.store.timeoutMs} ms`, { endpoints: this.store.endpointList }));
+      }, this.store.timeoutMs);
+      const resolve = () => {
+        clearTimeout(timer);
+        res();
+      };
+      const reject = (err: unknown) => {
+        clearTimeout(timer);
+        rej(err);
+      };
       this.store.openWatchStream().then(
         (stream) => {
-          if (this.stopped) {
+          if (timedOut || this.stopped) {
+            stream.on('error', () => undefined); // a cancelled stream reports CANCELLED
             stream.cancel();
+            if (timedOut) return;
             resolve();
             return;
           }
           this.stream = stream;
           stream.on('data', (res: IWatchResponse) => {
-            if (this.stopped) return;
+            if (this.stopped || timedOut) return;
             if (res.canceled) {
               const compact = Number(res.compact_revision ?? 0);
               const err =
@@ -491,7 +521,7 @@ class EtcdWatch {
             }
           });
           const broken = (err?: Error) => {
-            if (this.stopped || this.stream !== stream) return;
+            if (this.stopped || timedOut || this.stream !== stream) return;
             this.stream = undefined;
             if (!created) {
               reject(err ?? new StoreUnavailableError('etcd watch stream ended'));
