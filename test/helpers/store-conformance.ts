@@ -167,7 +167,6 @@ export function storeConformance(
     const clients = [s, ...(await Promise.all([1, 2, 3].map(() => b.client())))];
     await s.put('counter', '0');
     const perClient = 15;
-    let conflicts = 0;
     await Promise.all(
       clients.map(async (c) => {
         for (let i = 0; i < perClient; i++) {
@@ -178,7 +177,6 @@ export function storeConformance(
               success: [{ type: 'put', key: 'counter', value: String(Number(cur.value) + 1) }],
             });
             if (r.succeeded) break;
-            conflicts++;
           }
         }
       }),
@@ -186,7 +184,29 @@ export function storeConformance(
     const final = await s.get('counter');
     t.equal(final?.value, String(clients.length * perClient), 'no increment lost');
     t.equal(final?.version, clients.length * perClient + 1);
-    t.ok(conflicts >= 0, `conflicts retried: ${conflicts}`);
+    // Forced interleaving: every client reads, then every client CASes on what it read.
+    // All but one must conflict in each round, and the winner's increment is kept.
+    const rounds = 10;
+    const base = Number((await s.get('counter'))!.value);
+    let conflicts = 0;
+    const winnersPerRound: number[] = [];
+    for (let r = 0; r < rounds; r++) {
+      const seen = await Promise.all(clients.map(async (c) => (await c.get('counter'))!));
+      const res = await Promise.all(
+        clients.map((c, i) =>
+          c.txn({
+            compare: [{ key: 'counter', target: 'modRevision', op: '=', value: seen[i]!.modRevision }],
+            success: [{ type: 'put', key: 'counter', value: String(Number(seen[i]!.value) + 1) }],
+          }),
+        ),
+      );
+      const won = res.filter((x) => x.succeeded).length;
+      winnersPerRound.push(won);
+      conflicts += res.length - won;
+    }
+    t.same(winnersPerRound, Array(rounds).fill(1), 'exactly one CAS wins in every round');
+    t.equal(conflicts, rounds * (clients.length - 1), `the other ${clients.length - 1} conflict every round`);
+    t.equal((await s.get('counter'))?.value, String(base + rounds), 'each round added exactly one increment');
     // Create-only race: exactly one winner.
     const wins = await Promise.all(
       clients.map((c, i) =>
