@@ -13,7 +13,8 @@
  *    ovs-vswitchd takes to apply the commit, and to catch up on the adds after
  *    the last one was queued (time Tenet spends waiting on the switch);
  *  - *_blocked_on_switch_s: send-phase time Tenet sat on back-pressure (the
- *    switch not reading), *_busy_sending_s: the rest of the send phase.
+ *    switch not reading), *_busy_sending_s: the rest of the send phase;
+ *  - tenet_cpu_s / tenet_from_text_cpu_s: CPU time the controller process used.
  *
  *   npm run bench -- flow-install [--flows N] [--rounds R] [--transport tcp|unix]
  */
@@ -124,6 +125,9 @@ try {
   // and Tenet's own busy time while sending (send phase minus that wait).
   const waitS: Record<string, number[]> = { tenet: [], 'tenet-text': [] };
   const busyS: Record<string, number[]> = { tenet: [], 'tenet-text': [] };
+  // CPU time of this process (the controller) per run: busy time much larger than
+  // this means Tenet was waiting for a core, not working.
+  const cpuS: Record<string, number[]> = { tenet: [], 'tenet-text': [] };
   const record = (who: string, b: BundleTiming) => {
     commitS[who]!.push(b.commitMs / 1000);
     barrierS[who]!.push(b.barrierMs / 1000);
@@ -140,6 +144,7 @@ try {
     for (let k = 0; k < order.length; k++) {
       const who = order[(k + r) % order.length]!;
       await clear();
+      const cpu0 = process.cpuUsage();
       t0 = performance.now();
       if (who === 'tenet') record(who, await sw.applyBundle(items));
       else if (who === 'tenet-text') {
@@ -154,10 +159,12 @@ try {
         );
       } else await ofctl('--bundle', 'add-flows', 'br-int', file);
       const s = (performance.now() - t0) / 1000;
+      const cpu = process.cpuUsage(cpu0);
+      if (cpuS[who]) cpuS[who]!.push((cpu.user + cpu.system) / 1e6);
       const c = await count();
       if (c !== N) throw new Error(`${who}: switch holds ${c} flows, expected ${N}`);
       times[who]!.push(s);
-      say(`round ${r + 1}/${ROUNDS} ${who}: ${s.toFixed(3)} s (${Math.round(N / s)} flows/s)`);
+      say(`round ${r + 1}/${ROUNDS} ${who}: ${s.toFixed(3)} s (${Math.round(N / s)} flows/s)${cpuS[who] ? `, controller CPU ${cpuS[who]!.at(-1)!.toFixed(3)} s` : ''}`);
     }
     say(`round ${r + 1}/${ROUNDS} ovs-ofctl 1 flow (fixed cost): ${(await ofctlFixed()).toFixed(3)} s`);
   }
@@ -192,6 +199,8 @@ try {
       tenet_busy_sending_s: r4(median(busyS.tenet!)),
       tenet_from_text_blocked_on_switch_s: r4(median(waitS['tenet-text']!)),
       tenet_from_text_busy_sending_s: r4(median(busyS['tenet-text']!)),
+      tenet_cpu_s: r4(median(cpuS.tenet!)),
+      tenet_from_text_cpu_s: r4(median(cpuS['tenet-text']!)),
       load_avg_1m: Number(loadavg()[0]!.toFixed(2)),
       tenet_first_parse_s: Number(parseS.toFixed(4)),
       tenet_runs_s: tenet.map((x) => Number(x.toFixed(4))),
