@@ -8,6 +8,7 @@
  * generation order (objects sorted by id; fixed order inside each object).
  */
 import { fnv32, formatIp4 } from '../ipam/index.js';
+import { TenetError } from '../util/errors.js';
 import type { Endpoint, Model, Network, Policy, SelectorDoc, Tenant } from '../model/index.js';
 import type { FlowMod, GroupMod, OxmTlv, Action, Instruction } from '../openflow/index.js';
 import {
@@ -87,8 +88,19 @@ export interface Placement {
 }
 
 export interface CompileOptions {
-  /** Lower 32 bits of every cookie (the reconciler bumps it per apply). Default 1. */
+  /**
+   * Pipeline epoch: the lower 32 bits of every cookie, 1..2^32-1, default 1.
+   * Keep it CONSTANT across applies and restarts; see cookieOf. Changing it
+   * re-adds every flow on every switch (counters and durations reset).
+   */
   generation?: number;
+}
+
+/** Bad compile options (a programming error of the caller, reported with the value). */
+export class CompileOptionsError extends TenetError {
+  constructor(message: string, context: Record<string, unknown>) {
+    super('ECOMPILEOPTS', message, context);
+  }
 }
 
 export interface Contribution {
@@ -100,10 +112,38 @@ export interface Contribution {
 export type HostContribs = Map<string, Contribution>;
 
 export const COOKIE_GENERATION_BITS = 32n;
+const LOW32 = 0xffffffffn;
 
-/** Cookie = 32-bit hash of the source object key (upper half) | generation (lower half). */
+/**
+ * Cookie = 32-bit hash of the source object key (upper half) | generation (lower half).
+ *
+ * The generation is a pipeline EPOCH, not an apply counter. The reconciler treats a
+ * flow whose cookie differs as changed and re-adds it, which resets its duration
+ * and counters; so a cookie must be a pure function of what the flow is. With a
+ * constant epoch it is: an untouched flow keeps its cookie across applies,
+ * incremental changes and controller restarts (a restarted controller compiles the
+ * same cookies and the reconciler leaves the switch alone), while a changed flow is
+ * replaced because its identity or instructions differ. Stale flows are found by
+ * identity (not wanted any more), not by generation. Bump the epoch only to replace
+ * every flow on purpose (e.g. a compiler upgrade that should not trust old state).
+ * The epoch is never 0, so a cookie-0 flow (ovs-ofctl's default) is never ours.
+ */
 export function cookieOf(key: string, generation: number): bigint {
-  return (BigInt(fnv32(key)) << COOKIE_GENERATION_BITS) | BigInt(generation >>> 0);
+  return (BigInt(fnv32(key)) << COOKIE_GENERATION_BITS) | BigInt(checkGeneration(generation));
+}
+
+/** Upper half: fnv32 of the source object key ("endpoint:acme/web-1", ...). */
+export function cookieObject(cookie: bigint): number {
+  return Number((cookie >> COOKIE_GENERATION_BITS) & LOW32);
+}
+/** Lower half: the pipeline epoch the flow was compiled with (0 = not a Tenet flow). */
+export function cookieGeneration(cookie: bigint): number {
+  return Number(cookie & LOW32);
+}
+
+function checkGeneration(g: number): number {
+  if (!Number.isInteger(g) || g < 1 || g > 0xffffffff) throw new CompileOptionsError(`generation must be an integer in 1..4294967295, got ${g}`, { generation: g });
+  return g;
 }
 
 /** Offline placement: tunnels numbered 1.. by peer name, endpoint ports 1000.. by endpoint id. */
@@ -751,7 +791,7 @@ export class CompileResult {
 
 /** Compiles every host of the model. */
 export function compile(model: Model, placement: Placement = defaultPlacement(model), opts: CompileOptions = {}): CompileResult {
-  const ctx = new Ctx(model, placement, opts.generation ?? 1);
+  const ctx = new Ctx(model, placement, checkGeneration(opts.generation ?? 1));
   const hosts = new Map<string, HostContribs>();
   for (const h of model.hosts) hosts.set(h.name, compileHost(ctx, h.name));
   return new CompileResult(ctx, hosts);

@@ -72,7 +72,11 @@ function emptyDelta(): HostDelta {
   return { add: [], modify: [], delete: [], groups: { add: [], modify: [], delete: [] } };
 }
 
-/** Owns a CompileResult and keeps it current under changes (the result is updated in place). */
+/**
+ * Owns a CompileResult and keeps it current under changes (the result is updated in
+ * place). New flows get the result's cookie epoch (never a new one), so flows a
+ * change does not touch keep their cookies and the reconciler leaves them alone.
+ */
 export class IncrementalCompiler {
   private readonly usedMac = new Set<number>();
   private readonly usedIp = new Map<Network, Set<number>>();
