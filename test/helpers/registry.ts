@@ -6,6 +6,7 @@ import type { Test } from 'tap';
 import dns2 from 'dns2';
 import { Registry, serveRegistryHttp, startRegistryDns, type RegistryOptions } from '../../src/registry/index.js';
 import { EmbeddedStore } from '../../src/store/index.js';
+import { until as waitUntil } from './net.js';
 
 export const TOKEN = 'test-token-0123456789';
 
@@ -48,12 +49,6 @@ export async function registryFixture(t: Test, opts: Partial<RegistryOptions> = 
     const p = await resolve(name, type, undefined, { recursive: false });
     return { rcode: p.header.rcode, answers: p.answers, additionals: p.additionals };
   };
-  const until = async (what: string, pred: () => boolean | Promise<boolean>, timeoutMs = 8000) => {
-    const deadline = Date.now() + timeoutMs;
-    while (!(await pred())) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  };
+  const until = (what: string, pred: () => boolean | Promise<boolean>, timeoutMs = 10_000) => waitUntil(what, pred, timeoutMs);
   return { store, registry, http, dns, api, query, until };
 }
