@@ -12,6 +12,7 @@
  * collision. Ordering by index instead would renumber everything after an insert.
  */
 import { Address4, Address6 } from 'ip-address';
+import { macToNumber, numberToMac } from '../util/mac.js';
 
 // ---- hashing ----------------------------------------------------------------------------------
 
@@ -185,13 +186,12 @@ export const ENDPOINT_MAC_PREFIX = 0x0a;
 /** Gateway MACs: 0e:00:00 + the network's VNI, so they never collide with each other. */
 export const GATEWAY_MAC_PREFIX = '0e:00:00';
 
+/** A (validated) MAC as a number; NaN for text that is not a MAC, which equals nothing, so it never collides. */
 export function parseMac(s: string): number {
-  return parseInt(s.replace(/:/g, ''), 16);
+  return macToNumber(s) ?? Number.NaN;
 }
-export function formatMac(v: number): string {
-  const h = v.toString(16).padStart(12, '0');
-  return `${h.slice(0, 2)}:${h.slice(2, 4)}:${h.slice(4, 6)}:${h.slice(6, 8)}:${h.slice(8, 10)}:${h.slice(10, 12)}`;
-}
+/** Number below 2^48 -> "0a:00:00:00:00:01". */
+export const formatMac = numberToMac;
 export function gatewayMac(vni: number): string {
   return formatMac(0x0e0000000000 + vni);
 }

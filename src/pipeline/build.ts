@@ -21,6 +21,7 @@ import {
   OFPGC,
   OFPGT,
 } from '../openflow/index.js';
+import { macToBytes } from '../util/mac.js';
 
 function f(name: string): OxmField {
   const x = fieldByName(name);
@@ -88,11 +89,11 @@ export function u64(v: number): Uint8Array {
   out.set(u32(v >>> 0), 4);
   return out;
 }
+/** A validated MAC's bytes (the model only holds valid ones; a bad one is a bug, so it throws). */
 export function mac(s: string): Uint8Array {
-  const out = new Uint8Array(6);
-  const hex = (c: number) => (c <= 57 ? c - 48 : (c | 32) - 87);
-  for (let i = 0; i < 6; i++) out[i] = (hex(s.charCodeAt(i * 3)) << 4) | hex(s.charCodeAt(i * 3 + 1));
-  return out;
+  const b = macToBytes(s);
+  if (!b) throw new TypeError(`not a MAC address: "${s}"`);
+  return b;
 }
 export function ip6bytes(v: bigint): Uint8Array {
   const out = new Uint8Array(16);

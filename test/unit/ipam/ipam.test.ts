@@ -20,6 +20,7 @@ import {
   usable6,
 } from '../../../src/ipam/index.js';
 import { loadTopology, type TopologyInput } from '../../../src/model/index.js';
+import { bytesToMac, macToBytes, macToNumber, numberToMac } from '../../../src/util/mac.js';
 
 const example = () => JSON.parse(readFileSync(new URL('../../../topologies/two-tenants.json', import.meta.url), 'utf8')) as TopologyInput & { tenants: { endpoints: unknown[]; networks: unknown[] }[] };
 
@@ -47,6 +48,19 @@ t.test('address helpers', async (t) => {
   t.ok(overlap6(c6, parseCidr6('fd00::/16')!));
   t.equal(formatMac(parseMac('0a:01:02:03:04:05')), '0a:01:02:03:04:05');
   t.equal(gatewayMac(0xabcdef), '0e:00:00:ab:cd:ef');
+  t.equal(formatMac(0xffffffffffff), 'ff:ff:ff:ff:ff:ff');
+  t.equal(formatMac(1), '00:00:00:00:00:01');
+  t.ok(Number.isNaN(parseMac('nope')), 'not a MAC: NaN, which equals no allocated MAC');
+});
+
+t.test('one MAC helper for text, bytes and numbers (src/util/mac.ts)', async (t) => {
+  t.same(macToBytes('0A:1:02:ff:00:9'), Uint8Array.of(0x0a, 1, 2, 0xff, 0, 9), 'any case, 1-2 digits (as ovs-ofctl accepts)');
+  for (const bad of ['', '0a:01:02:03:04', '0a:01:02:03:04:05:06', '0a:01:02:03:04:0g', '0a-01-02-03-04-05', '100:01:02:03:04:05']) t.equal(macToBytes(bad), undefined, JSON.stringify(bad));
+  t.equal(bytesToMac(Uint8Array.of(0x0a, 1, 2, 0xff, 0, 9)), '0a:01:02:ff:00:09');
+  t.equal(macToNumber('0a:00:00:00:01:00'), 0x0a0000000100);
+  t.equal(macToNumber('x'), undefined);
+  t.equal(numberToMac(0x0a0000000100), '0a:00:00:00:01:00');
+  for (const v of [0, 1, 0x0a0000000001, 0xffffffffffff, 2 ** 47 + 12345]) t.equal(macToNumber(numberToMac(v)), v, `round trip ${v}`);
 });
 
 t.test('probing is deterministic and uses the previous value first', async (t) => {

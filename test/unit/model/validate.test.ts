@@ -43,13 +43,17 @@ t.test('overlapping subnets across tenants are legal', async (t) => {
 
 t.test('loadTopology throws a typed error listing every issue; pointers escape ~ and /', async (t) => {
   t.throws(() => loadTopology({ hosts: [{ name: 'X' }] }), TopologyError);
+  // (was a try/catch that passed when nothing was thrown)
+  let caught: unknown;
   try {
     loadTopology({ tenants: [{ name: 'a', networks: [{ name: 'n' }] }] });
   } catch (e) {
-    t.ok(e instanceof TopologyError);
-    t.same((e as TopologyError).issues, [{ path: '/tenants/0/networks/0', message: 'network needs a subnet or subnet6' }]);
-    t.match((e as TopologyError).message, /\/tenants\/0\/networks\/0: network needs/);
+    caught = e;
   }
+  t.ok(caught instanceof TopologyError, 'throws a TopologyError');
+  t.equal((caught as TopologyError).code, 'ETOPOLOGY');
+  t.same((caught as TopologyError).issues, [{ path: '/tenants/0/networks/0', message: 'network needs a subnet or subnet6' }]);
+  t.match((caught as TopologyError).message, /\/tenants\/0\/networks\/0: network needs/);
   t.equal(pointer(['a/b', 'c~d', 0]), '/a~1b/c~0d/0');
   t.same(validate(null), { ok: false, errors: [{ path: '', message: 'must be an object' }] });
 });

@@ -1,0 +1,42 @@
+/**
+ * Ethernet addresses in the three forms Tenet uses: "aa:bb:cc:dd:ee:ff" text,
+ * 6 bytes (OpenFlow values), and a number below 2^48 (IPAM arithmetic). One place,
+ * so IPAM, the pipeline and the codec agree on case and padding.
+ */
+
+const MAC_RE = /^([0-9a-f]{1,2}):([0-9a-f]{1,2}):([0-9a-f]{1,2}):([0-9a-f]{1,2}):([0-9a-f]{1,2}):([0-9a-f]{1,2})$/i;
+
+/** Parses "a:b:c:d:e:f" (1-2 hex digits per part, any case) into 6 bytes, or undefined. */
+export function macToBytes(s: string): Uint8Array | undefined {
+  const m = MAC_RE.exec(s);
+  if (!m) return undefined;
+  const out = new Uint8Array(6);
+  for (let i = 0; i < 6; i++) out[i] = parseInt(m[i + 1]!, 16);
+  return out;
+}
+
+/** 6 bytes -> lower-case, zero-padded text (the form OVS prints). */
+export function bytesToMac(b: Uint8Array): string {
+  let s = '';
+  for (let i = 0; i < b.length; i++) s += (i ? ':' : '') + (b[i]! < 16 ? '0' : '') + b[i]!.toString(16);
+  return s;
+}
+
+/** Text -> number (< 2^48), or undefined if it is not a MAC. */
+export function macToNumber(s: string): number | undefined {
+  const b = macToBytes(s);
+  if (!b) return undefined;
+  let v = 0;
+  for (let i = 0; i < 6; i++) v = v * 256 + b[i]!;
+  return v;
+}
+
+/** Number (< 2^48) -> lower-case, zero-padded text. */
+export function numberToMac(v: number): string {
+  const b = new Uint8Array(6);
+  for (let i = 5; i >= 0; i--) {
+    b[i] = v % 256;
+    v = Math.floor(v / 256);
+  }
+  return bytesToMac(b);
+}
