@@ -130,7 +130,11 @@ export class EmbeddedStore implements Store {
 
   static async open(opts: EmbeddedStoreOptions): Promise<EmbeddedStore> {
     const dir = opts.dir;
-    await mkdir(dir, { recursive: true });
+    try {
+      await mkdir(dir, { recursive: true });
+    } catch (err) {
+      throw new StoreUnavailableError(`cannot create store directory ${dir}: ${(err as Error).message}`, { dir, errno: (err as NodeJS.ErrnoException).code }, err);
+    }
     await takeLock(dir);
     try {
       return await EmbeddedStore.recover(dir, opts);

@@ -196,6 +196,9 @@ t.test('one process per data directory', async (t) => {
   t.equal(readFileSync(join(dir, 'LOCK'), 'utf8'), String(process.pid), 'the lock holds the winner pid');
   t.same(readdirSync(dir).filter((n) => n.startsWith('LOCK.')), [], 'no temp lock files left');
   await winners[0]?.close();
+  // A directory that cannot be created: a typed error, not a raw ENOTDIR.
+  writeFileSync(join(dir, 'plain-file'), '');
+  await t.rejects(EmbeddedStore.open({ dir: join(dir, 'plain-file', 'sub') }), { name: 'StoreUnavailableError', context: { errno: 'ENOTDIR' } });
 });
 
 t.test('closed store and openStore()', async (t) => {
