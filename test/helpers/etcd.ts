@@ -99,7 +99,17 @@ export async function startEtcd(opts: { quotaBytes?: number } = {}): Promise<Etc
     },
     restart: async () => {
       if (child) await killChild(child);
-      await launch();
+      // The ports are outside the ephemeral range, but another test's freePort() probe may
+      // hold one for an instant: a failed start is retried on the same ports and data.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await launch();
+          return;
+        } catch (err) {
+          if (attempt >= 3) throw err;
+          await new Promise((r) => setTimeout(r, 300));
+        }
+      }
     },
     stop: async () => {
       if (child) await killChild(child, 'SIGTERM');
