@@ -5,7 +5,8 @@
  * single-endpoint additions applied incrementally. The reference is the full
  * compile measured in the same run (incremental speed-up = full / incremental).
  */
-import { formatFlow } from '../../src/openflow/index.js';
+import { formatFlow, formatGroup } from '../../src/openflow/index.js';
+import { availableParallelism, loadavg } from 'node:os';
 import { loadTopology, type TopologyInput } from '../../src/model/index.js';
 import { compile, defaultPlacement, deltaFlowCount, IncrementalCompiler } from '../../src/pipeline/index.js';
 
@@ -56,6 +57,7 @@ let peak = 0;
 const sample = () => (peak = Math.max(peak, process.memoryUsage().rss));
 const timer = setInterval(sample, 20);
 
+say(`load average ${loadavg().map((x) => x.toFixed(2)).join(' ')} on ${availableParallelism()} cores`);
 say(`generating ${TENANTS} tenants x ${NETS} networks x ${EPS} endpoints on ${HOSTS} hosts`);
 const doc = generate();
 let t0 = performance.now();
@@ -109,8 +111,8 @@ clearInterval(timer);
 const fresh = compile(result.ctx.model, structuredClone(result.ctx.placement));
 let same = true;
 for (const h of touched) {
-  const a = result.host(h).flows.map(formatFlow);
-  const b = fresh.host(h).flows.map(formatFlow);
+  const a = [...result.host(h).flows.map(formatFlow), ...result.host(h).groups.map(formatGroup)];
+  const b = [...fresh.host(h).flows.map(formatFlow), ...fresh.host(h).groups.map(formatGroup)];
   if (a.length !== b.length || a.some((x, k) => x !== b[k])) same = false;
 }
 say(`incremental state equals a full recompile on ${touched.size} touched hosts: ${same}`);
@@ -120,6 +122,7 @@ console.log(
   JSON.stringify({
     endpoints,
     hosts: HOSTS,
+    loadavg_1m: +loadavg()[0]!.toFixed(2),
     flows,
     groups,
     validate_s: +validateS.toFixed(3),

@@ -119,6 +119,8 @@ export class IncrementalCompiler {
       this.insert(e, port);
       return this.regenerate(this.affected(e));
     }
+    // changes may come from JSON: an unknown op is a typed error, not a removal attempt
+    if ((change as { op: unknown }).op !== 'removeEndpoint') throw new TopologyError([{ path: '/op', message: `unknown change "${String((change as { op: unknown }).op)}" (want addEndpoint or removeEndpoint)` }]);
     const t = this.tenant(change.tenant);
     const e = t.endpoints.find((x) => x.name === change.name);
     if (!e) throw new TopologyError([{ path: '/name', message: `unknown endpoint "${change.name}" in tenant "${t.name}"` }]);

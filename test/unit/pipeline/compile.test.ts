@@ -216,6 +216,7 @@ t.test('incremental: bad changes are typed errors and change nothing', async (t)
     [{ op: 'addEndpoint', tenant: 'acme', endpoint: { name: 'x', network: 'db', host: 'host1', mac: '02:00:00:00:02:10' } }, /already in use/],
     [{ op: 'addEndpoint', tenant: 'acme', endpoint: { name: 'x', network: 'db', host: 'host1', ip6: 'fd00::1' } }, /no IPv6 subnet/],
     [{ op: 'removeEndpoint', tenant: 'acme', name: 'ghost' }, /unknown endpoint/],
+    [{ op: 'renameEndpoint', tenant: 'acme', name: 'web-1' }, /unknown change "renameEndpoint"/],
   ];
   for (const [c, re] of bad) t.throws(() => inc.apply(c as never), re);
   t.same(text(inc.result, 'host1'), before);
