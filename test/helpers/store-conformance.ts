@@ -291,9 +291,13 @@ export function storeConformance(
     await s.put('w/1', 'me');
     await c2.until(() => c2.events.length >= 1);
     t.same(c2.events.map((e) => e.kv.value), ['me']);
+    // A second watch on the same key is the witness: once it has the write, a live c2 would have it too.
+    const c3 = collector();
+    const w3 = await s.watch('w/1', {}, c3.handler);
+    t.teardown(() => w3.cancel());
     await w2.cancel();
     await s.put('w/1', 'after cancel');
-    await new Promise((r) => setTimeout(r, 200));
+    await c3.until(() => c3.events.some((e) => e.kv.value === 'after cancel'));
     t.equal(c2.events.length, 1, 'no events after cancel');
   });
 

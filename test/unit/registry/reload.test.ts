@@ -15,11 +15,15 @@ t.test('view reloads after a compacted watch', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'tenet-reload-'));
   const real = await EmbeddedStore.open({ dir });
   let connected = true;
+  let dropped = 0;
   const handlers: WatchHandler[] = [];
   const flaky: Store = Object.assign(Object.create(real) as Store, {
     watch: (key: string, opts: Parameters<Store['watch']>[1], h: WatchHandler) => {
       handlers.push(h);
-      return real.watch(key, opts, { onEvents: (evs, rev) => connected && h.onEvents(evs, rev), onError: (e) => h.onError?.(e) });
+      return real.watch(key, opts, {
+        onEvents: (evs, rev) => (connected ? h.onEvents(evs, rev) : (dropped += evs.length)),
+        onError: (e) => h.onError?.(e),
+      });
     },
   });
   const viewer = await Registry.start({ store: flaky, runChecks: false });
@@ -39,7 +43,8 @@ t.test('view reloads after a compacted watch', async (t) => {
   t.equal(viewer.list().instances.length, 1, 'viewer sees w1');
   connected = false;
   await writer.register('acme', 'web', 'w2', { address: '10.0.0.2', port: 80 });
-  await new Promise((r) => setTimeout(r, 100));
+  await until(() => dropped > 0); // the change reached the (disconnected) watch and was lost
+  t.ok(dropped > 0, 'the change was dropped by the disconnected watch');
   t.equal(viewer.list().instances.length, 1, 'while disconnected the view is behind');
   connected = true;
   handlers[0]!.onError?.(new CompactedError(3, 10));
