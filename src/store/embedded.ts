@@ -540,47 +540,50 @@ const LOCK = 'LOCK';
 /**
  * One process per data directory: two writers would interleave their logs. The lock
  * file holds the owner's pid. It is written to a private temp file first and then
- * link()ed into place, so the lock never exists without its pid: an empty or unreadable
- * lock cannot be a live owner mid-write. A lock left by a dead process (kill -9) is
- * taken over: renamed aside (atomic, so only one opener takes it) and checked again.
+ * link()ed into place (atomic, exclusive), so the lock never exists without its pid.
+ * A lock left by a dead process (kill -9) is taken over, but only while holding
+ * `LOCK.takeover` (itself taken with link()): so two openers can never both judge the
+ * same stale lock and one of them delete the other's fresh lock. (A takeover file left
+ * by a crash inside that few-syscall window is removed when its pid is dead.)
  */
 async function takeLock(dir: string): Promise<void> {
   const file = join(dir, LOCK);
+  const takeover = join(dir, `${LOCK}.takeover`);
   const mine = join(dir, `${LOCK}.${process.pid}.${randomBytes(6).toString('hex')}`);
   const fsFail = (op: string, err: unknown) =>
     new StoreUnavailableError(`cannot lock store directory ${dir}: ${op}: ${(err as Error).message}`, { dir, op, errno: (err as NodeJS.ErrnoException).code }, err);
+  const tryLink = async (to: string): Promise<boolean> => {
+    try {
+      await link(mine, to);
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw fsFail('link', err);
+    }
+  };
   try {
     await writeFile(mine, String(process.pid), { flag: 'wx' });
   } catch (err) {
     throw fsFail('write', err);
   }
   try {
-    for (let attempt = 0; attempt < 3; attempt++) {
-      try {
-        await link(mine, file);
-        return;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fsFail('link', err);
-      }
+    for (let attempt = 0; attempt < 200; attempt++) {
+      if (await tryLink(file)) return;
       const owner = await readPidFile(file);
       if (owner === undefined) continue; // removed meanwhile: try again
       if (owner > 0 && (owner === process.pid || isAlive(owner))) throw new StoreLockedError(dir, owner);
-      // Stale (dead owner, or not a pid: never produced by link()). Move it aside, then
-      // make sure what we moved is the lock we judged and not a fresh one.
-      const aside = `${mine}.stale`;
+      // Stale (dead owner, or not a pid: never produced by link()).
+      if (!(await tryLink(takeover))) {
+        const holder = await readPidFile(takeover);
+        if (holder !== undefined && !(holder > 0 && isAlive(holder))) await unlink(takeover).catch(() => undefined);
+        else await new Promise((r) => setTimeout(r, 5)); // another opener is taking over
+        continue;
+      }
       try {
-        await rename(file, aside);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
-        throw fsFail('rename', err);
+        if ((await readPidFile(file)) === owner) await unlink(file).catch(() => undefined);
+      } finally {
+        await unlink(takeover).catch(() => undefined);
       }
-      const moved = await readPidFile(aside);
-      if (moved !== owner && moved !== undefined && moved > 0 && isAlive(moved)) {
-        await link(aside, file).catch(() => undefined); // give it back
-        await unlink(aside).catch(() => undefined);
-        throw new StoreLockedError(dir, moved);
-      }
-      await unlink(aside).catch(() => undefined);
     }
     throw new StoreLockedError(dir, 0);
   } finally {

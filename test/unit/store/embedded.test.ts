@@ -189,7 +189,7 @@ t.test('one process per data directory', async (t) => {
   await t.rejects(EmbeddedStore.open({ dir }), { name: 'StoreLockedError', pid: process.ppid }, 'live owner: refused');
   // Concurrent openers racing for a stale lock: exactly one wins, no temp files remain.
   writeFileSync(join(dir, 'LOCK'), '999999999');
-  const opened = await Promise.allSettled(Array.from({ length: 6 }, () => EmbeddedStore.open({ dir })));
+  const opened = await Promise.allSettled(Array.from({ length: 12 }, () => EmbeddedStore.open({ dir })));
   const winners = opened.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
   t.equal(winners.length, 1, 'one opener takes the stale lock');
   t.ok(opened.every((r) => r.status === 'fulfilled' || r.reason instanceof StoreLockedError), 'the others get StoreLockedError');
