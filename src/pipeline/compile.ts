@@ -689,36 +689,19 @@ export function compileHost(ctx: Ctx, host: string): HostContribs {
   return out;
 }
 
-/**
- * Canonical order: table asc, priority desc, then generation order. A stable
- * counting sort in two passes (count per (table, priority), then place), so the
- * only allocation is the result array.
- */
+/** Canonical order: table asc, priority desc, then generation order (a stable bucket sort, O(n)). */
 export function orderFlows(contribs: Iterable<Contribution>): FlowMod[] {
-  const counts = new Map<number, number>();
-  let total = 0;
-  const list = [...contribs];
-  for (const c of list)
+  const buckets = new Map<number, FlowMod[]>();
+  for (const c of contribs)
     for (const f of c.flows) {
       const k = f.tableId * 0x10000 + (0xffff - f.priority);
-      counts.set(k, (counts.get(k) ?? 0) + 1);
-      total++;
+      let b = buckets.get(k);
+      if (!b) buckets.set(k, (b = []));
+      b.push(f);
     }
-  const keys = [...counts.keys()].sort((a, b) => a - b);
-  const next = new Map<number, number>();
-  let at = 0;
-  for (const k of keys) {
-    next.set(k, at);
-    at += counts.get(k)!;
-  }
-  const out = new Array<FlowMod>(total);
-  for (const c of list)
-    for (const f of c.flows) {
-      const k = f.tableId * 0x10000 + (0xffff - f.priority);
-      const i = next.get(k)!;
-      out[i] = f;
-      next.set(k, i + 1);
-    }
+  const keys = [...buckets.keys()].sort((a, b) => a - b);
+  const out: FlowMod[] = [];
+  for (const k of keys) for (const f of buckets.get(k)!) out.push(f);
   return out;
 }
 
