@@ -8,11 +8,29 @@ const MAC_RE = /^([0-9a-f]{1,2}):([0-9a-f]{1,2}):([0-9a-f]{1,2}):([0-9a-f]{1,2})
 
 /** Parses "a:b:c:d:e:f" (1-2 hex digits per part, any case) into 6 bytes, or undefined. */
 export function macToBytes(s: string): Uint8Array | undefined {
+  if (s.length === 17) {
+    // fast path for the canonical form (the compiler parses one per endpoint)
+    const out = new Uint8Array(6);
+    let ok = true;
+    for (let i = 0; i < 6 && ok; i++) {
+      const hi = hexDigit(s.charCodeAt(i * 3));
+      const lo = hexDigit(s.charCodeAt(i * 3 + 1));
+      if (hi < 0 || lo < 0 || (i < 5 && s.charCodeAt(i * 3 + 2) !== 58)) ok = false;
+      else out[i] = (hi << 4) | lo;
+    }
+    if (ok) return out;
+  }
   const m = MAC_RE.exec(s);
   if (!m) return undefined;
   const out = new Uint8Array(6);
   for (let i = 0; i < 6; i++) out[i] = parseInt(m[i + 1]!, 16);
   return out;
+}
+
+function hexDigit(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  const l = c | 32;
+  return l >= 97 && l <= 102 ? l - 87 : -1;
 }
 
 /** 6 bytes -> lower-case, zero-padded text (the form OVS prints). */

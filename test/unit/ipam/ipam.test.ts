@@ -57,6 +57,8 @@ t.test('one MAC helper for text, bytes and numbers (src/util/mac.ts)', async (t)
   t.same(macToBytes('0A:1:02:ff:00:9'), Uint8Array.of(0x0a, 1, 2, 0xff, 0, 9), 'any case, 1-2 digits (as ovs-ofctl accepts)');
   for (const bad of ['', '0a:01:02:03:04', '0a:01:02:03:04:05:06', '0a:01:02:03:04:0g', '0a-01-02-03-04-05', '100:01:02:03:04:05']) t.equal(macToBytes(bad), undefined, JSON.stringify(bad));
   t.equal(bytesToMac(Uint8Array.of(0x0a, 1, 2, 0xff, 0, 9)), '0a:01:02:ff:00:09');
+  t.same(macToBytes('0A:01:02:fF:00:09'), Uint8Array.of(0x0a, 1, 2, 0xff, 0, 9), 'canonical length, mixed case');
+  for (const bad of ['0a:01:02:03:04:0g', '0a:01:02:03:04-05', 'zz:01:02:03:04:05', '0a:01:02:03:04:/5', '0a:01:02:03:04:5:']) t.equal(macToBytes(bad), undefined, `17 chars, bad: ${bad}`);
   t.equal(macToNumber('0a:00:00:00:01:00'), 0x0a0000000100);
   t.equal(macToNumber('x'), undefined);
   t.equal(numberToMac(0x0a0000000100), '0a:00:00:00:01:00');
