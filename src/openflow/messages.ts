@@ -665,14 +665,22 @@ function fixedLen(type: string, len: number, want: number): void {
   if (len !== want) throw new OpenFlowDecodeError(`${type}: length ${len}, expected ${want}`, { type, len, want });
 }
 
+/**
+ * The next record of a list whose records start with their own u16 length
+ * (buckets, flow stats, group stats, group desc), as a reader bounded to it.
+ */
+function nextRecord(r: Reader, what: string, valid: (len: number) => boolean): Reader {
+  const start = r.pos;
+  const len = r.u16();
+  if (!valid(len)) throw new OpenFlowDecodeError(`${what} length ${len} invalid`, { len });
+  r.pos = start;
+  return r.sub(len, what);
+}
+
 function readBuckets(r: Reader): Bucket[] {
   const out: Bucket[] = [];
   while (r.left > 0) {
-    const start = r.pos;
-    const len = r.u16();
-    if (len < 16 || len % 8 !== 0) throw new OpenFlowDecodeError(`bucket length ${len} invalid`, { len });
-    r.pos = start;
-    const b = r.sub(len, 'bucket');
+    const b = nextRecord(r, 'bucket', (len) => len >= 16 && len % 8 === 0);
     b.skip(2);
     const weight = b.u16();
     const watchPort = b.u32();
@@ -761,11 +769,7 @@ function readMultipartReply(r: Reader, mpType: number): MultipartReplyBody {
     case OFPMP.FLOW: {
       const flows: FlowStats[] = [];
       while (r.left > 0) {
-        const start = r.pos;
-        const len = r.u16();
-        if (len < 56) throw new OpenFlowDecodeError(`flow stats length ${len} < 56`, { len });
-        r.pos = start;
-        const f = r.sub(len, 'flow stats');
+        const f = nextRecord(r, 'flow stats', (len) => len >= 56);
         f.skip(2);
         const tableId = f.u8();
         f.skip(1);
@@ -827,11 +831,7 @@ function readMultipartReply(r: Reader, mpType: number): MultipartReplyBody {
     case OFPMP.GROUP: {
       const groups: GroupStats[] = [];
       while (r.left > 0) {
-        const start = r.pos;
-        const len = r.u16();
-        if (len < 40 || (len - 40) % 16 !== 0) throw new OpenFlowDecodeError(`group stats length ${len} invalid`, { len });
-        r.pos = start;
-        const g = r.sub(len, 'group stats');
+        const g = nextRecord(r, 'group stats', (len) => len >= 40 && (len - 40) % 16 === 0);
         g.skip(4);
         const groupId = g.u32();
         const refCount = g.u32();
@@ -849,11 +849,7 @@ function readMultipartReply(r: Reader, mpType: number): MultipartReplyBody {
     case OFPMP.GROUP_DESC: {
       const groups: GroupDesc[] = [];
       while (r.left > 0) {
-        const start = r.pos;
-        const len = r.u16();
-        if (len < 8) throw new OpenFlowDecodeError(`group desc length ${len} < 8`, { len });
-        r.pos = start;
-        const g = r.sub(len, 'group desc');
+        const g = nextRecord(r, 'group desc', (len) => len >= 8);
         g.skip(2);
         const groupType = g.u8();
         g.skip(1);
