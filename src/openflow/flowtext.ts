@@ -5,6 +5,7 @@
  * in print follows OVS (nx_put_raw / match_format), so text -> bytes matches
  * what ovs-ofctl sends and bytes -> text matches what it prints.
  */
+import { bytesToMac } from '../util/mac.js';
 import {
   NX_CT_F_COMMIT,
   NX_CT_F_FORCE,
@@ -132,16 +133,13 @@ function parseNum(s: string, bits: number, what: string): number {
   return Number(parseUint(s, bits, what));
 }
 
+/** Like util/mac's macToBytes, but into the value slab: this runs once per MAC of every parsed flow. */
 function parseMac(s: string, what: string): Uint8Array {
   const m = /^([0-9a-f]{1,2}):([0-9a-f]{1,2}):([0-9a-f]{1,2}):([0-9a-f]{1,2}):([0-9a-f]{1,2}):([0-9a-f]{1,2})$/i.exec(s);
   if (!m) fail(`${what}: "${s}" is not an Ethernet address`, { value: s });
   const out = allocValue(6);
   for (let i = 0; i < 6; i++) out[i] = parseInt(m[i + 1]!, 16);
   return out;
-}
-
-function formatMac(b: Uint8Array): string {
-  return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join(':');
 }
 
 export function parseIpv4(s: string, what: string): number {
@@ -422,7 +420,7 @@ export function formatFieldValue(f: OxmField, value: Uint8Array, mask?: Uint8Arr
   const m = mask ? bytesToBig(mask) : undefined;
   switch (f.kind) {
     case 'mac':
-      return mask ? `${formatMac(value)}/${formatMac(mask)}` : formatMac(value);
+      return mask ? `${bytesToMac(value)}/${bytesToMac(mask)}` : bytesToMac(value);
     case 'ipv4':
       return formatIpMasked(value, mask, false);
     case 'ipv6':
