@@ -340,19 +340,21 @@ export class SwitchConnection extends EventEmitter {
    */
   send(m: OfMessage): boolean {
     if (this.closed) throw new ChannelError('EOFCLOSED', `switch ${this.name} is disconnected`, { dpid: this.dpidHex });
-    if (this.buffered > this.opts.maxBufferedBytes) {
+    // socket.writableLength is a getter chain: read it once per send.
+    const queued = this.socket.writableLength;
+    if (queued + this.out.pos > this.opts.maxBufferedBytes) {
       throw new ChannelError('EOFBACKPRESSURE', `switch ${this.name}: ${this.buffered} bytes queued (limit ${this.opts.maxBufferedBytes})`, {
         dpid: this.dpidHex,
         buffered: this.buffered,
       });
     }
     encodeInto(this.out, m);
-    if (!this.inRead) {
-      if (this.out.pos >= 1 << 16) this.flush();
-      else if (!this.flushScheduled) {
-        this.flushScheduled = true;
-        setImmediate(() => this.flush());
-      }
+    // Inside a read the batch is written once at its end (onData), so nothing was flushed here.
+    if (this.inRead) return queued + this.out.pos < this.opts.highWaterMark;
+    if (this.out.pos >= 1 << 16) this.flush();
+    else if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(this.flushLater);
     }
     return this.buffered < this.opts.highWaterMark;
   }
@@ -379,6 +381,8 @@ export class SwitchConnection extends EventEmitter {
       this.once('close', onClose);
     });
   }
+
+  private readonly flushLater = () => this.flush();
 
   /** Writes everything batched so far in one socket write. */
   flush(): void {

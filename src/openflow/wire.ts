@@ -104,6 +104,11 @@ export class Writer {
 }
 
 export class Reader {
+  // The frame's ArrayBuffer and offset, fetched once per frame (shared with sub-readers):
+  // the typed-array getters cost about as much as making the view itself.
+  private ab: ArrayBufferLike | null = null;
+  private base = 0;
+
   constructor(
     readonly buf: Buffer,
     public pos: number,
@@ -130,25 +135,31 @@ export class Reader {
     return this.buf[this.pos++]!;
   }
 
+  // Byte loads after need(): readUInt*BE would check the bounds a second time.
   u16(): number {
     this.need(2);
-    const v = this.buf.readUInt16BE(this.pos);
-    this.pos += 2;
-    return v;
+    const b = this.buf;
+    const p = this.pos;
+    this.pos = p + 2;
+    return (b[p]! << 8) | b[p + 1]!;
   }
 
   u32(): number {
     this.need(4);
-    const v = this.buf.readUInt32BE(this.pos);
-    this.pos += 4;
-    return v;
+    const b = this.buf;
+    const p = this.pos;
+    this.pos = p + 4;
+    return ((b[p]! << 24) | (b[p + 1]! << 16) | (b[p + 2]! << 8) | b[p + 3]!) >>> 0;
   }
 
   u64(): bigint {
     this.need(8);
-    const v = this.buf.readBigUInt64BE(this.pos);
-    this.pos += 8;
-    return v;
+    const b = this.buf;
+    const p = this.pos;
+    this.pos = p + 8;
+    // Zero (the usual cookie) without allocating a BigInt.
+    if ((b[p]! | b[p + 1]! | b[p + 2]! | b[p + 3]! | b[p + 4]! | b[p + 5]! | b[p + 6]! | b[p + 7]!) === 0) return 0n;
+    return b.readBigUInt64BE(p);
   }
 
   /** A view (no copy) of the next n bytes. */
@@ -162,7 +173,11 @@ export class Reader {
   /** Like bytes() but a plain Uint8Array view: cheaper to create than a Buffer on the hot path. */
   view(n: number, what?: string): Uint8Array {
     this.need(n, what);
-    const v = new Uint8Array(this.buf.buffer, this.buf.byteOffset + this.pos, n);
+    if (this.ab === null) {
+      this.ab = this.buf.buffer;
+      this.base = this.buf.byteOffset;
+    }
+    const v = new Uint8Array(this.ab, this.base + this.pos, n);
     this.pos += n;
     return v;
   }
@@ -176,6 +191,8 @@ export class Reader {
   sub(n: number, what: string): Reader {
     this.need(n, what);
     const r = new Reader(this.buf, this.pos, this.pos + n, what);
+    r.ab = this.ab;
+    r.base = this.base;
     this.pos += n;
     return r;
   }
