@@ -8,8 +8,10 @@ import { OpenFlowDecodeError } from './errors.js';
 export class Writer {
   buf: Buffer;
   pos = 0;
+  private readonly size: number;
 
   constructor(size = 4096) {
+    this.size = size;
     this.buf = Buffer.allocUnsafe(size);
   }
 
@@ -88,9 +90,13 @@ export class Writer {
    * the unused tail (or a new buffer), so the returned bytes are never touched again.
    */
   take(): Buffer {
-    const out = this.buf.subarray(0, this.pos);
-    const rest = this.buf.length - this.pos;
-    this.buf = rest >= 1024 ? this.buf.subarray(this.pos) : Buffer.allocUnsafe(Math.max(4096, this.buf.length));
+    const n = this.pos;
+    const out = this.buf.subarray(0, n);
+    // Keep writing into the tail only while it can hold another batch like this one: a tail
+    // that is too small makes ensure() allocate and copy in the middle of the next batch
+    // (and shrinks the buffer batch after batch).
+    const rest = this.buf.length - n;
+    this.buf = rest >= Math.max(1024, n) ? this.buf.subarray(n) : Buffer.allocUnsafe(Math.max(this.size, 2 * n));
     this.pos = 0;
     return out;
   }

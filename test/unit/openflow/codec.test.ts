@@ -31,6 +31,7 @@ import {
   formatFieldValue,
   parseFieldValue,
   Writer,
+  Reader,
   type OfMessage,
 } from '../../../src/openflow/index.js';
 
@@ -359,4 +360,29 @@ t.test('bundle add rejects an inner frame that lies about its length', async (t)
   lie.writeUInt16BE(4, 16 + 2 + 2 + 4 + 2);
   t.throws(() => decodeMessage(lie), OpenFlowDecodeError);
   void OFPMBT;
+});
+
+t.test('Writer.take hands out batches that later writes never touch', async (t) => {
+  const w = new Writer(4096);
+  const taken: Buffer[] = [];
+  for (let batch = 0; batch < 20; batch++) {
+    // Batches of varying size, some larger than the writer's initial buffer.
+    const n = [100, 1500, 3000, 5000][batch % 4]!;
+    for (let i = 0; i < n; i++) w.u8(batch);
+    const out = w.take();
+    t.equal(out.length, n);
+    taken.push(out);
+  }
+  taken.forEach((out, batch) => t.ok(out.every((b) => b === batch), `batch ${batch} intact`));
+});
+
+t.test('Reader: u64 zero and non-zero, views into the frame', async (t) => {
+  const b = Buffer.from('00000000000000008000000000000001aabbcc', 'hex');
+  const r = new Reader(b.subarray(0), 0, b.length);
+  t.equal(r.u64(), 0n);
+  t.equal(r.u64(), 0x8000000000000001n);
+  const sub = r.sub(3, 'tail');
+  t.same([...sub.view(2)], [0xaa, 0xbb]);
+  t.same([...sub.view(1)], [0xcc]);
+  t.throws(() => sub.view(1), OpenFlowDecodeError);
 });
