@@ -166,6 +166,9 @@ for (const f of FIELDS) {
   else byHeader.set((f.cls << 7) | f.field, f);
   byHeader.set((f.nxmCls << 7) | f.nxmField, f);
 }
+// The basic class (every packet_in's in_port) by plain array index: cheaper than the Map.
+const basicByField: (OxmField | undefined)[] = Array.from({ length: 128 }, (_, i) => byHeader.get((OFPXMC_OPENFLOW_BASIC << 7) | i));
+
 // OVS's own NXM aliases that name the same field under the other header.
 byName.set('OXM_OF_IPV4_SRC', byName.get('nw_src')!);
 byName.set('OXM_OF_IPV4_DST', byName.get('nw_dst')!);
@@ -178,7 +181,7 @@ export function fieldByName(name: string): OxmField | undefined {
 }
 
 export function fieldByHeader(cls: number, field: number): OxmField | undefined {
-  return byHeader.get((cls << 7) | field);
+  return cls === OFPXMC_OPENFLOW_BASIC ? basicByField[field] : byHeader.get((cls << 7) | field);
 }
 
 /** 32-bit NXM header of a field as used by reg_move / reg_load / ct zone. */

@@ -914,7 +914,7 @@ export function decodeFrame(buf: Buffer, start: number, end: number): OfMessage 
   const version = buf[start]!;
   const type = buf[start + 1]!;
   const len = (buf[start + 2]! << 8) | buf[start + 3]!;
-  const xid = buf.readUInt32BE(start + 4);
+  const xid = ((buf[start + 4]! << 24) | (buf[start + 5]! << 16) | (buf[start + 6]! << 8) | buf[start + 7]!) >>> 0;
   if (len !== flen) throw new OpenFlowDecodeError(`header length ${len} != frame length ${flen}`, { len, frameLen: flen });
   // HELLO may carry any version (negotiation); everything else must be 1.3.
   if (version !== OFP_VERSION && type !== OFPT.HELLO) {
