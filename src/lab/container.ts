@@ -6,7 +6,7 @@
 import { Address4, Address6 } from 'ip-address';
 import { run, runSync, type RunOptions, type RunResult } from '../util/exec.js';
 import { UsageError } from '../util/errors.js';
-import { hostEnv, ip, ipIn, requireRoot } from './lab.js';
+import { hostEnv, hostVsctl, ip, ipIn, requireRoot } from './lab.js';
 import { CONTAINER_IFACE, INTEGRATION_BRIDGE, checkContainerName, containerHostIface, containerNamespace } from './naming.js';
 import { readState, writeState, type LabContainer, type LabHost, type LabState } from './state.js';
 
@@ -72,7 +72,7 @@ export async function addContainer(labName: string, hostName: string, name: stri
 
   const ns = containerNamespace(state.name, name);
   const hostIface = containerHostIface(name);
-  const vsctl = (...args: string[]) => run(['ovs-vsctl', `--db=unix:${host.ovsdbSocket}`, '--timeout=30', ...args], { env: hostEnv(host) });
+  const vsctl = (...args: string[]) => hostVsctl(host, ...args);
   try {
     await ip('netns', 'add', ns);
     await ipIn(ns, 'link', 'set', 'lo', 'up');

@@ -66,6 +66,11 @@ export function hostEnv(host: Pick<LabHost, 'runDir'>): NodeJS.ProcessEnv {
   return { ...process.env, OVS_RUNDIR: host.runDir, OVS_DBDIR: host.runDir, OVS_LOGDIR: host.runDir };
 }
 
+/** `ovs-vsctl` against one lab host's database (runs in the root namespace over the unix socket). */
+export function hostVsctl(host: Pick<LabHost, 'runDir' | 'ovsdbSocket'>, ...args: string[]): Promise<RunResult> {
+  return run(['ovs-vsctl', `--db=unix:${host.ovsdbSocket}`, '--timeout=30', ...args], { env: hostEnv(host) });
+}
+
 const indexDir = (): string => join(labRoot(), '.index');
 
 /**
@@ -237,7 +242,7 @@ async function createHost(state: LabState, host: LabHost): Promise<void> {
     ],
     { env },
   );
-  const vsctl = (...args: string[]) => run(['ovs-vsctl', `--db=unix:${host.ovsdbSocket}`, '--timeout=30', ...args], { env });
+  const vsctl = (...args: string[]) => hostVsctl(host, ...args);
   await vsctl('--no-wait', 'init', '--', 'set', 'Open_vSwitch', '.', `external_ids:system-id=${state.name}-${host.name}`, `external_ids:hostname=${host.name}`);
   await run(
     [

@@ -10,7 +10,7 @@
  *            broadcast/multicast -> local ports, plus all tunnels when it came from a local port
  */
 import { run } from '../util/exec.js';
-import { hostEnv } from './lab.js';
+import { hostEnv, hostVsctl } from './lab.js';
 import { tunnelPort, INTEGRATION_BRIDGE } from './naming.js';
 import type { LabHost, LabState } from './state.js';
 
@@ -51,7 +51,7 @@ export async function applyStaticOverlay(state: LabState, vni = 100): Promise<Ma
   const hostsWithContainers = new Set(state.containers.map((c) => c.host));
   for (const host of state.hosts.filter((h) => hostsWithContainers.has(h.name))) {
     const env = hostEnv(host);
-    const vsctl = (...args: string[]) => run(['ovs-vsctl', `--db=unix:${host.ovsdbSocket}`, '--timeout=30', ...args], { env });
+    const vsctl = (...args: string[]) => hostVsctl(host, ...args);
     const peers = state.hosts.filter((p) => p.name !== host.name && hostsWithContainers.has(p.name));
     const ofports = new Map<string, number>();
     for (const peer of peers) {

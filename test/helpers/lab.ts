@@ -9,6 +9,7 @@ import {
   execIn,
   findHost,
   hostEnv,
+  hostVsctl,
   labDown,
   labUp,
   loadLab,
@@ -114,7 +115,7 @@ export function makeTestLab(name: string): TestLab {
       return c;
     },
     exec: (target, argv, o) => execIn(current(), target, argv, o),
-    vsctl: (host, ...args) => hostRun(host, ['ovs-vsctl', `--db=unix:${findHost(current(), host).ovsdbSocket}`, '--timeout=30', ...args]),
+    vsctl: (host, ...args) => hostVsctl(findHost(current(), host), ...args),
     ofctl: (host, ...args) => hostRun(host, ['ovs-ofctl', '-O', 'OpenFlow13', ...args]),
     appctl: (host, ...args) => hostRun(host, ['ovs-appctl', ...args]),
     ping: (from, ip, o) => ping(current(), from, ip, o),
