@@ -1,0 +1,126 @@
+/**
+ * The controller's surface, as the REST API, the CLI and tests see it. The
+ * implementation (Controller in ./controller.ts) owns the store, the compiler,
+ * one HostRuntime per topology host (OVSDB + OpenFlow + reconciler) and the
+ * event stream; the API (src/api) only translates HTTP/WebSocket to these calls.
+ */
+import type { EventEmitter } from 'node:events';
+import type { Registry } from 'prom-client';
+import type { Model, ValidationIssue } from '../model/index.js';
+
+/**
+ * - `connecting`: OVSDB or OpenFlow not up yet (first contact);
+ * - `ready`: both up, the switch holds `realizedGeneration`;
+ * - `unreachable`: OVSDB or OpenFlow lost (retrying with backoff); flows stay on the switch;
+ * - `error`: connected but the last apply failed (`lastError` says why; retried).
+ */
+export type HostState = 'connecting' | 'ready' | 'unreachable' | 'error';
+
+export interface HostStatus {
+  name: string;
+  state: HostState;
+  ovsdb: boolean;
+  openflow: boolean;
+  /** 16 hex digits, once the switch connected. */
+  datapathId?: string;
+  /** Highest topology generation whose flows this switch holds (0 = none yet). Like OVN's hv_cfg. */
+  realizedGeneration: number;
+  flows: number;
+  groups: number;
+  /** Container ports bound (iface-id -> ofport) on this host. */
+  bindings: number;
+  lastError?: string;
+  /** ISO time of the last state change. */
+  since: string;
+}
+
+export interface ControllerStatus {
+  /** Generation of the stored topology (0 = none applied yet). */
+  generation: number;
+  hosts: HostStatus[];
+  /** Every host with state `ready` has realizedGeneration >= generation. */
+  realized: boolean;
+  startedAt: string;
+}
+
+/** What an apply would do on one host, in ovs-ofctl syntax (`table=…,priority=…,<match> actions=…`). */
+export interface HostPlan {
+  host: string;
+  /**
+   * false when the change can disturb traffic that flows now: an existing flow
+   * is removed or replaced, or a group changes. Adding flows only is hitless.
+   */
+  hitless: boolean;
+  add: string[];
+  modify: string[];
+  delete: string[];
+  groups: { add: string[]; modify: string[]; delete: string[] };
+  /** "+3 flows, -1 flows" or "no change". */
+  summary: string;
+  /** Hosts the controller cannot reach are planned against their last known state (or empty). */
+  reachable: boolean;
+}
+
+export interface Plan {
+  /** The generation an apply of this document would create. */
+  generation: number;
+  hosts: HostPlan[];
+}
+
+export interface ApplyResult {
+  generation: number;
+  plan: Plan;
+  /** false when the document equals the stored one (nothing stored, generation unchanged). */
+  changed: boolean;
+}
+
+/** Endpoint as `tenet get endpoints` and GET /v1/endpoints show it (IPAM filled in). */
+export interface EndpointInfo {
+  /** "tenant/name": also the iface-id a container port must carry. */
+  id: string;
+  tenant: string;
+  name: string;
+  network: string;
+  host: string;
+  /** With prefix length, e.g. "10.0.0.5/24". */
+  ip?: string;
+  ip6?: string;
+  mac: string;
+  /** IPv4 gateway of its network (for the container's default route). */
+  gateway?: string;
+  labels: Record<string, string>;
+  /** ofport once a port with its iface-id exists on its host. */
+  ofport?: number;
+}
+
+export type ControllerEvent =
+  | { type: 'topology'; generation: number; at: string }
+  | { type: 'host'; host: HostStatus; at: string }
+  | { type: 'realized'; host: string; generation: number; summary: string; ms: number; at: string }
+  | { type: 'drift'; host: string; summary: string; flows: string[]; at: string }
+  | { type: 'binding'; host: string; ifaceId: string; ofport: number | null; at: string }
+  | { type: 'error'; host?: string; message: string; at: string };
+
+/** Thrown by plan/apply for an invalid document; the API maps it to 400 with `issues`. */
+export interface InvalidTopology {
+  code: 'ETOPOLOGY';
+  issues: ValidationIssue[];
+}
+
+export interface ControllerApi extends EventEmitter<{ event: [ControllerEvent] }> {
+  status(): ControllerStatus;
+  /** The stored document (null before the first apply) and its generation. */
+  topology(): { generation: number; doc: unknown };
+  /** The resolved model of the stored document (null before the first apply). */
+  model(): Model | null;
+  endpoints(): EndpointInfo[];
+  /** The diff applying `doc` would make. Throws TopologyError (code ETOPOLOGY) when invalid; changes nothing. */
+  plan(doc: unknown): Promise<Plan>;
+  /** Validates, stores (new generation) and starts realizing `doc`; resolves once stored, not once realized. */
+  apply(doc: unknown): Promise<ApplyResult>;
+  /** Removes one tenant (or, without a name, every tenant; hosts stay). */
+  deleteTenant(name?: string): Promise<ApplyResult>;
+  /** Resolves when every reachable host realized `generation` (or timeout: resolves with realized=false). */
+  waitRealized(generation: number, timeoutMs: number): Promise<ControllerStatus>;
+  readonly metrics: Registry;
+}
