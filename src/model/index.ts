@@ -2,3 +2,17 @@
 export { Topology, topologyJsonSchema, DNS_NAME, type TopologyInput, type TopologyDoc, type SelectorDoc } from './schema.js';
 export { validate, loadTopology, TopologyError, pointer, type ValidationResult } from './validate.js';
 export type { Model, Host, Tenant, Network, Endpoint, Policy, ValidationIssue } from './types.js';
+export {
+  Unit,
+  HostResources,
+  expandUnits,
+  validateUnits,
+  parseCpu,
+  parseMemory,
+  formatCpu,
+  formatMemory,
+  type UnitDoc,
+  type UnitInput,
+  type UnitSpec,
+  type DesiredState,
+} from './units.js';

@@ -5,6 +5,7 @@
  * references, duplicates) live in validate.ts.
  */
 import { z } from 'zod';
+import { HostResources, Unit } from './units.js';
 
 /** RFC 1123 label: what Tenet uses in port names, DNS names and object ids. */
 export const DNS_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -32,6 +33,7 @@ export const Host = z.strictObject({
     .describe('OVSDB address of the host'),
   datapathType: z.enum(['system', 'netdev']).default('system'),
   labels: Labels.default({}),
+  resources: HostResources.optional(),
 });
 
 export const Network = z.strictObject({
@@ -96,8 +98,7 @@ export const Topology = z.strictObject({
   version: z.literal(1).default(1),
   hosts: z.array(Host).default([]),
   tenants: z.array(Tenant).default([]),
-  // Scheduler units arrive with a later issue; the field is reserved.
-  units: z.array(z.unknown()).default([]),
+  units: z.array(Unit).default([]).describe('units for the scheduler (src/model/units.ts)'),
 });
 
 export type TopologyInput = z.input<typeof Topology>;

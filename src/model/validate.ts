@@ -42,6 +42,7 @@ import {
 import { TenetError } from '../util/errors.js';
 import { Topology, type SelectorDoc, type TopologyDoc } from './schema.js';
 import type { Endpoint, Host, Model, Network, Policy, Tenant, ValidationIssue } from './types.js';
+import { validateUnits } from './units.js';
 
 export class TopologyError extends TenetError {
   constructor(readonly issues: ValidationIssue[]) {
@@ -74,6 +75,7 @@ export function validate(input: unknown, opts: { previous?: Allocation } = {}): 
   const doc = parsed.data;
   const errors: ValidationIssue[] = [];
   const model = resolve(doc, errors, opts.previous ?? emptyAllocation());
+  validateUnits(doc, errors);
   if (errors.length) return { ok: false, errors };
   return { ok: true, model: model!, doc };
 }
