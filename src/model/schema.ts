@@ -78,6 +78,35 @@ export const Policy = z.strictObject({
   action: z.enum(['allow', 'deny']),
 });
 
+/** An endpoint of the chain's tenant: "name" ("tenant/name" is accepted only to report chains that cross tenants). */
+const EndpointRef = z.string().regex(/^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\/)?[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, { message: 'must be an endpoint name' });
+
+export const ChainInstance = z.union([
+  EndpointRef,
+  z.strictObject({
+    endpoint: EndpointRef.optional().describe('one port for both directions (the common case)'),
+    ingress: EndpointRef.optional().describe('port the chain sends packets into (with egress)'),
+    egress: EndpointRef.optional().describe('port the instance sends them back out of (with ingress)'),
+    weight: z.number().int().min(1).max(100).default(1),
+  }),
+]);
+
+export const ChainHop = z.strictObject({
+  instances: z.array(ChainInstance).min(1).optional().describe('service-function instances (endpoints)'),
+  service: Name.optional().describe('service name: the endpoints labelled service=<name>'),
+});
+
+export const Chain = z.strictObject({
+  name: Name,
+  from: Selector.default({}),
+  to: Selector.describe('destinations (explicit: a chain to everything would include its own instances)'),
+  protocol: z.enum(['any', 'tcp', 'udp', 'icmp']).default('any'),
+  ports: z.array(PortRange).optional().describe('destination ports (tcp/udp only); omitted: all'),
+  hops: z.array(ChainHop).min(1).max(32).describe('in order; each hop is load-balanced over its instances'),
+  symmetric: z.boolean().default(false).describe('replies traverse the same instances in reverse order'),
+  failMode: z.enum(['open', 'closed']).default('closed').describe('a hop with no healthy instance: open skips it, closed drops'),
+});
+
 export const Router = z.strictObject({
   networks: z.array(Name).optional().describe('networks the router joins; default: all networks of the tenant'),
 });
@@ -89,8 +118,7 @@ export const Tenant = z.strictObject({
   endpoints: z.array(Endpoint).default([]),
   policies: z.array(Policy).max(1000).default([]).describe('evaluated in order, first match wins'),
   defaultPolicy: z.enum(['allow', 'deny']).default('allow').describe('verdict for new connections no policy matches'),
-  // Service chains arrive with a later issue; the field is reserved.
-  chains: z.array(z.unknown()).default([]),
+  chains: z.array(Chain).max(1000).default([]).describe('service chains (src/model/chains.ts)'),
 });
 
 export const Topology = z.strictObject({
@@ -109,6 +137,7 @@ export type NetworkDoc = z.output<typeof Network>;
 export type EndpointDoc = z.output<typeof Endpoint>;
 export type PolicyDoc = z.output<typeof Policy>;
 export type SelectorDoc = z.output<typeof Selector>;
+export type ChainDoc = z.output<typeof Chain>;
 
 /** JSON Schema of the document (draft 2020-12), as published in topologies/schema.json. */
 export function topologyJsonSchema(): Record<string, unknown> {

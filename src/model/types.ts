@@ -65,6 +65,41 @@ export interface Tenant {
   policies: Policy[];
   defaultPolicy: 'allow' | 'deny';
   router?: { networks: Network[] };
+  /** Service chains, in document order (see chains.ts). */
+  chains: Chain[];
+}
+
+/** One service-function instance: packets go in by `ingress`, come back out of `egress` (often the same port). */
+export interface ChainInstance {
+  ingress: Endpoint;
+  egress: Endpoint;
+  weight: number;
+}
+
+export interface ChainHop {
+  /** Document order (the select group's bucket order). */
+  instances: ChainInstance[];
+  /** Set when the hop was given as a service name. */
+  service?: string;
+}
+
+export interface Chain {
+  /** "tenant/chain" */
+  id: string;
+  tenant: string;
+  name: string;
+  /** The one network the chain steers on (its instances', sources' and destinations'). */
+  network: Network;
+  from: SelectorDoc;
+  to: SelectorDoc;
+  protocol: 'any' | 'tcp' | 'udp' | 'icmp';
+  /** Inclusive destination port ranges; empty means all ports. */
+  ports: [number, number][];
+  hops: ChainHop[];
+  symmetric: boolean;
+  failMode: 'open' | 'closed';
+  /** 22-bit key naming the chain's select groups (hash of the id; validation rejects collisions). */
+  key: number;
 }
 
 export interface Model {

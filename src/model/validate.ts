@@ -42,6 +42,7 @@ import {
 import { TenetError } from '../util/errors.js';
 import { Topology, type SelectorDoc, type TopologyDoc } from './schema.js';
 import type { Endpoint, Host, Model, Network, Policy, Tenant, ValidationIssue } from './types.js';
+import { checkChainKeys, resolveChains } from './chains.js';
 import { validateUnits } from './units.js';
 
 export class TopologyError extends TenetError {
@@ -322,11 +323,13 @@ function resolve(doc: TopologyDoc, errors: ValidationIssue[], prev: Allocation):
     });
 
     for (const n of nets) n.endpoints.sort(byName);
-    const tenant: Tenant = { name: td.name, networks: [...nets].sort(byName), endpoints: endpoints.sort(byName), policies, defaultPolicy: td.defaultPolicy };
+    const chains = resolveChains(doc, td, tp, new Map(endpoints.map((e) => [e.name, e])), new Set(netIdx.keys()), errors);
+    const tenant: Tenant = { name: td.name, networks: [...nets].sort(byName), endpoints: endpoints.sort(byName), policies, defaultPolicy: td.defaultPolicy, chains };
     if (router) tenant.router = router;
     tenants.push(tenant);
   });
 
+  checkChainKeys(tenants, errors);
   if (errors.length) return undefined;
 
   // ---- IPAM (every check above guarantees room, so allocation cannot fail)

@@ -1,0 +1,250 @@
+/**
+ * Service chains: semantic validation and resolution (the structure is the zod
+ * `Chain` in schema.ts). A chain steers traffic its classifier selects (sources,
+ * destinations, protocol, ports) through ordered hops of service-function
+ * instances; see docs/TOPOLOGY.md for the format and docs/PIPELINE.md for how the
+ * pipeline carries it out.
+ *
+ * Rules checked here, each reported with its JSON Pointer:
+ * - a hop is `instances` or `service`, not both, not neither; instances name
+ *   endpoints of the chain's own tenant (`other/name` is a chain crossing tenants);
+ *   a service resolves through the label `service=<name>` in the tenant;
+ * - loops: an instance that is also a destination of the chain, or an endpoint
+ *   that appears twice in the chain (in one hop or two);
+ * - one network per chain: instances and destinations on one network (the
+ *   pipeline steers by destination-MAC rewrite, which stays inside a network);
+ * - classifiers that overlap (a packet two chains of the tenant would both take),
+ *   reported with both chains' paths;
+ * - the chains' group keys (a 22-bit hash of the id) are unique in the document.
+ */
+import { fnv32 } from '../ipam/index.js';
+import type { ChainDoc, SelectorDoc, TenantDoc, TopologyDoc } from './schema.js';
+import type { Chain, ChainHop, ChainInstance, Endpoint, Network, Tenant, ValidationIssue } from './types.js';
+
+/** The chain's key: names its select groups (see pipeline chainGroup). */
+export function chainKey(id: string): number {
+  return fnv32(`chain:${id}`) >>> 10;
+}
+
+/** Whether the selector picks the endpoint ({} picks every endpoint). CIDRs are not used by chains. */
+export function selects(sel: SelectorDoc, e: Endpoint): boolean {
+  if (isAnySelector(sel)) return true;
+  if (sel.networks?.includes(e.network.name)) return true;
+  if (sel.endpoints?.includes(e.name)) return true;
+  if (sel.labels && Object.keys(sel.labels).length && Object.entries(sel.labels).every(([k, v]) => e.labels[k] === v)) return true;
+  return false;
+}
+
+export function isAnySelector(sel: SelectorDoc): boolean {
+  return !sel.networks?.length && !sel.endpoints?.length && !(sel.labels && Object.keys(sel.labels).length) && !sel.cidrs?.length;
+}
+
+/** Every endpoint the chain's hops list (ingress and egress ports). */
+export function chainInstances(c: Chain): Set<Endpoint> {
+  const out = new Set<Endpoint>();
+  for (const h of c.hops) for (const i of h.instances) out.add(i.ingress).add(i.egress);
+  return out;
+}
+
+/** Destinations: endpoints of the chain's network that `to` selects (sorted by name, as the tenant's list). */
+export function chainDestinations(t: Tenant, c: Chain): Endpoint[] {
+  return t.endpoints.filter((e) => e.network === c.network && selects(c.to, e));
+}
+
+/** Sources: endpoints of the chain's network that `from` selects, other than its instances and destinations. */
+export function chainSources(t: Tenant, c: Chain): Endpoint[] {
+  const inst = chainInstances(c);
+  const dst = new Set(chainDestinations(t, c));
+  return t.endpoints.filter((e) => e.network === c.network && selects(c.from, e) && !inst.has(e) && !dst.has(e));
+}
+
+const paths = new WeakMap<Chain, string>();
+
+/**
+ * Resolves a tenant's chains. `endpoints` are the tenant's endpoints that have a
+ * network (by name); `doc` is used only to tell "service in another tenant" from
+ * "unknown service".
+ */
+export function resolveChains(
+  doc: TopologyDoc,
+  td: TenantDoc,
+  tp: string,
+  byName: ReadonlyMap<string, Endpoint>,
+  networkNames: ReadonlySet<string>,
+  errors: ValidationIssue[],
+): Chain[] {
+  const err = (path: string, message: string) => errors.push({ path, message });
+  const chains: Chain[] = [];
+  const tenantEps = [...byName.values()];
+  const seenName = new Map<string, number>();
+  td.chains.forEach((cd: ChainDoc, ci) => {
+    const cp = `${tp}/chains/${ci}`;
+    const first = seenName.get(cd.name);
+    if (first !== undefined) err(`${cp}/name`, `duplicate chain name "${cd.name}" (first at ${tp}/chains/${first}/name)`);
+    else seenName.set(cd.name, ci);
+    let ok = true;
+    const bad = (path: string, message: string) => {
+      ok = false;
+      err(path, message);
+    };
+
+    // selectors
+    for (const side of ['from', 'to'] as const) {
+      const s = cd[side];
+      s.networks?.forEach((n, k) => {
+        if (!networkNames.has(n)) bad(`${cp}/${side}/networks/${k}`, `unknown network "${n}" in tenant "${td.name}"`);
+      });
+      s.endpoints?.forEach((n, k) => {
+        if (!byName.has(n)) bad(`${cp}/${side}/endpoints/${k}`, `unknown endpoint "${n}" in tenant "${td.name}"`);
+      });
+      if (s.cidrs?.length) bad(`${cp}/${side}/cidrs`, 'chain selectors take networks, endpoints and labels, not CIDRs (a chain steers between endpoints)');
+    }
+    const ports: [number, number][] = [];
+    if (cd.ports !== undefined) {
+      if (cd.protocol !== 'tcp' && cd.protocol !== 'udp') bad(`${cp}/ports`, `ports need protocol tcp or udp, not ${cd.protocol}`);
+      cd.ports.forEach((p, k) => {
+        const r: [number, number] = typeof p === 'number' ? [p, p] : [p.from, p.to];
+        if (r[0] > r[1]) bad(`${cp}/ports/${k}`, `port range ${r[0]}-${r[1]} is empty`);
+        ports.push(r);
+      });
+    }
+
+    // hops
+    const where = new Map<Endpoint, string>();
+    const hops: ChainHop[] = [];
+    const ref = (name: string, path: string): Endpoint | undefined => {
+      const slash = name.indexOf('/');
+      if (slash >= 0) {
+        const tn = name.slice(0, slash);
+        if (tn !== td.name) {
+          bad(path, `chains cannot cross tenants: "${name}" is in tenant "${tn}", the chain in "${td.name}"`);
+          return undefined;
+        }
+        name = name.slice(slash + 1);
+      }
+      const e = byName.get(name);
+      if (!e) bad(path, `unknown endpoint "${name}" in tenant "${td.name}"`);
+      return e;
+    };
+    const use = (e: Endpoint, path: string) => {
+      const prev = where.get(e);
+      if (prev !== undefined) bad(path, `endpoint "${e.name}" appears twice in the chain (first at ${prev}): a loop`);
+      else where.set(e, path);
+    };
+    cd.hops.forEach((hd, hi) => {
+      const hp = `${cp}/hops/${hi}`;
+      const instances: ChainInstance[] = [];
+      if ((hd.instances === undefined) === (hd.service === undefined)) {
+        bad(hp, 'a hop needs either "instances" or "service"');
+        hops.push({ instances });
+        return;
+      }
+      if (hd.instances) {
+        hd.instances.forEach((id, k) => {
+          const ip = `${hp}/instances/${k}`;
+          if (typeof id === 'string') {
+            const e = ref(id, ip);
+            if (e) use(e, ip), instances.push({ ingress: e, egress: e, weight: 1 });
+            return;
+          }
+          if (id.endpoint !== undefined && (id.ingress !== undefined || id.egress !== undefined)) return bad(ip, 'give "endpoint" or an "ingress"/"egress" pair, not both');
+          if (id.endpoint !== undefined) {
+            const e = ref(id.endpoint, `${ip}/endpoint`);
+            if (e) use(e, `${ip}/endpoint`), instances.push({ ingress: e, egress: e, weight: id.weight });
+            return;
+          }
+          if (id.ingress === undefined || id.egress === undefined) return bad(ip, 'an instance needs "endpoint", or both "ingress" and "egress"');
+          const a = ref(id.ingress, `${ip}/ingress`);
+          const b = ref(id.egress, `${ip}/egress`);
+          if (a) use(a, `${ip}/ingress`);
+          if (b && b !== a) use(b, `${ip}/egress`);
+          if (a && b) instances.push({ ingress: a, egress: b, weight: id.weight });
+        });
+        hops.push({ instances });
+        return;
+      }
+      const svc = hd.service!;
+      for (const e of tenantEps) if (e.labels['service'] === svc) {
+        use(e, `${hp}/service`);
+        instances.push({ ingress: e, egress: e, weight: 1 });
+      }
+      if (!instances.length) {
+        const other = doc.tenants.find((o) => o.name !== td.name && o.endpoints.some((e) => e.labels['service'] === svc));
+        if (other) bad(`${hp}/service`, `chains cannot cross tenants: service "${svc}" has instances only in tenant "${other.name}"`);
+        else bad(`${hp}/service`, `unknown service "${svc}": no endpoint of tenant "${td.name}" has the label service=${svc}`);
+      }
+      hops.push({ instances, service: svc });
+    });
+    if (!ok) return;
+
+    // one network
+    const inst = [...where.keys()];
+    const network: Network = inst[0]!.network;
+    for (const [e, path] of where) if (e.network !== network) bad(path, `instance "${e.name}" is on network "${e.network.name}", the chain's first instance on "${network.name}": a chain steers within one network`);
+    const chain: Chain = {
+      id: `${td.name}/${cd.name}`,
+      tenant: td.name,
+      name: cd.name,
+      network,
+      from: cd.from,
+      to: cd.to,
+      protocol: cd.protocol,
+      ports,
+      hops,
+      symmetric: cd.symmetric,
+      failMode: cd.failMode,
+      key: chainKey(`${td.name}/${cd.name}`),
+    };
+    const selected = tenantEps.filter((e) => selects(cd.to, e));
+    if (!selected.length) bad(`${cp}/to`, 'selects no endpoint');
+    for (const e of selected) {
+      if (where.has(e)) bad(where.get(e)!, `instance "${e.name}" is also a destination of the chain (/to): a loop`);
+      else if (e.network !== network) bad(`${cp}/to`, `destination "${e.name}" is on network "${e.network.name}", the chain's instances on "${network.name}": a chain steers within one network`);
+    }
+    if (!isAnySelector(cd.from))
+      for (const e of tenantEps) if (selects(cd.from, e) && !where.has(e) && e.network !== network) bad(`${cp}/from`, `source "${e.name}" is on network "${e.network.name}", the chain's instances on "${network.name}": a chain steers within one network`);
+    if (!ok) return;
+    paths.set(chain, cp);
+    chains.push(chain);
+  });
+  checkShadowing(chains, tenantEps, err);
+  return chains;
+}
+
+/** Two chains of a tenant that one packet could both match: reported with both paths. */
+function checkShadowing(chains: Chain[], eps: Endpoint[], err: (path: string, message: string) => void): void {
+  const sets = chains.map((c) => {
+    const inst = chainInstances(c);
+    const dst = eps.filter((e) => e.network === c.network && selects(c.to, e));
+    const dset = new Set(dst);
+    const src = eps.filter((e) => e.network === c.network && selects(c.from, e) && !inst.has(e) && !dset.has(e));
+    return { src: new Set(src), dst };
+  });
+  for (let j = 0; j < chains.length; j++)
+    for (let i = 0; i < j; i++) {
+      const a = chains[i]!;
+      const b = chains[j]!;
+      if (a.protocol !== 'any' && b.protocol !== 'any' && a.protocol !== b.protocol) continue;
+      const pa = a.ports.length ? a.ports : [[1, 65535] as [number, number]];
+      const pb = b.ports.length ? b.ports : [[1, 65535] as [number, number]];
+      const port = pa.flatMap(([lo, hi]) => pb.filter(([l2, h2]) => l2 <= hi && lo <= h2).map(([l2]) => Math.max(lo, l2)))[0];
+      if (port === undefined) continue;
+      const s = [...sets[i]!.src].find((e) => sets[j]!.src.has(e));
+      const d = sets[i]!.dst.find((e) => sets[j]!.dst.includes(e));
+      if (!s || !d) continue;
+      const proto = a.protocol !== 'any' ? a.protocol : b.protocol;
+      const what = `${proto === 'any' ? 'a packet' : `${proto}${proto === 'tcp' || proto === 'udp' ? ` port ${port}` : ''}`} from "${s.name}" to "${d.name}"`;
+      err(paths.get(b)!, `classifier overlaps chain "${a.name}" (${paths.get(a)}): ${what} matches both chains`);
+    }
+}
+
+/** Chain group keys must be unique in the document (like host keys). */
+export function checkChainKeys(tenants: Tenant[], errors: ValidationIssue[]): void {
+  const seen = new Map<number, Chain>();
+  for (const t of tenants)
+    for (const c of t.chains) {
+      const o = seen.get(c.key);
+      if (o) errors.push({ path: paths.get(c) ?? '', message: `chain key (hash of the id) collides with chain ${o.id} (${paths.get(o)}); rename the chain` });
+      else seen.set(c.key, c);
+    }
+}
