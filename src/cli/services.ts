@@ -3,14 +3,13 @@
  * and `tenet registry serve` (runs the registry's HTTP + DNS on the embedded store or
  * on etcd, until there is a controller daemon to host them).
  */
-import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import WebSocket from 'ws';
 import { Registry, WATCH_PATH, serveRegistryHttp, startRegistryDns, type Instance } from '../registry/index.js';
 import { openStore } from '../store/index.js';
 import { TenetError, UsageError } from '../util/errors.js';
+import { loadOrCreateToken } from '../util/token.js';
 
 export const DEFAULT_API = 'http://127.0.0.1:7070';
 
@@ -222,16 +221,6 @@ function client(o: { api: string; token?: string }): ClientOptions {
     throw new UsageError(`--api must be a URL, got '${o.api}'`);
   }
   return o.token ? { api: o.api, token: o.token } : { api: o.api };
-}
-
-/** Reads the token from `<dir>/token`, creating it (mode 0600) on first start. */
-export function loadOrCreateToken(dir: string): string {
-  const file = join(dir, 'token');
-  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
-  mkdirSync(dir, { recursive: true });
-  const token = randomBytes(24).toString('base64url');
-  writeFileSync(file, `${token}\n`, { mode: 0o600, flag: 'wx' });
-  return token;
 }
 
 export function register(program: Command): void {

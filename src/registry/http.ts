@@ -11,12 +11,12 @@
  * Every list answer carries `X-Tenet-Index`; pass it back as `index` to block until a change.
  * With a token configured, every request needs `Authorization: Bearer <token>`.
  */
-import { timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import { WebSocketServer, type WebSocket } from 'ws';
+import { bearerOk } from '../util/token.js';
 import { StoreClosedError, StoreError, StoreUnavailableError } from '../store/index.js';
 import type { Filter, Registry } from './registry.js';
 import type { HealthStatus } from './types.js';
@@ -47,15 +47,6 @@ export const DEFAULT_WATCH_BACKLOG_BYTES = 1 << 20;
 /** Back-pressure policy of the watch: send, unless the client's backlog is over the bound. */
 export function watchSendDecision(bufferedAmount: number, maxBacklog: number): 'send' | 'drop' {
   return bufferedAmount > maxBacklog ? 'drop' : 'send';
-}
-
-function tokenOk(header: string | undefined, token: string | undefined): boolean {
-  if (token === undefined) return true;
-  const m = /^Bearer (.+)$/.exec(header ?? '');
-  if (!m) return false;
-  const a = Buffer.from(m[1]!);
-  const b = Buffer.from(token);
-  return a.length === b.length && timingSafeEqual(a, b);
 }
 
 function queryFilter(q: Request['query'], params: Record<string, string | undefined>): Filter {
@@ -95,7 +86,7 @@ const checkStates: Record<string, HealthStatus> = { pass: 'passing', warn: 'warn
 export function createRegistryRouter(registry: Registry, opts: HttpOptions = {}): Router {
   const r = express.Router();
   r.use((req, res, next) => {
-    if (!tokenOk(req.headers.authorization, opts.token)) {
+    if (!bearerOk(req.headers.authorization, opts.token)) {
       res.status(401).set('WWW-Authenticate', 'Bearer').json({ error: 'unauthorized', message: 'missing or wrong bearer token' });
       return;
     }
@@ -184,7 +175,7 @@ export function attachRegistryWatch(server: Server, registry: Registry, opts: Ht
     const auth = req.headers.authorization ?? (qtoken ? `Bearer ${qtoken}` : undefined);
     let f: Filter;
     try {
-      if (!tokenOk(auth, opts.token)) throw new Error('401 Unauthorized');
+      if (!bearerOk(auth, opts.token)) throw new Error('401 Unauthorized');
       f = queryFilter(Object.fromEntries(url.searchParams) as Request['query'], {});
     } catch (err) {
       const status = err instanceof ValidationError ? '400 Bad Request' : '401 Unauthorized';
