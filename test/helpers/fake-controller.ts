@@ -1,0 +1,91 @@
+/**
+ * A small in-memory ControllerApi for API unit tests: it validates with the real
+ * validator (so 400s carry the real issues) and keeps the document in memory; no
+ * hosts connect, so every host stays `unreachable`. Integration tests use the real
+ * Controller through `tenet controller` instead.
+ */
+import { EventEmitter } from 'node:events';
+import { Registry } from 'prom-client';
+import type { ApplyResult, ControllerApi, ControllerEvent, ControllerStatus, EndpointInfo, Plan } from '../../src/controller/types.js';
+import { formatIp4, type Allocation } from '../../src/ipam/index.js';
+import { TopologyError, validate, type Model } from '../../src/model/index.js';
+
+export class FakeController extends EventEmitter<{ event: [ControllerEvent] }> implements ControllerApi {
+  readonly metrics = new Registry();
+  generation = 0;
+  doc: unknown = null;
+  current: Model | null = null;
+  readonly startedAt = new Date().toISOString();
+  /** Calls seen, for assertions ("nothing applied after a 400"). */
+  readonly calls: string[] = [];
+
+  status(): ControllerStatus {
+    const hosts = (this.current?.hosts ?? []).map((h) => ({
+      name: h.name,
+      state: 'unreachable' as const,
+      ovsdb: false,
+      openflow: false,
+      realizedGeneration: 0,
+      flows: 0,
+      groups: 0,
+      bindings: 0,
+      lastError: `cannot connect to ${h.ovsdb}`,
+      since: this.startedAt,
+    }));
+    return { generation: this.generation, hosts, realized: true, startedAt: this.startedAt };
+  }
+  topology(): { generation: number; doc: unknown } {
+    return { generation: this.generation, doc: this.doc };
+  }
+  model(): Model | null {
+    return this.current;
+  }
+  endpoints(): EndpointInfo[] {
+    return (this.current?.tenants ?? []).flatMap((t) =>
+      t.endpoints.map((e) => ({
+        id: e.id,
+        tenant: e.tenant,
+        name: e.name,
+        network: e.network.name,
+        host: e.host,
+        ...(e.ip !== undefined && e.network.v4 ? { ip: `${formatIp4(e.ip)}/${e.network.v4.len}`, gateway: formatIp4(e.network.v4.gateway) } : {}),
+        mac: e.mac,
+        labels: e.labels,
+      })),
+    );
+  }
+  private check(doc: unknown): Model {
+    const r = validate(doc, this.current ? { previous: this.current.alloc as Allocation } : {});
+    if (!r.ok) throw new TopologyError(r.errors);
+    return r.model;
+  }
+  private planFor(model: Model): Plan {
+    return {
+      generation: this.generation + 1,
+      hosts: model.hosts.map((h) => ({ host: h.name, hitless: true, add: ['table=0,priority=0 actions=drop'], modify: [], delete: [], groups: { add: [], modify: [], delete: [] }, summary: '+1 flows', reachable: false })),
+    };
+  }
+  async plan(doc: unknown): Promise<Plan> {
+    this.calls.push('plan');
+    return this.planFor(this.check(doc));
+  }
+  async apply(doc: unknown): Promise<ApplyResult> {
+    this.calls.push('apply');
+    const model = this.check(doc);
+    const plan = this.planFor(model);
+    this.current = model;
+    this.doc = doc;
+    this.generation++;
+    this.emit('event', { type: 'topology', generation: this.generation, at: new Date().toISOString() });
+    return { generation: this.generation, plan, changed: true };
+  }
+  async deleteTenant(name?: string): Promise<ApplyResult> {
+    this.calls.push(`delete:${name ?? '*'}`);
+    const d = structuredClone(this.doc) as { tenants?: Array<{ name: string }> };
+    d.tenants = name === undefined ? [] : (d.tenants ?? []).filter((t) => t.name !== name);
+    return this.apply(d);
+  }
+  async waitRealized(_generation: number, _timeoutMs: number): Promise<ControllerStatus> {
+    return this.status();
+  }
+}
