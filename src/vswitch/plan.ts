@@ -41,6 +41,11 @@ export interface BridgeSpec {
   controllers: readonly string[];
   /** OpenFlow versions; must include OpenFlow13. Default: ['OpenFlow13']. */
   protocols?: readonly string[];
+  /**
+   * Fixed datapath id (16 hex digits, `other_config:datapath-id`), so a controller
+   * can tell which host an OpenFlow connection comes from. Unset: OVS picks one.
+   */
+  datapathId?: string;
 }
 
 export interface TunnelPeer {
@@ -96,6 +101,7 @@ const BRIDGE_GUARD = ['name', 'datapath_type', 'fail_mode', 'other_config', 'pro
 /** Operations making the bridge match `spec`, or null if it already does. */
 export function planBridge(view: SwitchView, spec: BridgeSpec): Operation[] | null {
   const protocols = [...(spec.protocols ?? ['OpenFlow13'])];
+  if (spec.datapathId !== undefined && !/^[0-9a-f]{16}$/.test(spec.datapathId)) throw new VswitchError('datapathId must be 16 lowercase hex digits', { datapathId: spec.datapathId });
   if (!protocols.includes('OpenFlow13')) throw new VswitchError('bridge protocols must include OpenFlow13', { protocols });
   const [rootUuid, root] = rootRow(view);
   const found = findBridge(view, spec.name);
@@ -118,7 +124,7 @@ export function planBridge(view: SwitchView, spec: BridgeSpec): Operation[] | nu
         name: spec.name,
         datapath_type: spec.datapathType,
         fail_mode: 'secure',
-        other_config: { 'disable-in-band': 'true' },
+        other_config: { 'disable-in-band': 'true', ...(spec.datapathId ? { 'datapath-id': spec.datapathId } : {}) },
         protocols,
         controller: ctl,
         ports: [{ namedUuid: 'local_port' }],
@@ -133,8 +139,8 @@ export function planBridge(view: SwitchView, spec: BridgeSpec): Operation[] | nu
   if (b.datapath_type !== spec.datapathType) update.datapath_type = spec.datapathType;
   if (b.fail_mode !== 'secure') update.fail_mode = 'secure';
   const oc = rec(b.other_config);
-  if (oc['disable-in-band'] !== 'true') {
-    update.other_config = { ...oc, 'disable-in-band': 'true' };
+  if (oc['disable-in-band'] !== 'true' || (spec.datapathId !== undefined && oc['datapath-id'] !== spec.datapathId)) {
+    update.other_config = { ...oc, 'disable-in-band': 'true', ...(spec.datapathId ? { 'datapath-id': spec.datapathId } : {}) };
   }
   if (!sameSet(arr(b.protocols), protocols)) update.protocols = protocols;
 
