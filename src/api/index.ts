@@ -6,11 +6,9 @@ export {
   parseListen,
   errorResponse,
   HttpError,
-  EVENTS_PATH,
   type ApiOptions,
   type ApiServer,
-  type ApiErrorBody,
-  type SnapshotMessage,
-  type EventMessage,
 } from './server.js';
+export { EVENTS_PATH, type ApiErrorBody, type SnapshotMessage, type EventMessage } from './protocol.js';
 export { tenantInfos, networkInfos, type TenantInfo, type NetworkInfo } from './views.js';
+export { ApiClient, ApiError, formatIssues, DEFAULT_API_URL, type ApiClientOptions, type EndpointFilter } from './client.js';

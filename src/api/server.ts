@@ -22,13 +22,13 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import type { Logger } from 'pino';
 import { Counter } from 'prom-client';
 import { WebSocketServer, type WebSocket } from 'ws';
-import type { ControllerApi, ControllerEvent, ControllerStatus } from '../controller/types.js';
+import type { ControllerApi, ControllerEvent } from '../controller/types.js';
 import type { ValidationIssue } from '../model/index.js';
 import { TenetError, UsageError } from '../util/errors.js';
 import { bearerOk } from '../util/token.js';
+import { EVENTS_PATH, type ApiErrorBody, type SnapshotMessage } from './protocol.js';
 import { networkInfos, tenantInfos } from './views.js';
 
-export const EVENTS_PATH = '/v1/events';
 export const DEFAULT_BODY_LIMIT = '16mb';
 export const DEFAULT_WAIT_S = 30;
 export const MAX_WAIT_S = 600;
@@ -53,22 +53,6 @@ export interface ApiServer {
   server: Server;
   close(): Promise<void>;
 }
-
-/** Every error answer has this shape; `issues` only for an invalid topology. */
-export interface ApiErrorBody {
-  error: string;
-  message: string;
-  issues?: ValidationIssue[];
-}
-
-/** First message on the event stream. */
-export interface SnapshotMessage {
-  type: 'snapshot';
-  status: ControllerStatus;
-  at: string;
-}
-
-export type EventMessage = SnapshotMessage | ControllerEvent;
 
 /** Answered as `status` with an ApiErrorBody. */
 export class HttpError extends TenetError {
