@@ -37,6 +37,7 @@ import {
   writeMeta,
 } from './build.js';
 import { FLAG_FROM_TUNNEL, floodGroup, PRIO, T } from './tables.js';
+import { genChain } from './chains.js';
 
 /** reg11 value naming a host (see tables.ts); validation rejects two hosts with the same key. */
 export function hostKey(host: string): number {
@@ -94,6 +95,12 @@ export interface CompileOptions {
    * re-adds every flow on every switch (counters and durations reset).
    */
   generation?: number;
+  /**
+   * Endpoint ids ("tenant/name") of service-function instances that failed (health
+   * check, port down): they leave their hop's select group; a hop left with none
+   * follows its chain's failMode.
+   */
+  unhealthy?: ReadonlySet<string>;
 }
 
 /** Bad compile options (a programming error of the caller, reported with the value). */
@@ -108,7 +115,7 @@ export interface Contribution {
   groups: GroupMod[];
 }
 
-/** Flows one object puts on one host. Keys: "pipeline", "tenant:T", "policy:T/P", "router:T", "network:T/N", "endpoint:T/E". */
+/** Flows one object puts on one host. Keys: "pipeline", "tenant:T", "policy:T/P", "router:T", "chain:T/C", "network:T/N", "endpoint:T/E". */
 export type HostContribs = Map<string, Contribution>;
 
 export const COOKIE_GENERATION_BITS = 32n;
@@ -226,15 +233,19 @@ export class Ctx {
   private readonly netCache = new WeakMap<Network, NetCache>();
   private readonly hostCache = new Map<string, { reg11: OxmTlv; setReg11: Action }>();
   readonly pipelineFlows: FlowMod[];
+  /** Endpoints that are instances of some chain (service functions: MAC-only port security, no ACLs). */
+  readonly serviceFunctions = new Set<Endpoint>();
 
   constructor(
     readonly model: Model,
     readonly placement: Placement,
     readonly generation: number,
+    readonly unhealthy: ReadonlySet<string> = new Set(),
   ) {
     for (const t of model.tenants) {
       this.tenants.set(t.name, t);
       for (const e of t.endpoints) this.addEndpointIndex(e);
+      for (const c of t.chains ?? []) for (const h of c.hops) for (const i of h.instances) this.serviceFunctions.add(i.ingress).add(i.egress);
     }
     this.pipelineFlows = pipelineFlows(this.cookie('pipeline'));
   }
@@ -427,6 +438,7 @@ function endpointFlows(ctx: Ctx, host: string, e: Endpoint, c: EpCache): Contrib
   const ofport = local ? ctx.ofport(e) : undefined;
   const hasNet = ctx.has(host, n);
   const po = ofport !== undefined ? portObjs(ofport) : undefined;
+  const sf = local && ctx.serviceFunctions.has(e);
   if (local && po) {
     flows.push(
       flow(T.CLASSIFY, PRIO.NORMAL, cookie, [po.inPort], [
@@ -435,9 +447,11 @@ function endpointFlows(ctx: Ctx, host: string, e: Endpoint, c: EpCache): Contrib
         goto(T.PORT_SEC),
       ]),
     );
-    if (c.nwSrc) flows.push(flow(T.PORT_SEC, PRIO.NORMAL, cookie, [c.dlSrc, M.ip, c.nwSrc, c.reg14, c.meta], TO_ACL_IN));
-    if (c.arpSpa) flows.push(flow(T.PORT_SEC, PRIO.NORMAL, cookie, [c.dlSrc, M.arp, c.arpSpa, c.arpSha, c.reg14, c.meta], TO_ACL_IN));
-    if (c.ip6Src) {
+    // A service function forwards others' packets: its MAC only, and no policy (see tables.ts CHAIN).
+    if (sf) flows.push(flow(T.PORT_SEC, PRIO.NORMAL, cookie, [c.dlSrc, c.reg14, c.meta], TO_CHAIN));
+    else if (c.nwSrc) flows.push(flow(T.PORT_SEC, PRIO.NORMAL, cookie, [c.dlSrc, M.ip, c.nwSrc, c.reg14, c.meta], TO_ACL_IN));
+    if (c.arpSpa && !sf) flows.push(flow(T.PORT_SEC, PRIO.NORMAL, cookie, [c.dlSrc, M.arp, c.arpSpa, c.arpSha, c.reg14, c.meta], TO_ACL_IN));
+    if (c.ip6Src && !sf) {
       flows.push(flow(T.PORT_SEC, PRIO.NORMAL, cookie, [c.dlSrc, M.ip6, c.ip6Src, c.reg14, c.meta], TO_ACL_IN));
       flows.push(flow(T.PORT_SEC, PRIO.NORMAL, cookie, [c.dlSrc, M.ip6, LINK_LOCAL_SRC, c.reg14, c.meta], TO_ACL_IN));
     }
@@ -450,7 +464,11 @@ function endpointFlows(ctx: Ctx, host: string, e: Endpoint, c: EpCache): Contrib
   }
   // L2 lookup + output.
   if (local) {
-    if (po) {
+    if (po && sf) {
+      // No conntrack at a service function's port: it sees one direction of many connections.
+      flows.push(flow(T.L2, PRIO.NORMAL, cookie, [c.dlDst, nc.meta], [apply([c.setReg15]), goto(T.OUTPUT)]));
+      flows.push(flow(T.OUTPUT, PRIO.NORMAL, cookie, [c.reg15, nc.meta], po.outIns));
+    } else if (po) {
       flows.push(flow(T.L2, PRIO.NORMAL, cookie, [c.dlDst, nc.meta], [apply([c.setReg15, po.setReg13, CT_CLEAR]), goto(T.ACL_OUT)]));
       flows.push(flow(T.OUTPUT, PRIO.NORMAL, cookie, [c.reg15, nc.meta], po.outIns));
     }
@@ -463,6 +481,7 @@ function endpointFlows(ctx: Ctx, host: string, e: Endpoint, c: EpCache): Contrib
 const LINK_LOCAL_SRC = tlv(FLD.ipv6_src, ip6bytes(0xfe80n << 112n), ip6bytes(((1n << 10n) - 1n) << 118n));
 
 const TO_ACL_IN: Instruction[] = [goto(T.ACL_IN)];
+const TO_CHAIN: Instruction[] = [goto(T.CHAIN)];
 
 /** ARP reply for `ip` (its 4 bytes, as in `tpa`) from MAC `m`. */
 function arpReply(cookie: bigint, meta: OxmTlv, tpa: OxmTlv, m: Uint8Array, ip: Uint8Array): FlowMod {
@@ -681,6 +700,7 @@ export function compileHost(ctx: Ctx, host: string): HostContribs {
     put(`tenant:${t.name}`, genTenant(ctx, host, t));
     for (const p of t.policies) put(`policy:${p.id}`, genPolicy(ctx, host, p));
     put(`router:${t.name}`, genRouter(ctx, host, t));
+    for (const c of t.chains ?? []) put(`chain:${c.id}`, genChain(ctx, host, c));
   }
   const reach = ctx.reach(host);
   for (const n of reach) put(ctx.net(n).key, genNetwork(ctx, host, n));
@@ -757,6 +777,7 @@ export class CompileResult {
       if (kind === 'tenant') return `1\0${tn}\0${0}`;
       if (kind === 'policy') return `1\0${tn}\0${1}\0${String(t?.policies.findIndex((p) => p.name === on) ?? 0).padStart(4, '0')}`;
       if (kind === 'router') return `1\0${tn}\0${2}`;
+      if (kind === 'chain') return `1\0${tn}\0${3}\0${String(t?.chains.findIndex((x) => x.name === on) ?? 0).padStart(4, '0')}`;
       if (kind === 'network') return `2\0${id}`;
       const e = t?.endpoints.find((x) => x.name === on);
       return `3\0${e?.network.id ?? ''}\0${on}`;
@@ -774,7 +795,7 @@ export class CompileResult {
 
 /** Compiles every host of the model. */
 export function compile(model: Model, placement: Placement = defaultPlacement(model), opts: CompileOptions = {}): CompileResult {
-  const ctx = new Ctx(model, placement, checkGeneration(opts.generation ?? 1));
+  const ctx = new Ctx(model, placement, checkGeneration(opts.generation ?? 1), opts.unhealthy);
   const hosts = new Map<string, HostContribs>();
   for (const h of model.hosts) hosts.set(h.name, compileHost(ctx, h.name));
   return new CompileResult(ctx, hosts);

@@ -1,6 +1,6 @@
 /** Checks compiled flows against the table map (tables.ts): what they match, set, and where they go. */
 import type { Action, FlowMod, GroupMod } from '../openflow/index.js';
-import { TABLE_BY_ID, type TableSpec } from './tables.js';
+import { isChainGroup, T, TABLE_BY_ID, type TableSpec } from './tables.js';
 
 function actionProblems(spec: TableSpec, actions: Action[], where: string): string[] {
   const out: string[] = [];
@@ -35,8 +35,8 @@ export function flowProblems(f: FlowMod, where = `table=${f.tableId},priority=${
   return out;
 }
 
-/** Groups are entered from the L2 table; their buckets follow its rules. */
-export function groupProblems(g: GroupMod, fromTable = 40): string[] {
+/** Flood groups are entered from the L2 table, chain groups from the chain table; their buckets follow its rules. */
+export function groupProblems(g: GroupMod, fromTable = isChainGroup(g.groupId) ? T.CHAIN : T.L2): string[] {
   const spec = TABLE_BY_ID.get(fromTable)!;
   return g.buckets.flatMap((b, i) => actionProblems(spec, b.actions, `group ${g.groupId} bucket ${i}`));
 }

@@ -34,6 +34,7 @@ import {
   usable6,
 } from '../ipam/index.js';
 import { formatGroup, formatInstructions, type FlowMod, type GroupMod } from '../openflow/index.js';
+import { genChain } from './chains.js';
 import { CompileResult, genEndpoint, genNetwork, genPolicy, genRouter, genTenant, type Contribution, type Ctx } from './compile.js';
 
 export type Change =
@@ -255,6 +256,8 @@ export class IncrementalCompiler {
         }
       }
     }
+    // Chains pick sources and destinations by selector: any endpoint of the tenant may change them.
+    for (const c of t.chains ?? []) for (const h of tenantHosts) mark(h, `chain:${c.id}`);
     for (const p of t.policies) {
       const byEndpoint = !!(p.from.endpoints?.length || p.to.endpoints?.length || Object.keys(p.from.labels ?? {}).length || Object.keys(p.to.labels ?? {}).length);
       if (byEndpoint) for (const h of tenantHosts) mark(h, `policy:${p.id}`);
@@ -278,6 +281,10 @@ export class IncrementalCompiler {
       case 'policy': {
         const p = t.policies.find((x) => x.name === on);
         return p && genPolicy(ctx, host, p);
+      }
+      case 'chain': {
+        const c = t.chains.find((x) => x.name === on);
+        return c && genChain(ctx, host, c);
       }
       case 'network': {
         const n = t.networks.find((x) => x.name === on);

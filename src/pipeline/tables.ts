@@ -56,12 +56,14 @@ export const TABLES: readonly TableSpec[] = [
   },
   {
     // Anti-spoofing: a port may only send with its own MAC, and IP/ARP only from its own addresses.
+    // A service-function port (a chain instance) forwards other endpoints' packets: MAC check only,
+    // and straight to the chain table (its traffic was policed at its source; see CHAIN).
     id: T.PORT_SEC,
     name: 'port_security',
-    doc: 'drop frames whose eth_src / ip_src / arp_spa do not belong to the port',
+    doc: 'drop frames whose eth_src / ip_src / arp_spa do not belong to the port (service functions: eth_src only)',
     match: ['metadata', 'reg14', 'dl_src', 'dl_type', 'nw_src', 'ipv6_src', 'arp_spa', 'arp_sha'],
     set: [],
-    next: [T.ACL_IN],
+    next: [T.ACL_IN, T.CHAIN],
   },
   {
     // Tenant policy at the source, stateful: untracked IP goes through conntrack in the inport's
@@ -75,13 +77,18 @@ export const TABLES: readonly TableSpec[] = [
     next: [T.ACL_IN, T.CHAIN],
   },
   {
-    // Service-chain classifier (issue: service chains). Today: pass through.
+    // Service chains (src/pipeline/chains.ts). The position of a packet in its chain is implied by
+    // its logical inport (reg14): a chain's source port -> hop 0; hop k's instance (egress) port ->
+    // hop k+1, or after the last hop on as addressed; for symmetric chains the replies likewise
+    // backwards from the destination's port. "Go to hop k" = the hop's select group, whose bucket
+    // sets eth_dst to the chosen instance's MAC and resubmits to L2. Tunnel traffic never gets here.
     id: T.CHAIN,
     name: 'chain',
-    doc: 'service-chain classifier (reserved: pass)',
-    match: ['metadata', 'reg14', 'dl_type', 'nw_src', 'nw_dst', ...L4],
-    set: ['dl_dst', 'reg15'],
-    next: [T.ARP],
+    doc: 'service chains: inport + classifier -> next hop (select group: eth_dst := instance MAC)',
+    match: ['metadata', 'reg14', 'dl_type', 'nw_src', 'nw_dst', 'nw_proto', 'tcp_src', 'tcp_dst', 'udp_src', 'udp_dst', 'icmp_type', 'icmpv6_type'],
+    // dl_dst: set in the chain groups' buckets
+    set: ['dl_dst'],
+    next: [T.ARP, T.L2],
   },
   {
     // Answer ARP requests for every known IP (endpoints and the gateway) of the network in the
@@ -168,6 +175,17 @@ export const PRIO = {
 /** Flood group ids: all ports + remote hosts, or (from a tunnel) local ports only. */
 export function floodGroup(vni: number, fromTunnel: boolean): number {
   return vni * 2 + (fromTunnel ? 1 : 0);
+}
+
+/**
+ * Select group of hop `hop` of the chain with key `key` (22 bits), forward or for replies:
+ * 0x80000000 | key << 8 | hop << 1 | reply. Never collides with flood groups (2*VNI+1 < 2^25).
+ */
+export function chainGroup(key: number, hop: number, reply: boolean): number {
+  return (0x80000000 + key * 256 + hop * 2 + (reply ? 1 : 0)) >>> 0;
+}
+export function isChainGroup(groupId: number): boolean {
+  return groupId >= 0x80000000;
 }
 
 /** Bit 0 of reg10: the packet came in over a tunnel. */

@@ -1,15 +1,20 @@
 /**
  * Offline packet tracer over compiled flows: evaluates matches (with masks) by
  * priority, follows goto_table / resubmit / ct(table=) recirculation, registers and
- * metadata, groups (every bucket), and tunnels (continues on the peer host at
- * table 0 with tun_id set). Conntrack is modelled per host and zone: a ct()
+ * metadata, groups (`all`: every bucket; `select`: one bucket chosen by a symmetric
+ * 5-tuple hash over a 64-slot weighted table, as OVS's default dp_hash method does
+ * — the same instance both ways, though not necessarily the one OVS picks), and
+ * tunnels (continues on the peer host at table 0 with tun_id set). A packet
+ * delivered to a service-function instance of a chain is forwarded the way Linux
+ * IP forwarding does (TTL-1, eth_src := its port, eth_dst := the next hop's MAC)
+ * and traced on from its egress port, so a trace shows every hop of the chain. Conntrack is modelled per host and zone: a ct()
  * lookup gives +trk+new unless an earlier traced packet committed the connection
  * (then +est, +rpl for the reverse direction). `ofproto/trace` gives +trk+new to
  * every ct() by default, which matches a fresh Tracer.
  */
 import { formatIp4 } from '../ipam/index.js';
 import type { Endpoint, Model } from '../model/index.js';
-import { formatFlow, OFPP, type Action, type FlowMod, type Instruction, type Subfield } from '../openflow/index.js';
+import { formatFlow, OFPGT, OFPP, type Action, type FlowMod, type GroupMod, type Instruction, type Subfield } from '../openflow/index.js';
 import { TABLE_BY_ID, type CompileResult } from '../pipeline/index.js';
 import { TenetError } from '../util/errors.js';
 
@@ -34,6 +39,8 @@ export type Outcome =
 export interface TraceResult {
   steps: TraceStep[];
   outcomes: Outcome[];
+  /** Service-function instances the packet went through, in order ("tenant/endpoint@host"). */
+  passes: string[];
 }
 
 export class TraceError extends TenetError {
@@ -59,7 +66,9 @@ function big(b: Uint8Array): bigint {
 
 export class Tracer {
   private readonly tables = new Map<string, Map<number, CFlow[]>>();
-  private readonly groups = new Map<string, Map<number, Action[][]>>();
+  private readonly groups = new Map<string, Map<number, GroupMod>>();
+  /** service-function port -> the port it forwards out of (itself, or the other one of an ingress/egress pair) */
+  private readonly sfExit = new Map<Endpoint, Endpoint>();
   /** host -> committed connection keys */
   private readonly conntrack = new Map<string, Set<string>>();
   private readonly portOwner = new Map<string, Map<number, Endpoint>>();
@@ -67,10 +76,20 @@ export class Tracer {
 
   constructor(
     readonly result: CompileResult,
-    /** false: stop at the tunnel (what one switch does, as ofproto/trace sees it). */
-    readonly opts: { followTunnels?: boolean } = {},
+    /**
+     * followTunnels false: stop at the tunnel (what one switch does, as ofproto/trace sees it).
+     * forwardServices false: a packet delivered to a service function stops there.
+     */
+    readonly opts: { followTunnels?: boolean; forwardServices?: boolean } = {},
   ) {
     const model = result.model;
+    for (const t of model.tenants)
+      for (const c of t.chains ?? [])
+        for (const h of c.hops)
+          for (const i of h.instances) {
+            this.sfExit.set(i.ingress, i.egress);
+            this.sfExit.set(i.egress, i.ingress);
+          }
     const placement = result.ctx.placement;
     for (const h of model.hosts) {
       const flows = result.host(h.name).flows;
@@ -82,7 +101,7 @@ export class Tracer {
       }
       for (const l of byTable.values()) l.sort((a, b) => b.flow.priority - a.flow.priority);
       this.tables.set(h.name, byTable);
-      this.groups.set(h.name, new Map(result.host(h.name).groups.map((g) => [g.groupId, g.buckets.map((b) => b.actions)])));
+      this.groups.set(h.name, new Map(result.host(h.name).groups.map((g) => [g.groupId, g])));
       const owners = new Map<number, Endpoint>();
       for (const t of model.tenants) for (const e of t.endpoints) if (e.host === h.name) {
         const p = placement.hosts[h.name]?.ports[e.id];
@@ -103,7 +122,7 @@ export class Tracer {
   /** Traces a packet entering `host` on `inPort` with the given header fields. */
   trace(host: string, inPort: number, headers: Fields): TraceResult {
     if (!this.tables.has(host)) throw new TraceError(`unknown host "${host}"`, { host });
-    const res: TraceResult = { steps: [], outcomes: [] };
+    const res: TraceResult = { steps: [], outcomes: [], passes: [] };
     const pkt: Fields = new Map(headers);
     pkt.set('in_port', BigInt(inPort));
     this.run(res, host, pkt, 0, 0);
@@ -203,9 +222,19 @@ export class Tracer {
             res.outcomes.push({ kind: 'dropped', host, table, flow: text, reason: `group ${a.groupId} does not exist` });
             return true;
           }
-          g.forEach((bucket, i) => {
+          if (g.groupType === OFPGT.SELECT) {
+            const i = selectBucket(g.buckets.map((b) => b.weight), pkt);
+            if (i < 0) {
+              res.outcomes.push({ kind: 'dropped', host, table, flow: text, reason: `select group ${a.groupId} has no bucket` });
+              return true;
+            }
+            res.steps.push({ host, table, depth: depth + 1, note: `group ${a.groupId} (select) bucket ${i} of ${g.buckets.length}` });
+            this.actions(res, host, new Map(pkt), g.buckets[i]!.actions, table, depth + 1, text);
+            break;
+          }
+          g.buckets.forEach((bucket, i) => {
             res.steps.push({ host, table, depth: depth + 1, note: `group ${a.groupId} bucket ${i}` });
-            this.actions(res, host, new Map(pkt), bucket, table, depth + 1, text);
+            this.actions(res, host, new Map(pkt), bucket.actions, table, depth + 1, text);
           });
           break;
         }
@@ -232,6 +261,11 @@ export class Tracer {
       return;
     }
     const ep = this.portOwner.get(host)!.get(port);
+    const exit = ep && this.opts.forwardServices !== false ? this.sfExit.get(ep) : undefined;
+    if (ep && exit && pkt.get('dl_type') === 0x800n && pkt.get('nw_dst') !== BigInt(ep.ip ?? -1)) {
+      this.forward(res, host, pkt, ep, exit, table, depth);
+      return;
+    }
     if (ep) {
       res.steps.push({ host, table, depth, note: `output to port ${port} (${ep.id})` });
       res.outcomes.push({ kind: 'delivered', host, port, endpoint: ep.id, fields: pkt });
@@ -258,6 +292,59 @@ export class Tracer {
     }
     res.outcomes.push({ kind: 'dropped', host, table, reason: `output to port ${port}, which is nothing known` });
   }
+
+  /** A service function forwards the packet as Linux IP forwarding would, out of `exit`. */
+  private forward(res: TraceResult, host: string, pkt: Fields, sf: Endpoint, exit: Endpoint, table: number, depth: number): void {
+    const port = this.portOwner.get(host)!;
+    const inPort = [...port.entries()].find(([, e]) => e === exit)?.[0];
+    res.passes.push(`${sf.id}@${host}`);
+    const ttl = pkt.get('nw_ttl') ?? 64n;
+    if (ttl <= 1n) {
+      res.steps.push({ host, table, depth, note: `service function ${sf.id} drops it (TTL exceeded)` });
+      res.outcomes.push({ kind: 'dropped', host, table, reason: `TTL exceeded in service function ${sf.id}` });
+      return;
+    }
+    if (inPort === undefined) {
+      res.outcomes.push({ kind: 'dropped', host, table, reason: `service function ${sf.id}: its egress ${exit.id} has no port on ${host}` });
+      return;
+    }
+    const dst = Number(pkt.get('nw_dst') ?? 0n);
+    const next = exit.network.endpoints.find((e) => e.ip === dst);
+    const np: Fields = new Map();
+    for (const [k, v] of pkt) if (!/^(reg\d+|metadata|ct_state|ct_zone|in_port|tun_id)$/.test(k)) np.set(k, v);
+    np.set('nw_ttl', ttl - 1n);
+    np.set('dl_src', macBig(exit.mac));
+    np.set('dl_dst', macBig(next ? next.mac : exit.network.gwMac));
+    np.set('in_port', BigInt(inPort));
+    res.steps.push({ host, table, depth, note: `service function ${sf.id} forwards it (IP forwarding, TTL-1) out of ${exit.id} to ${next ? next.id : 'its gateway'}` });
+    this.run(res, host, np, 0, depth);
+  }
+}
+
+/**
+ * The bucket a select group picks: a symmetric hash of the 5-tuple (so a reply picks
+ * the bucket its request picked in a group with the same buckets) into a 64-slot
+ * table filled by weight with Webster's method, as OVS's dp_hash selection does.
+ * Returns -1 for an empty group.
+ */
+export function selectBucket(weights: number[], pkt: Fields): number {
+  if (!weights.length) return -1;
+  const a = pkt.get('nw_src') ?? 0n;
+  const b = pkt.get('nw_dst') ?? 0n;
+  const sp = pkt.get('tcp_src') ?? pkt.get('udp_src') ?? 0n;
+  const dp = pkt.get('tcp_dst') ?? pkt.get('udp_dst') ?? 0n;
+  const key = `${a < b ? a : b}|${a < b ? b : a}|${pkt.get('nw_proto') ?? 0n}|${sp < dp ? sp : dp}|${sp < dp ? dp : sp}`;
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193) >>> 0;
+  const slots: number[] = [];
+  const div = weights.map(() => 1);
+  for (let s = 0; s < 64; s++) {
+    let win = 0;
+    for (let i = 1; i < weights.length; i++) if (weights[i]! / div[i]! > weights[win]! / div[win]!) win = i;
+    div[win]! += 2;
+    slots.push(win);
+  }
+  return slots[h & 63]!;
 }
 
 function unsupported(i: Instruction): never {
@@ -379,6 +466,7 @@ export function formatTrace(r: TraceResult): string {
     if (s.flow) lines.push(`${pad}${s.table} ${t?.name ?? ''}: ${s.flow}`);
     if (s.note) lines.push(`${pad}-> ${s.note}`);
   }
+  if (r.passes.length) lines.push(`service functions: ${r.passes.join(' -> ')}`);
   lines.push('verdict:');
   for (const v of verdicts(r)) lines.push(`  ${v}`);
   return lines.join('\n');

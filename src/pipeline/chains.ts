@@ -1,0 +1,139 @@
+/**
+ * Service-chain steering (table 20). See docs/PIPELINE.md "Service chains".
+ *
+ * No chain header: where a packet stands in its chain is implied by the port it
+ * enters the switch from.
+ * - From a source endpoint of the chain (its logical inport, reg14): the packet is
+ *   classified and sent to hop 0.
+ * - From hop k's instance (its egress port): it was classified before and has been
+ *   through hop k, so it goes to hop k+1; after the last hop, on to its real
+ *   destination (the instance addressed it there itself: it routed the packet).
+ * - Over a tunnel: never here (table 0 sends tunnel traffic straight to L2); the
+ *   sending host already steered it.
+ * Steering rewrites eth_dst to the instance's MAC in a select-group bucket, which
+ * resubmits to L2: local instances are output directly, remote ones through the
+ * overlay like any endpoint. Symmetric chains also classify the replies at the
+ * destination's port and walk the hops backwards through groups with the same
+ * buckets, so OVS's symmetric 5-tuple hash picks the same instance both ways.
+ */
+import { chainDestinations, chainSources, type Chain, type ChainInstance, type Endpoint } from '../model/index.js';
+import { OFPG_ANY, OFPGC, OFPGT, OFPP, type Action, type FlowMod, type GroupMod, type Instruction, type OxmTlv } from '../openflow/index.js';
+import { apply, FLD, flow, goto, M, mac, portMasks, setField, tlv, u32 } from './build.js';
+import type { Contribution, Ctx } from './compile.js';
+import { chainGroup, PRIO, T } from './tables.js';
+
+const NONE: Contribution = { flows: [], groups: [] };
+const DROP: Instruction[] = [];
+const PASS: Instruction[] = [goto(T.ARP)];
+
+/** Instances of a hop that can take traffic: bound to a port and not marked unhealthy. */
+export function liveInstances(ctx: Ctx, hop: { instances: ChainInstance[] }): ChainInstance[] {
+  return hop.instances.filter((i) => ctx.ofport(i.ingress) !== undefined && ctx.ofport(i.egress) !== undefined && !ctx.unhealthy.has(i.ingress.id) && !ctx.unhealthy.has(i.egress.id));
+}
+
+/**
+ * Instructions that send a packet to hop `k` walking in `dir` (+1 forward, -1 for
+ * replies): the first hop on the way with a live instance; a hop without one is
+ * skipped (failMode open) or drops the packet (closed); past the end, the packet
+ * goes on as addressed.
+ */
+function steer(ctx: Ctx, c: Chain, k: number, dir: 1 | -1): Instruction[] {
+  for (let j = k; j >= 0 && j < c.hops.length; j += dir) {
+    if (liveInstances(ctx, c.hops[j]!).length) return [apply([{ type: 'group', groupId: chainGroup(c.key, j, dir < 0) }])];
+    if (c.failMode === 'closed') return DROP;
+  }
+  return PASS;
+}
+
+type L4 = OxmTlv[];
+
+/** Protocol and port matches; `reply` matches the source port (the classifier's port on the way back). */
+function l4(c: Chain, reply: boolean): L4[] {
+  if (c.protocol === 'any') return [[M.ip]];
+  if (c.protocol === 'icmp') return [[M.ip, M.icmp]];
+  const proto = c.protocol === 'tcp' ? M.tcp : M.udp;
+  if (!c.ports.length) return [[M.ip, proto]];
+  const fld = reply ? (c.protocol === 'tcp' ? FLD.tcp_src : FLD.udp_src) : c.protocol === 'tcp' ? FLD.tcp_dst : FLD.udp_dst;
+  return c.ports.flatMap(([lo, hi]) => portMasks(lo, hi).map(([v, m]) => [M.ip, proto, tlv(fld, Uint8Array.of(v >> 8, v & 255), Uint8Array.of(m >> 8, m & 255))]));
+}
+
+const nwSrc = (e: Endpoint) => tlv(FLD.nw_src, u32(e.ip!));
+const nwDst = (e: Endpoint) => tlv(FLD.nw_dst, u32(e.ip!));
+
+/** The select group of hop k: one bucket per live instance, eth_dst := its port's MAC, then L2. */
+function hopGroup(ctx: Ctx, c: Chain, k: number, reply: boolean): GroupMod | undefined {
+  const live = liveInstances(ctx, c.hops[k]!);
+  if (!live.length) return undefined;
+  return {
+    command: OFPGC.ADD,
+    groupType: OFPGT.SELECT,
+    groupId: chainGroup(c.key, k, reply),
+    buckets: live.map((i) => ({
+      weight: i.weight,
+      watchPort: OFPP.ANY,
+      watchGroup: OFPG_ANY,
+      actions: [setField(FLD.dl_dst, mac((reply ? i.egress : i.ingress).mac)), RESUBMIT_L2] as Action[],
+    })),
+  };
+}
+// 0xfff8: OFPP_IN_PORT in the 16-bit form NXAST_RESUBMIT_TABLE carries ("resubmit(,40)")
+const RESUBMIT_L2: Action = { type: 'resubmit', inPort: 0xfff8, table: T.L2 };
+
+/** A chain's flows and groups on `host`. */
+export function genChain(ctx: Ctx, host: string, c: Chain): Contribution {
+  const t = ctx.tenants.get(c.tenant)!;
+  const sources = chainSources(t, c).filter((e) => e.ip !== undefined);
+  const dests = chainDestinations(t, c).filter((e) => e.ip !== undefined);
+  if (!sources.length || !dests.length) return NONE;
+  const cookie = ctx.cookie(`chain:${c.id}`);
+  const meta = ctx.net(c.network).meta;
+  const local = (e: Endpoint) => e.host === host && ctx.ofport(e) !== undefined;
+  const reg14 = (e: Endpoint) => ctx.ep(e).reg14;
+  const fwd = l4(c, false);
+  const rev = c.symmetric ? l4(c, true) : [];
+  const flows: FlowMod[] = [];
+  const prio = PRIO.NORMAL;
+
+  // Forward: classify at the source's port, then from each hop's egress port to the next hop.
+  const fwd0 = steer(ctx, c, 0, 1);
+  for (const s of sources) {
+    if (!local(s)) continue;
+    for (const d of dests) for (const m of fwd) flows.push(flow(T.CHAIN, prio, cookie, [meta, reg14(s), ...m, nwDst(d)], fwd0));
+  }
+  const seen = new Set<Endpoint>();
+  c.hops.forEach((hop, k) => {
+    const next = steer(ctx, c, k + 1, 1);
+    for (const i of hop.instances) {
+      if (!local(i.egress) || seen.has(i.egress)) continue;
+      seen.add(i.egress);
+      for (const d of dests) for (const m of fwd) flows.push(flow(T.CHAIN, prio, cookie, [meta, reg14(i.egress), ...m, nwDst(d)], next));
+    }
+  });
+
+  // Replies of a symmetric chain: classify at the destination's port, walk the hops backwards.
+  if (c.symmetric) {
+    const last = steer(ctx, c, c.hops.length - 1, -1);
+    for (const d of dests) {
+      if (!local(d)) continue;
+      for (const s of sources) for (const m of rev) flows.push(flow(T.CHAIN, prio, cookie, [meta, reg14(d), ...m, nwDst(s)], last));
+    }
+    const seenRev = new Set<Endpoint>();
+    c.hops.forEach((hop, k) => {
+      const next = steer(ctx, c, k - 1, -1);
+      for (const i of hop.instances) {
+        if (!local(i.ingress) || seenRev.has(i.ingress)) continue;
+        seenRev.add(i.ingress);
+        for (const d of dests) for (const s of sources) for (const m of rev) flows.push(flow(T.CHAIN, prio, cookie, [meta, reg14(i.ingress), ...m, nwSrc(d), nwDst(s)], next));
+      }
+    });
+  }
+  if (!flows.length) return NONE;
+  const groups: GroupMod[] = [];
+  c.hops.forEach((_, k) => {
+    const g = hopGroup(ctx, c, k, false);
+    if (g) groups.push(g);
+    const r = c.symmetric ? hopGroup(ctx, c, k, true) : undefined;
+    if (r) groups.push(r);
+  });
+  return { flows, groups };
+}
