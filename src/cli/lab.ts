@@ -14,6 +14,8 @@ import {
   resolveTarget,
   stateFile,
   type LabState,
+  addEndpointContainers,
+  labTopologyInfo,
 } from '../lab/index.js';
 import { UsageError } from '../util/errors.js';
 
@@ -71,6 +73,39 @@ export function register(program: Command): void {
       }
       if (states.length === 0) say('no labs (create one with: tenet lab up)');
       for (const s of states) process.stdout.write(formatStatus(s));
+    });
+
+  lab
+    .command('hosts')
+    .description("the topology `hosts` section for this lab, and the controller target (--advertise) its hosts reach")
+    .addOption(nameOption())
+    .addOption(outputOption().default('json'))
+    .action((opts: { name: string; output: string }) => {
+      const info = labTopologyInfo(loadLab(opts.name));
+      if (opts.output === 'json') {
+        process.stdout.write(JSON.stringify(info, null, 2) + '\n');
+        return;
+      }
+      process.stdout.write(`lab ${info.lab}: start the controller with --advertise ${info.advertise}\n`);
+      for (const h of info.hosts) process.stdout.write(`  ${h.name.padEnd(9)} underlay ${h.underlayIp.padEnd(15)} ovsdb ${h.ovsdb}\n`);
+    });
+
+  lab
+    .command('attach')
+    .description("create a container for every endpoint of a running controller (its IP, MAC, iface-id and gateway); existing ones are kept")
+    .addOption(nameOption())
+    .option('--api <url>', 'controller API', process.env.TENET_API ?? 'http://127.0.0.1:6680')
+    .option('--token <token>', 'bearer token (env TENET_TOKEN)', process.env.TENET_TOKEN)
+    .option('--token-file <file>', 'read the token from this file')
+    .option('--tenant <name>', 'only this tenant')
+    .action(async (opts: { name: string; api: string; token?: string; tokenFile?: string; tenant?: string }) => {
+      requireRoot('tenet lab attach');
+      const { connect } = await import('./client.js');
+      const client = connect({ api: opts.api, ...(opts.token ? { token: opts.token } : {}), ...(opts.tokenFile ? { tokenFile: opts.tokenFile } : {}) });
+      const eps = await client.endpoints(opts.tenant ? { tenant: opts.tenant } : {});
+      const made = await addEndpointContainers(opts.name, loadLab(opts.name), eps);
+      for (const c of made) say(`container ${c.name} on ${c.host}: ${c.ip} ${c.mac}, iface-id ${c.ifaceId} (ofport ${c.ofport})`);
+      say(`${made.length} container(s) created, ${eps.length - made.length} already there`);
     });
 
   lab
