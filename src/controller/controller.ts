@@ -1,0 +1,388 @@
+/**
+ * The controller: the stored topology (one store key, generation + document +
+ * IPAM allocation), one HostRuntime per topology host, the OpenFlow listener the
+ * hosts' br-int connect to, the compiler, the event stream and the metrics.
+ *
+ * Compilation is lazy and whole-model: any change (a new document, a binding, a
+ * tunnel ofport) drops the cached compile, and each affected host's runtime
+ * recompiles on its next reconcile. The reconciler diffs per switch, so only the
+ * flows that really changed are sent; cookies are a pure function of the source
+ * object (constant pipeline epoch), so a restart recompiles identical flows.
+ */
+import { EventEmitter } from 'node:events';
+import pino, { type Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import { validate, TopologyError, type Model } from '../model/index.js';
+import type { Allocation } from '../ipam/index.js';
+import { OpenFlowServer, type ListenOptions, type SwitchConnection } from '../openflow/index.js';
+import { compile, type CompileResult, type Placement } from '../pipeline/index.js';
+import type { DesiredState } from '../reconcile/index.js';
+import type { Store } from '../store/index.js';
+import { TenetError, UsageError } from '../util/errors.js';
+import type { HostSwitchOptions } from '../vswitch/index.js';
+import { HostRuntime } from './host.js';
+import { createMetrics, type ControllerMetrics } from './metrics.js';
+import { endpointInfo, tunnelPeers } from './pure.js';
+import type { ApplyResult, ControllerApi, ControllerEvent, ControllerStatus, EndpointInfo, HostStatus, Plan } from './types.js';
+
+export const TOPOLOGY_KEY = '/tenet/topology';
+
+export interface ControllerOptions {
+  store: Store;
+  /** Controller targets written into every br-int, e.g. `tcp:192.0.2.1:6653`. */
+  advertise: readonly string[];
+  /** Where the OpenFlow listener binds. Default 0.0.0.0:6653. */
+  openflow?: ListenOptions;
+  /** Integration bridge name. Default br-int. */
+  bridge?: string;
+  /** Drift check period, ms; 0 = off. Default 10,000. */
+  driftIntervalMs?: number;
+  logger?: Logger;
+  /** OVSDB connection options (timeouts, reconnect backoff). */
+  ovsdb?: HostSwitchOptions;
+  /** OpenFlow echo interval / dead-peer timeout, ms. Default 2,000 / 6,000. */
+  echo?: { intervalMs: number; timeoutMs: number };
+  /** Retry delay after a failed reconcile or switch setup, ms. Default 2,000. */
+  retryMs?: number;
+  /** Store key of the topology record. Default /tenet/topology. */
+  key?: string;
+}
+
+/** What the store holds under the topology key. */
+interface TopologyRecord {
+  generation: number;
+  doc: unknown;
+  alloc: Allocation;
+}
+
+export class ConflictError extends TenetError {
+  constructor(message: string, context: Record<string, unknown> = {}) {
+    super('ECONFLICT', message, context);
+  }
+}
+
+const now = (): string => new Date().toISOString();
+
+export class Controller extends EventEmitter<{ event: [ControllerEvent] }> implements ControllerApi {
+  private readonly server: OpenFlowServer;
+  private readonly runtimes = new Map<string, HostRuntime>();
+  /** Connections whose datapath id names no host (yet). */
+  private readonly orphans = new Set<SwitchConnection>();
+  private readonly log: Logger;
+  private readonly m: ControllerMetrics;
+  private record: TopologyRecord | undefined;
+  private modRevision = 0;
+  private current: Model | null = null;
+  private compiled: CompileResult | undefined;
+  private serial: Promise<unknown> = Promise.resolve();
+  private driftTimer: NodeJS.Timeout | undefined;
+  private readonly startedAt = now();
+  private listenAddress: { port?: number; path?: string } = {};
+  private closed = false;
+
+  private constructor(private readonly opts: ControllerOptions) {
+    super();
+    this.log = opts.logger ?? pino({ level: 'silent' });
+    const echo = opts.echo ?? { intervalMs: 2000, timeoutMs: 6000 };
+    this.server = new OpenFlowServer({ echoIntervalMs: echo.intervalMs, echoTimeoutMs: echo.timeoutMs });
+    this.m = createMetrics(() => this.status());
+  }
+
+  /** Loads the stored topology, listens for switches and starts one runtime per host. */
+  static async start(opts: ControllerOptions): Promise<Controller> {
+    const c = new Controller(opts);
+    try {
+      await c.load();
+      c.server.on('connect', (conn: SwitchConnection) => c.onSwitch(conn));
+      c.server.on('disconnect', (conn: SwitchConnection, reason: Error) => c.onSwitchGone(conn, reason));
+      c.server.on('handshake-error', (e: Error, remote: string) => c.log.warn({ remote, err: e.message }, 'OpenFlow handshake failed'));
+      c.server.on('server-error', (e: Error) => c.log.error({ err: e.message }, 'OpenFlow listener error'));
+      c.listenAddress = await c.server.listen(opts.openflow ?? { host: '0.0.0.0', port: 6653 });
+      c.log.info({ openflow: c.listenAddress, advertise: opts.advertise, generation: c.generation }, 'controller started');
+      if (c.current) c.syncRuntimes(c.current);
+      const every = opts.driftIntervalMs ?? 10_000;
+      if (every > 0) {
+        c.driftTimer = setInterval(() => void c.checkDrift(), every);
+        c.driftTimer.unref();
+      }
+      return c;
+    } catch (err) {
+      await c.close();
+      throw err;
+    }
+  }
+
+  /** The OpenFlow listener's address (port when TCP). */
+  get openflowAddress(): { port?: number; path?: string } {
+    return this.listenAddress;
+  }
+
+  get generation(): number {
+    return this.record?.generation ?? 0;
+  }
+
+  get metrics(): Registry {
+    return this.m.registry;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.driftTimer) clearInterval(this.driftTimer);
+    for (const rt of this.runtimes.values()) rt.close();
+    this.runtimes.clear();
+    await this.server.close();
+  }
+
+  // ------------------------------------------------------------------ ControllerApi
+
+  status(): ControllerStatus {
+    const hosts = [...this.runtimes.values()].map((r) => r.status()).sort((a, b) => (a.name < b.name ? -1 : 1));
+    return { generation: this.generation, hosts, realized: realizedAll(hosts, this.generation), startedAt: this.startedAt };
+  }
+
+  topology(): { generation: number; doc: unknown } {
+    return { generation: this.generation, doc: this.record?.doc ?? null };
+  }
+
+  model(): Model | null {
+    return this.current;
+  }
+
+  endpoints(): EndpointInfo[] {
+    if (!this.current) return [];
+    return this.current.tenants.flatMap((t) => t.endpoints.map((e) => endpointInfo(e, this.runtimes.get(e.host)?.ofport(e.id))));
+  }
+
+  async plan(doc: unknown): Promise<Plan> {
+    const model = this.validate(doc);
+    return this.planModel(model, this.generation + 1);
+  }
+
+  apply(doc: unknown): Promise<ApplyResult> {
+    return this.exclusive(() => this.applyLocked(doc));
+  }
+
+  deleteTenant(name?: string): Promise<ApplyResult> {
+    return this.exclusive(async () => {
+      const doc = this.record?.doc;
+      if (!doc || typeof doc !== 'object') throw new UsageError('no topology applied yet');
+      const d = doc as { tenants?: { name?: unknown }[] };
+      const tenants = d.tenants ?? [];
+      if (name !== undefined && !tenants.some((t) => t.name === name)) throw new UsageError(`no tenant named '${name}'`, { tenant: name });
+      const next = { ...d, tenants: name === undefined ? [] : tenants.filter((t) => t.name !== name) };
+      return this.applyLocked(next);
+    });
+  }
+
+  waitRealized(generation: number, timeoutMs: number): Promise<ControllerStatus> {
+    return new Promise((resolve) => {
+      const check = (): boolean => {
+        const s = this.status();
+        // Hosts still connecting for the first time count as pending; unreachable/error ones are reported, not waited for.
+        const done = s.hosts.every((h) => h.state === 'unreachable' || h.state === 'error' || (h.state === 'ready' && h.realizedGeneration >= generation));
+        if (!done) return false;
+        finish({ ...s, realized: realizedAll(s.hosts, generation) });
+        return true;
+      };
+      const onEvent = () => void check();
+      const timer = setTimeout(() => finish({ ...this.status(), realized: false }), timeoutMs);
+      const finish = (s: ControllerStatus) => {
+        clearTimeout(timer);
+        this.off('event', onEvent);
+        resolve(s);
+      };
+      if (!check()) this.on('event', onEvent);
+    });
+  }
+
+  /** Runs a drift check on every ready host now (the timer does this every driftIntervalMs). */
+  async checkDrift(): Promise<void> {
+    await Promise.all([...this.runtimes.values()].map((r) => r.checkDrift()));
+  }
+
+  /** Flow/group mods each host's runtime has sent since this controller started. */
+  messagesSent(): Record<string, number> {
+    return Object.fromEntries([...this.runtimes].map(([h, r]) => [h, r.messagesSent]));
+  }
+
+  // ------------------------------------------------------------------ topology
+
+  private validate(doc: unknown): Model {
+    const v = validate(doc, this.record ? { previous: this.record.alloc } : {});
+    if (!v.ok) {
+      this.m.applies.inc({ result: 'invalid' });
+      throw new TopologyError(v.errors);
+    }
+    return v.model;
+  }
+
+  private async applyLocked(doc: unknown): Promise<ApplyResult> {
+    const model = this.validate(doc);
+    if (this.record && JSON.stringify(doc) === JSON.stringify(this.record.doc)) {
+      this.m.applies.inc({ result: 'unchanged' });
+      return { generation: this.generation, plan: await this.planModel(model, this.generation), changed: false };
+    }
+    const generation = this.generation + 1;
+    const plan = await this.planModel(model, generation);
+    const record: TopologyRecord = { generation, doc, alloc: model.alloc };
+    const key = this.opts.key ?? TOPOLOGY_KEY;
+    const r = await this.opts.store.txn({
+      compare: [{ key, target: 'modRevision', op: '=', value: this.modRevision }],
+      success: [{ type: 'put', key, value: JSON.stringify(record) }],
+    });
+    if (!r.succeeded) throw new ConflictError('the stored topology changed under this controller (another writer?); reload and retry', { key });
+    this.modRevision = r.revision;
+    this.record = record;
+    this.m.applies.inc({ result: 'changed' });
+    this.log.info({ generation, plan: plan.hosts.map((h) => `${h.host}: ${h.summary}`) }, 'topology stored');
+    this.setModel(model);
+    this.event({ type: 'topology', generation, at: now() });
+    return { generation, plan, changed: true };
+  }
+
+  private async load(): Promise<void> {
+    const kv = await this.opts.store.get(this.opts.key ?? TOPOLOGY_KEY);
+    if (!kv) return;
+    const rec = JSON.parse(kv.value) as TopologyRecord;
+    const v = validate(rec.doc, { previous: rec.alloc });
+    if (!v.ok) throw new TopologyError(v.errors);
+    this.record = rec;
+    this.modRevision = kv.modRevision;
+    this.current = v.model;
+  }
+
+  private setModel(model: Model): void {
+    this.current = model;
+    this.compiled = undefined;
+    this.syncRuntimes(model);
+  }
+
+  /** One runtime per host of the model: new hosts start, removed ones stop (their flows stay), the rest update. */
+  private syncRuntimes(model: Model): void {
+    if (this.closed) return;
+    const peers = tunnelPeers(model);
+    const byName = new Map(model.hosts.map((h) => [h.name, h]));
+    for (const [name, rt] of this.runtimes) {
+      const h = byName.get(name);
+      if (!h || h.ovsdb !== rt.target) {
+        rt.close();
+        this.runtimes.delete(name);
+      }
+    }
+    for (const h of model.hosts) {
+      const p = (peers.get(h.name) ?? []).map((n) => ({ name: n, remoteIp: byName.get(n)!.underlayIp }));
+      const rt = this.runtimes.get(h.name);
+      if (rt) {
+        rt.update(h, p);
+        continue;
+      }
+      const fresh = new HostRuntime(h, p, {
+        bridge: this.opts.bridge ?? 'br-int',
+        advertise: this.opts.advertise,
+        logger: this.log,
+        ovsdb: this.opts.ovsdb ?? {},
+        retryMs: this.opts.retryMs ?? 2000,
+        openflowWaitMs: 20_000,
+        desired: (host) => this.desiredFor(host),
+        placementChanged: () => (this.compiled = undefined),
+        event: (e) => this.event(e),
+        reconciled: (host, r, kind) => {
+          this.m.reconcileSeconds.observe({ host, kind }, r.ms / 1000);
+          if (r.messages) this.m.messages.inc({ host }, r.messages);
+          if (kind === 'drift' && r.messages) this.m.driftRepairs.inc({ host });
+        },
+      });
+      this.runtimes.set(h.name, fresh);
+      fresh.start();
+      for (const conn of this.orphans) {
+        if (conn.dpidHex === fresh.dpid) {
+          this.orphans.delete(conn);
+          fresh.attach(conn);
+        }
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ compile
+
+  private placement(): Placement {
+    const hosts: Placement['hosts'] = {};
+    for (const [name, rt] of this.runtimes) hosts[name] = rt.placementOf();
+    return { hosts };
+  }
+
+  private compileCurrent(): CompileResult | undefined {
+    if (!this.current) return undefined;
+    this.compiled ??= compile(this.current, this.placement());
+    return this.compiled;
+  }
+
+  private desiredFor(host: string): { generation: number; state: DesiredState } {
+    const r = this.compileCurrent();
+    if (!r) return { generation: this.generation, state: { flows: [], groups: [] } };
+    const h = r.host(host);
+    return { generation: this.generation, state: { flows: h.flows, groups: h.groups } };
+  }
+
+  private async planModel(model: Model, generation: number): Promise<Plan> {
+    const result = compile(model, this.placement());
+    const hosts = await Promise.all(
+      model.hosts.map(async (h) => {
+        const desired = result.host(h.name);
+        const rt = this.runtimes.get(h.name);
+        const state = { flows: desired.flows, groups: desired.groups };
+        if (rt) return rt.plan(state);
+        return new HostRuntime(h, [], NO_DEPS).plan(state); // a new host: planned against an empty switch
+      }),
+    );
+    return { generation, hosts };
+  }
+
+  // ------------------------------------------------------------------ switches
+
+  private onSwitch(conn: SwitchConnection): void {
+    for (const rt of this.runtimes.values()) {
+      if (rt.dpid === conn.dpidHex) {
+        rt.attach(conn);
+        return;
+      }
+    }
+    this.log.warn({ dpid: conn.dpidHex, remote: conn.remote }, 'a switch with an unknown datapath id connected; kept until a host claims it');
+    this.orphans.add(conn);
+  }
+
+  private onSwitchGone(conn: SwitchConnection, reason: Error): void {
+    this.orphans.delete(conn);
+    for (const rt of this.runtimes.values()) rt.detach(conn, reason);
+  }
+
+  private event(e: ControllerEvent): void {
+    this.emit('event', e);
+  }
+
+  /** Serializes applies and deletes (one CAS writer at a time in this process). */
+  private exclusive<T>(f: () => Promise<T>): Promise<T> {
+    const run = this.serial.then(f, f);
+    this.serial = run.catch(() => undefined);
+    return run;
+  }
+}
+
+function realizedAll(hosts: HostStatus[], generation: number): boolean {
+  return hosts.every((h) => h.state !== 'ready' || h.realizedGeneration >= generation);
+}
+
+/** Dependencies of a throwaway runtime used only to plan against an empty switch. */
+const NO_DEPS = {
+  bridge: 'br-int',
+  advertise: [],
+  logger: pino({ level: 'silent' }),
+  ovsdb: {},
+  retryMs: 0,
+  openflowWaitMs: 0,
+  desired: () => ({ generation: 0, state: { flows: [], groups: [] } }),
+  placementChanged: () => undefined,
+  event: () => undefined,
+  reconciled: () => undefined,
+};

@@ -1,0 +1,413 @@
+/**
+ * HostRuntime: the controller's view of one host. It keeps the OVSDB side right
+ * (br-int with our controller target and fixed datapath id, tunnels to exactly
+ * the peers the topology needs), learns the placement (container port bindings
+ * and tunnel ofports), takes the host's OpenFlow connection, and reconciles the
+ * switch to the compiled desired state: one reconcile at a time, coalescing (the
+ * latest desired state wins).
+ *
+ * Hitless restart rule: nothing is reconciled before the OVSDB replica is loaded,
+ * the bridge and tunnels are ensured and every tunnel has its ofport. Compiling
+ * before that would leave out ports and tunnels and delete live flows.
+ */
+import type { Logger } from 'pino';
+import type { Host } from '../model/index.js';
+import { cookieGeneration, type HostPlacement } from '../pipeline/index.js';
+import type { SwitchConnection } from '../openflow/index.js';
+import { SwitchReconciler, diffState, summarize, type ActualState, type DesiredState, type ReconcileResult } from '../reconcile/index.js';
+import { HostSwitch, PEER_KEY, findBridge, type HostSwitchOptions } from '../vswitch/index.js';
+import type { Row } from '../ovsdb/index.js';
+import { datapathIdOf, driftLines, hostPlanOf } from './pure.js';
+import type { ControllerEvent, HostPlan, HostState, HostStatus } from './types.js';
+
+export interface HostRuntimeDeps {
+  bridge: string;
+  /** Controller targets written into the bridge. */
+  advertise: readonly string[];
+  logger: Logger;
+  ovsdb: HostSwitchOptions;
+  /** Delay before retrying a failed reconcile or setup. */
+  retryMs: number;
+  /** A switch that has not connected this long after setup is reported unreachable. */
+  openflowWaitMs: number;
+  /** The desired state of `host` under the current model and placement. */
+  desired(host: string): { generation: number; state: DesiredState };
+  /** Bindings or tunnel ofports of `host` changed: its desired state must be recompiled. */
+  placementChanged(host: string): void;
+  event(e: ControllerEvent): void;
+  /** After each reconcile (for metrics). */
+  reconciled(host: string, r: ReconcileResult, kind: 'apply' | 'drift'): void;
+}
+
+const arr = (v: unknown): unknown[] => (Array.isArray(v) ? v : v === null || v === undefined ? [] : [v]);
+const msg = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+const EMPTY: ActualState = { flows: [], groups: [] };
+
+export class HostRuntime {
+  readonly dpid: string;
+  private sw: HostSwitch | undefined;
+  private conn: SwitchConnection | undefined;
+  private reconciler: SwitchReconciler | undefined;
+  private ovsdbUp = false;
+  private ovsdbEverUp = false;
+  private ovsdbFailed = false;
+  private openflowEverUp = false;
+  /** The switch has not connected within openflowWaitMs of setup. */
+  private openflowLate = false;
+  private configured = false;
+  private tunnelsReady = false;
+  private placement: HostPlacement = { ports: {}, tunnels: {} };
+  private placementKey = '';
+  private busy = false;
+  private pending = false;
+  private setupRunning = false;
+  private setupAgain = false;
+  private closed = false;
+  private applyError: string | undefined;
+  private lastError: string | undefined;
+  private state: HostState = 'connecting';
+  private since = new Date().toISOString();
+  private realized = 0;
+  private flows = 0;
+  private groups = 0;
+  private connectAttempt = 0;
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private changeScheduled = false;
+  private openflowTimer: NodeJS.Timeout | undefined;
+  /** Flow/group mods this runtime has sent (tests: a restarted controller sends none). */
+  messagesSent = 0;
+
+  constructor(
+    private host: Host,
+    private peers: { name: string; remoteIp: string }[],
+    private readonly deps: HostRuntimeDeps,
+  ) {
+    this.dpid = datapathIdOf(host.name);
+  }
+
+  get name(): string {
+    return this.host.name;
+  }
+  get target(): string {
+    return this.host.ovsdb;
+  }
+
+  start(): void {
+    void this.connectOvsdb();
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+    if (this.openflowTimer) clearTimeout(this.openflowTimer);
+    this.sw?.close();
+    this.sw = undefined;
+  }
+
+  /** The model changed: new host fields or tunnel peers. */
+  update(host: Host, peers: { name: string; remoteIp: string }[]): void {
+    const same = JSON.stringify([this.host.datapathType, this.host.underlayIp, this.peers]) === JSON.stringify([host.datapathType, host.underlayIp, peers]);
+    this.host = host;
+    this.peers = peers;
+    if (!same) {
+      this.tunnelsReady = this.computeTunnelsReady();
+      void this.setup();
+    }
+    this.kick();
+  }
+
+  placementOf(): HostPlacement {
+    return this.placement;
+  }
+
+  ofport(ifaceId: string): number | undefined {
+    return this.placement.ports[ifaceId];
+  }
+
+  status(): HostStatus {
+    return {
+      name: this.host.name,
+      state: this.state,
+      ovsdb: this.ovsdbUp,
+      openflow: this.conn !== undefined,
+      ...(this.conn ? { datapathId: this.conn.dpidHex } : {}),
+      realizedGeneration: this.realized,
+      flows: this.flows,
+      groups: this.groups,
+      bindings: Object.keys(this.placement.ports).length,
+      ...(this.lastError ? { lastError: this.lastError } : {}),
+      since: this.since,
+    };
+  }
+
+  /** What reconciling `desired` would change (against the switch's tracked state, or empty when not connected). */
+  async plan(desired: DesiredState): Promise<HostPlan> {
+    const rec = this.reconciler;
+    if (rec && this.state === 'ready') {
+      const d = await rec.plan(desired);
+      return hostPlanOf(this.name, d, summarize(d), true);
+    }
+    const d = diffState(desired, EMPTY);
+    return hostPlanOf(this.name, d, summarize(d), false);
+  }
+
+  // ------------------------------------------------------------------ OpenFlow
+
+  attach(conn: SwitchConnection): void {
+    if (this.closed) return;
+    this.deps.logger.info({ host: this.name, dpid: conn.dpidHex, remote: conn.remote }, 'switch connected');
+    this.conn = conn;
+    // A fresh reconciler reads the switch once: after a controller restart it adopts
+    // what is there; after a vswitchd restart it finds it empty and installs everything.
+    this.reconciler = new SwitchReconciler(conn, { isOurs: (c) => cookieGeneration(c) !== 0, foreign: 'remove' });
+    this.openflowEverUp = true;
+    this.applyError = undefined;
+    if (this.openflowTimer) clearTimeout(this.openflowTimer);
+    this.refreshState();
+    this.kick();
+  }
+
+  detach(conn: SwitchConnection, reason?: Error): void {
+    if (conn !== this.conn) return;
+    this.deps.logger.warn({ host: this.name, reason: reason?.message }, 'switch disconnected');
+    this.conn = undefined;
+    this.reconciler = undefined;
+    this.lastError = `OpenFlow connection lost${reason ? `: ${reason.message}` : ''}`;
+    this.refreshState();
+  }
+
+  // ------------------------------------------------------------------ OVSDB
+
+  private async connectOvsdb(): Promise<void> {
+    if (this.closed) return;
+    if (!this.sw) {
+      const sw = new HostSwitch(this.host.ovsdb, { connectTimeoutMs: 3000, reconnect: { initialDelayMs: 200, maxDelayMs: 5000 }, ...this.deps.ovsdb });
+      this.sw = sw;
+      sw.replica.on('sync', () => this.onOvsdbUp());
+      sw.replica.on('disconnected', (err) => {
+        this.ovsdbUp = false;
+        this.lastError = `OVSDB ${this.host.ovsdb} lost${err ? `: ${err.message}` : ''}`;
+        this.refreshState();
+      });
+      sw.replica.on('reconnect-failed', (err) => {
+        this.lastError = `OVSDB ${this.host.ovsdb}: ${err.message}`;
+        this.refreshState();
+      });
+      sw.replica.on('change', () => this.onOvsdbChange());
+    }
+    try {
+      await this.sw.replica.start(); // 'sync' fires on success
+    } catch (err) {
+      if (this.closed) return;
+      this.ovsdbFailed = true;
+      this.lastError = `OVSDB ${this.host.ovsdb}: ${msg(err)}`;
+      this.deps.logger.warn({ host: this.name, err: msg(err) }, 'OVSDB connect failed');
+      this.refreshState();
+      const delay = Math.min(10_000, 500 * 2 ** this.connectAttempt++);
+      this.later(delay, () => void this.connectOvsdb());
+    }
+  }
+
+  private onOvsdbUp(): void {
+    if (this.closed) return;
+    this.ovsdbUp = true;
+    this.ovsdbEverUp = true;
+    this.connectAttempt = 0;
+    this.deps.logger.info({ host: this.name, target: this.host.ovsdb }, 'OVSDB synced');
+    void this.setup();
+  }
+
+  /** Replica changed (ports added, ofports assigned, someone edited the bridge): re-ensure and re-read placement, once per tick. */
+  private onOvsdbChange(): void {
+    if (this.changeScheduled || !this.configured) return;
+    this.changeScheduled = true;
+    setImmediate(() => {
+      this.changeScheduled = false;
+      if (this.closed || !this.ovsdbUp) return;
+      void this.setup();
+    });
+  }
+
+  /** ensureBridge + ensureTunnels (each sends nothing when the switch matches), then placement. Serialized. */
+  private async setup(): Promise<void> {
+    const sw = this.sw;
+    if (!sw || !this.ovsdbUp || this.closed) return;
+    if (this.setupRunning) {
+      this.setupAgain = true;
+      return;
+    }
+    this.setupRunning = true;
+    try {
+      do {
+        this.setupAgain = false;
+        const b = await sw.ensureBridge({ name: this.deps.bridge, datapathType: this.host.datapathType, controllers: this.deps.advertise, datapathId: this.dpid });
+        const t = await sw.ensureTunnels({ bridge: this.deps.bridge, localIp: this.host.underlayIp, peers: this.peers });
+        if (b.changed || t.changed) this.deps.logger.info({ host: this.name, bridgeChanged: b.changed, tunnels: { added: t.added, removed: t.removed, updated: t.updated } }, 'switch configured');
+        if (!this.configured) {
+          this.configured = true;
+          if (!this.conn) this.armOpenflowTimer();
+        }
+        this.refreshPlacement();
+      } while (this.setupAgain && !this.closed);
+      if (this.lastError?.startsWith('setup')) this.lastError = undefined;
+    } catch (err) {
+      if (this.closed) return;
+      this.lastError = `setup: ${msg(err)}`;
+      this.deps.logger.warn({ host: this.name, err: msg(err) }, 'switch setup failed');
+      this.later(this.deps.retryMs, () => void this.setup());
+    } finally {
+      this.setupRunning = false;
+      this.refreshState();
+    }
+  }
+
+  private armOpenflowTimer(): void {
+    if (this.openflowTimer) clearTimeout(this.openflowTimer);
+    this.openflowTimer = setTimeout(() => {
+      if (this.conn || this.closed) return;
+      this.openflowLate = true;
+      this.lastError = `switch did not connect to ${this.deps.advertise.join(', ')} within ${this.deps.openflowWaitMs} ms`;
+      this.refreshState();
+    }, this.deps.openflowWaitMs);
+    this.openflowTimer.unref();
+  }
+
+  /** Tunnel ofports (our tunnel ports, by peer) and bindings (iface-id -> ofport), from the replica. */
+  private refreshPlacement(): void {
+    const sw = this.sw;
+    if (!sw) return;
+    const tunnels: Record<string, number> = {};
+    const found = findBridge(sw.replica, this.deps.bridge);
+    if (found) {
+      const ports = sw.replica.rows('Port');
+      const ifaces = sw.replica.rows('Interface');
+      for (const pu of arr(found[1].ports) as string[]) {
+        const port = ports.get(pu);
+        const ext = port?.external_ids as Record<string, unknown> | undefined;
+        const peer = ext?.[PEER_KEY];
+        if (typeof peer !== 'string') continue;
+        const iface: Row | undefined = ifaces.get(arr(port!.interfaces)[0] as string);
+        const of = iface?.ofport;
+        if (typeof of === 'number' && of > 0) tunnels[peer] = of;
+      }
+    }
+    const ports: Record<string, number> = {};
+    for (const b of sw.listBindings()) if (b.ofport !== null && b.ofport > 0) ports[b.ifaceId] = b.ofport;
+    const key = JSON.stringify([tunnels, ports]);
+    const before = this.placement;
+    this.placement = { ports, tunnels };
+    this.tunnelsReady = this.computeTunnelsReady();
+    if (key !== this.placementKey) {
+      this.placementKey = key;
+      for (const id of new Set([...Object.keys(before.ports), ...Object.keys(ports)])) {
+        if (before.ports[id] !== ports[id]) this.deps.event({ type: 'binding', host: this.name, ifaceId: id, ofport: ports[id] ?? null, at: new Date().toISOString() });
+      }
+      this.deps.placementChanged(this.name);
+    }
+    this.kick();
+  }
+
+  private computeTunnelsReady(): boolean {
+    return this.peers.every((p) => this.placement.tunnels[p.name] !== undefined);
+  }
+
+  // ------------------------------------------------------------------ reconcile
+
+  private canReconcile(): boolean {
+    return !this.closed && this.ovsdbUp && this.configured && this.tunnelsReady && this.reconciler !== undefined;
+  }
+
+  /** Asks for a reconcile with the latest desired state (coalesced with one in flight). */
+  kick(): void {
+    this.pending = true;
+    if (!this.busy && this.canReconcile()) void this.loop();
+  }
+
+  private async loop(): Promise<void> {
+    this.busy = true;
+    try {
+      while (this.pending && this.canReconcile()) {
+        this.pending = false;
+        const rec = this.reconciler!;
+        const d = this.deps.desired(this.name);
+        try {
+          const r = await rec.reconcile(d.state);
+          if (rec !== this.reconciler) continue;
+          this.messagesSent += r.messages;
+          this.flows = d.state.flows.length;
+          this.groups = d.state.groups.length;
+          this.applyError = undefined;
+          if (this.lastError && this.conn) this.lastError = undefined;
+          const advanced = d.generation !== this.realized;
+          this.realized = d.generation;
+          this.deps.reconciled(this.name, r, 'apply');
+          this.refreshState();
+          if (r.messages || advanced) {
+            this.deps.logger.info({ host: this.name, generation: d.generation, summary: r.summary, ms: Math.round(r.ms) }, 'realized');
+            this.deps.event({ type: 'realized', host: this.name, generation: d.generation, summary: r.summary, ms: r.ms, at: new Date().toISOString() });
+          }
+        } catch (err) {
+          if (rec !== this.reconciler) continue; // the connection went away meanwhile; attach() starts over
+          this.applyError = msg(err);
+          this.lastError = `reconcile: ${msg(err)}`;
+          this.deps.logger.error({ host: this.name, err: msg(err) }, 'reconcile failed');
+          this.deps.event({ type: 'error', host: this.name, message: this.lastError, at: new Date().toISOString() });
+          this.refreshState();
+          this.later(this.deps.retryMs, () => this.kick());
+          break;
+        }
+      }
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /** Re-reads the switch and restores anything changed by hand. Skipped while not ready or busy. */
+  async checkDrift(): Promise<ReconcileResult | undefined> {
+    if (this.busy || !this.canReconcile() || this.state !== 'ready') return undefined;
+    this.busy = true;
+    const rec = this.reconciler!;
+    try {
+      const d = this.deps.desired(this.name);
+      const r = await rec.checkDrift(d.state);
+      this.messagesSent += r.messages;
+      this.deps.reconciled(this.name, r, 'drift');
+      if (r.messages) {
+        this.deps.logger.warn({ host: this.name, summary: r.summary }, 'drift repaired');
+        this.deps.event({ type: 'drift', host: this.name, summary: r.summary, flows: driftLines(r.diff), at: new Date().toISOString() });
+      }
+      return r;
+    } catch (err) {
+      this.deps.logger.warn({ host: this.name, err: msg(err) }, 'drift check failed');
+      return undefined;
+    } finally {
+      this.busy = false;
+      if (this.pending) this.kick();
+    }
+  }
+
+  // ------------------------------------------------------------------ state
+
+  private refreshState(): void {
+    let next: HostState;
+    if (!this.ovsdbUp) next = this.ovsdbEverUp || this.ovsdbFailed ? 'unreachable' : 'connecting';
+    else if (!this.conn) next = this.openflowEverUp || this.openflowLate ? 'unreachable' : 'connecting';
+    else if (this.applyError) next = 'error';
+    else if (!this.configured) next = 'connecting';
+    else next = 'ready';
+    if (next === this.state) return;
+    this.state = next;
+    this.since = new Date().toISOString();
+    this.deps.event({ type: 'host', host: this.status(), at: this.since });
+  }
+
+  private later(ms: number, f: () => void): void {
+    const t = setTimeout(() => {
+      this.timers.delete(t);
+      if (!this.closed) f();
+    }, ms);
+    t.unref();
+    this.timers.add(t);
+  }
+}

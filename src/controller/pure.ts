@@ -1,0 +1,88 @@
+/**
+ * Pure helpers of the controller: which hosts need tunnels to each other, the
+ * datapath id a host's br-int gets, and turning a reconciler diff into a plan.
+ */
+import { formatFlow, formatGroup } from '../openflow/index.js';
+import { fnv32, formatIp4, formatIp6 } from '../ipam/index.js';
+import type { Diff } from '../reconcile/index.js';
+import type { Endpoint, Model } from '../model/index.js';
+import type { EndpointInfo, HostPlan } from './types.js';
+
+/** Prefix of every datapath id Tenet assigns; the low 32 bits are the pipeline's host key fnv32(`host:NAME`) (unique: validation rejects collisions). */
+const DPID_PREFIX = '00007e7e';
+
+/** The fixed datapath id of a host's integration bridge (16 hex digits). */
+export function datapathIdOf(host: string): string {
+  return DPID_PREFIX + fnv32(`host:${host}`).toString(16).padStart(8, '0');
+}
+
+/**
+ * Per host, the peers it needs a tunnel to: hosts sharing a network with it, and
+ * for a tenant's router, every host with an endpoint in one of its routed networks
+ * (a routed packet leaves the source host for the destination's host directly).
+ * Symmetric; sorted by name.
+ */
+export function tunnelPeers(model: Model): Map<string, string[]> {
+  const peers = new Map<string, Set<string>>(model.hosts.map((h) => [h.name, new Set<string>()]));
+  const join = (group: Set<string>) => {
+    for (const a of group) for (const b of group) if (a !== b) peers.get(a)?.add(b);
+  };
+  for (const t of model.tenants) {
+    const routed = new Set<string>();
+    for (const n of t.networks) {
+      const hosts = new Set(n.endpoints.map((e) => e.host));
+      join(hosts);
+      if (n.routed) for (const h of hosts) routed.add(h);
+    }
+    join(routed);
+  }
+  return new Map([...peers].map(([h, s]) => [h, [...s].sort()]));
+}
+
+/** A diff as the plan of one host: flows in ovs-ofctl syntax; hitless unless something existing is removed or replaced. */
+export function hostPlanOf(host: string, diff: Diff, summary: string, reachable: boolean): HostPlan {
+  return {
+    host,
+    hitless: diff.removeFlows.length === 0 && diff.changeFlows.length === 0 && diff.changeGroups.length === 0 && diff.removeGroups.length === 0,
+    add: diff.addFlows.map((f) => formatFlow(f)),
+    modify: diff.changeFlows.map((c) => formatFlow(c.desired)),
+    delete: diff.removeFlows.map((f) => formatFlow(f)),
+    groups: {
+      add: diff.addGroups.map((g) => formatGroup(g)),
+      modify: diff.changeGroups.map((g) => formatGroup(g)),
+      delete: diff.removeGroups.map((g) => formatGroup(g)),
+    },
+    summary,
+    reachable,
+  };
+}
+
+/** Lines for a drift event: `+ flow` restored (re-added or replaced), `- flow` removed, same for groups. */
+export function driftLines(diff: Diff): string[] {
+  return [
+    ...diff.addFlows.map((f) => `+ ${formatFlow(f)}`),
+    ...diff.changeFlows.map((c) => `+ ${formatFlow(c.desired)}`),
+    ...diff.removeFlows.map((f) => `- ${formatFlow(f)}`),
+    ...diff.addGroups.map((g) => `+ ${formatGroup(g)}`),
+    ...diff.changeGroups.map((g) => `+ ${formatGroup(g)}`),
+    ...diff.removeGroups.map((g) => `- ${formatGroup(g)}`),
+  ];
+}
+
+/** An endpoint as the API shows it (the ofport comes from its host's bindings). */
+export function endpointInfo(e: Endpoint, ofport: number | undefined): EndpointInfo {
+  const n = e.network;
+  return {
+    id: e.id,
+    tenant: e.tenant,
+    name: e.name,
+    network: n.name,
+    host: e.host,
+    ...(e.ip !== undefined && n.v4 ? { ip: `${formatIp4(e.ip)}/${n.v4.len}` } : {}),
+    ...(e.ip6 !== undefined && n.v6 ? { ip6: `${formatIp6(e.ip6)}/${n.v6.len}` } : {}),
+    mac: e.mac,
+    ...(n.v4 ? { gateway: formatIp4(n.v4.gateway) } : {}),
+    labels: { ...e.labels },
+    ...(ofport !== undefined ? { ofport } : {}),
+  };
+}
