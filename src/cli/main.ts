@@ -19,6 +19,7 @@ const groups: Array<{ commands: string[]; load: () => Promise<CommandGroup> }> =
   { commands: ['services', 'registry'], load: () => import('./services.js') },
   { commands: ['validate', 'compile', 'trace'], load: () => import('./topology.js') },
   { commands: ['apply', 'plan', 'get', 'delete', 'status'], load: () => import('./client.js') },
+  { commands: ['controller'], load: () => import('./controller.js') },
 ];
 
 /** The program with the groups `argv` needs (all of them for help or an unknown command). */
