@@ -18,20 +18,18 @@ export class FakeController extends EventEmitter<{ event: [ControllerEvent] }> i
   readonly startedAt = new Date().toISOString();
   /** Calls seen, for assertions ("nothing applied after a 400"). */
   readonly calls: string[] = [];
+  /**
+   * Hosts whose switches "realize" every apply at once (a `realized` event each);
+   * every other host stays unreachable.
+   */
+  readonly reachable = new Set<string>();
 
   status(): ControllerStatus {
-    const hosts = (this.current?.hosts ?? []).map((h) => ({
-      name: h.name,
-      state: 'unreachable' as const,
-      ovsdb: false,
-      openflow: false,
-      realizedGeneration: 0,
-      flows: 0,
-      groups: 0,
-      bindings: 0,
-      lastError: `cannot connect to ${h.ovsdb}`,
-      since: this.startedAt,
-    }));
+    const hosts = (this.current?.hosts ?? []).map((h) =>
+      this.reachable.has(h.name)
+        ? { name: h.name, state: 'ready' as const, ovsdb: true, openflow: true, datapathId: '00000000000000a1', realizedGeneration: this.generation, flows: 10, groups: 0, bindings: 2, since: this.startedAt }
+        : { name: h.name, state: 'unreachable' as const, ovsdb: false, openflow: false, realizedGeneration: 0, flows: 0, groups: 0, bindings: 0, lastError: `cannot connect to ${h.ovsdb}`, since: this.startedAt },
+    );
     return { generation: this.generation, hosts, realized: true, startedAt: this.startedAt };
   }
   topology(): { generation: number; doc: unknown } {
@@ -77,6 +75,9 @@ export class FakeController extends EventEmitter<{ event: [ControllerEvent] }> i
     this.doc = doc;
     this.generation++;
     this.emit('event', { type: 'topology', generation: this.generation, at: new Date().toISOString() });
+    for (const h of model.hosts) {
+      if (this.reachable.has(h.name)) this.emit('event', { type: 'realized', host: h.name, generation: this.generation, summary: '+1 flows', ms: 3, at: new Date().toISOString() });
+    }
     return { generation: this.generation, plan, changed: true };
   }
   async deleteTenant(name?: string): Promise<ApplyResult> {
