@@ -114,7 +114,9 @@ export const Unit = z.strictObject({
     .describe('unit name; "web@1..3" expands to web@1, web@2, web@3'),
   tenant: RefName,
   network: RefName.describe('network of the tenant the unit\'s container joins'),
-  command: z.union([z.string().min(1), z.array(z.string()).min(1)]).describe('argv (array) or a shell command line (string); "%i" is the template instance'),
+  command: z
+    .union([z.string().min(1), z.array(z.string()).min(1)], { error: (iss) => (iss.input === undefined ? 'is required' : 'must be a command line (string) or an argv array (at least one string)') })
+    .describe('argv (array) or a shell command line (string); "%i" is the template instance'),
   image: z.string().min(1).optional().describe('image, for runtimes that have images'),
   replicas: z.number().int().min(1).max(100_000).optional().describe('instances of the unit (default 1); replicas spread over hosts where they can'),
   global: z.boolean().optional().describe('one instance on every eligible host'),
