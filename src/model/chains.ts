@@ -195,7 +195,8 @@ export function resolveChains(
       failMode: cd.failMode,
       key: chainKey(`${td.name}/${cd.name}`),
     };
-    const selected = tenantEps.filter((e) => selects(cd.to, e));
+    // {} (everything) means everything on the chain's network; named ones must be on it
+    const selected = tenantEps.filter((e) => selects(cd.to, e) && (!isAnySelector(cd.to) || e.network === network));
     if (!selected.length) bad(`${cp}/to`, 'selects no endpoint');
     for (const e of selected) {
       if (where.has(e)) bad(where.get(e)!, `instance "${e.name}" is also a destination of the chain (/to): a loop`);
@@ -244,7 +245,8 @@ export function checkChainKeys(tenants: Tenant[], errors: ValidationIssue[]): vo
   for (const t of tenants)
     for (const c of t.chains) {
       const o = seen.get(c.key);
-      if (o) errors.push({ path: paths.get(c) ?? '', message: `chain key (hash of the id) collides with chain ${o.id} (${paths.get(o)}); rename the chain` });
-      else seen.set(c.key, c);
+      // the same id twice is a duplicate name, reported as such
+      if (o && o.id !== c.id) errors.push({ path: paths.get(c) ?? '', message: `chain key (hash of the id) collides with chain ${o.id} (${paths.get(o)}); rename the chain` });
+      else if (!o) seen.set(c.key, c);
     }
 }

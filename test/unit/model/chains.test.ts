@@ -1,0 +1,98 @@
+import t from 'tap';
+import { validate, type ValidationIssue } from '../../../src/model/index.js';
+
+const hosts = [
+  { name: 'h1', underlayIp: '192.0.2.1', ovsdb: 'unix:/x' },
+  { name: 'h2', underlayIp: '192.0.2.2', ovsdb: 'unix:/x' },
+];
+function doc(chains: unknown[], extra: Record<string, unknown> = {}, endpoints?: unknown[]): unknown {
+  return {
+    hosts,
+    tenants: [
+      {
+        name: 'acme',
+        networks: [
+          { name: 'net', subnet: '10.1.0.0/24' },
+          { name: 'other', subnet: '10.2.0.0/24' },
+        ],
+        endpoints: endpoints ?? [
+          { name: 'client', network: 'net', host: 'h1' },
+          { name: 'server', network: 'net', host: 'h1' },
+          { name: 'fw', network: 'net', host: 'h2' },
+          { name: 'fw-b', network: 'net', host: 'h2' },
+          { name: 'ids', network: 'net', host: 'h2', labels: { service: 'ids' } },
+          { name: 'far', network: 'other', host: 'h2' },
+        ],
+        chains,
+        ...extra,
+      },
+      { name: 'beta', networks: [{ name: 'net', subnet: '10.1.0.0/24' }], endpoints: [{ name: 'vpn', network: 'net', host: 'h1', labels: { service: 'vpn' } }] },
+    ],
+  };
+}
+const base = { name: 'web', from: { endpoints: ['client'] }, to: { endpoints: ['server'] }, protocol: 'tcp', ports: [80], hops: [{ instances: ['fw'] }, { service: 'ids' }] };
+const errs = (d: unknown): ValidationIssue[] => {
+  const r = validate(d);
+  return r.ok ? [] : r.errors;
+};
+
+t.test('a valid chain resolves: instances, service hop, defaults', async (t) => {
+  const r = validate(doc([{ ...base, hops: [{ instances: ['fw', { endpoint: 'fw-b', weight: 3 }] }, { service: 'ids' }] }]));
+  t.ok(r.ok, JSON.stringify(!r.ok && r.errors));
+  if (!r.ok) return;
+  const c = r.model.tenants[0]!.chains[0]!;
+  t.equal(c.id, 'acme/web');
+  t.equal(c.network.name, 'net');
+  t.same(c.hops[0]!.instances.map((i) => [i.ingress.name, i.egress.name, i.weight]), [['fw', 'fw', 1], ['fw-b', 'fw-b', 3]]);
+  t.same(c.hops[1]!.instances.map((i) => i.ingress.name), ['ids']);
+  t.equal(c.hops[1]!.service, 'ids');
+  t.equal(c.symmetric, false);
+  t.equal(c.failMode, 'closed');
+  t.same(c.ports, [[80, 80]]);
+  const pair = validate(doc([{ ...base, hops: [{ instances: [{ ingress: 'fw', egress: 'fw-b' }] }] }]));
+  t.ok(pair.ok, 'an ingress/egress pair');
+  if (pair.ok) t.same(pair.model.tenants[0]!.chains[0]!.hops[0]!.instances.map((i) => [i.ingress.name, i.egress.name]), [['fw', 'fw-b']]);
+});
+
+t.test('unknown hops and instances, with their paths', async (t) => {
+  t.same(errs(doc([{ ...base, hops: [{ instances: ['nope'] }] }])), [{ path: '/tenants/0/chains/0/hops/0/instances/0', message: 'unknown endpoint "nope" in tenant "acme"' }]);
+  t.same(errs(doc([{ ...base, hops: [{ service: 'dpi' }] }])), [{ path: '/tenants/0/chains/0/hops/0/service', message: 'unknown service "dpi": no endpoint of tenant "acme" has the label service=dpi' }]);
+  t.same(errs(doc([{ ...base, hops: [{}] }])), [{ path: '/tenants/0/chains/0/hops/0', message: 'a hop needs either "instances" or "service"' }]);
+  t.same(errs(doc([{ ...base, hops: [{ instances: ['fw'], service: 'ids' }] }])), [{ path: '/tenants/0/chains/0/hops/0', message: 'a hop needs either "instances" or "service"' }]);
+  t.same(errs(doc([{ ...base, hops: [{ instances: [{ ingress: 'fw' }] }] }])), [{ path: '/tenants/0/chains/0/hops/0/instances/0', message: 'an instance needs "endpoint", or both "ingress" and "egress"' }]);
+  t.same(errs(doc([{ ...base, hops: [{ instances: [{ endpoint: 'fw', egress: 'fw-b' }] }] }])), [{ path: '/tenants/0/chains/0/hops/0/instances/0', message: 'give "endpoint" or an "ingress"/"egress" pair, not both' }]);
+  t.same(errs(doc([{ ...base, to: { endpoints: ['ghost'] } }])).map((e) => e.path), ['/tenants/0/chains/0/to/endpoints/0']);
+  t.same(errs(doc([{ ...base, hops: [] }])).map((e) => e.path), ['/tenants/0/chains/0/hops'], 'structural: at least one hop');
+  t.same(errs(doc([{ ...base, failMode: 'ajar' }])).map((e) => e.path), ['/tenants/0/chains/0/failMode']);
+});
+
+t.test('loops: an instance that is the destination, or appears twice', async (t) => {
+  t.same(errs(doc([{ ...base, to: { endpoints: ['server', 'fw'] } }])), [{ path: '/tenants/0/chains/0/hops/0/instances/0', message: 'instance "fw" is also a destination of the chain (/to): a loop' }]);
+  t.same(errs(doc([{ ...base, hops: [{ instances: ['fw'] }, { instances: ['fw-b', 'fw'] }] }])), [
+    { path: '/tenants/0/chains/0/hops/1/instances/1', message: 'endpoint "fw" appears twice in the chain (first at /tenants/0/chains/0/hops/0/instances/0): a loop' },
+  ]);
+  t.same(errs(doc([{ ...base, hops: [{ instances: ['ids'] }, { service: 'ids' }] }])).map((e) => e.path), ['/tenants/0/chains/0/hops/1/service'], 'a service hop resolving to an instance used before');
+  t.same(errs(doc([{ ...base, to: {} }])).map((e) => e.message), ['instance "fw" is also a destination of the chain (/to): a loop', 'instance "ids" is also a destination of the chain (/to): a loop'], 'to: {} includes the instances');
+});
+
+t.test('classifiers that overlap in a tenant: both chains named', async (t) => {
+  const other = { ...base, name: 'web2', ports: [{ from: 70, to: 90 }], hops: [{ instances: ['fw-b'] }] };
+  t.same(errs(doc([base, other])), [
+    { path: '/tenants/0/chains/1', message: 'classifier overlaps chain "web" (/tenants/0/chains/0): tcp port 80 from "client" to "server" matches both chains' },
+  ]);
+  t.same(errs(doc([base, { ...other, protocol: 'any', ports: undefined }])).map((e) => e.path), ['/tenants/0/chains/1'], 'any protocol overlaps tcp');
+  t.same(errs(doc([base, { ...other, ports: [443] }])), [], 'different ports do not overlap');
+  t.same(errs(doc([base, { ...other, protocol: 'udp', ports: [80] }])), [], 'different protocols do not overlap');
+  t.same(errs(doc([base, { ...other, from: { endpoints: ['fw-b'] }, hops: [{ instances: ['ids'] }] }])), [], 'different sources do not overlap');
+});
+
+t.test('chains do not cross tenants or networks', async (t) => {
+  t.same(errs(doc([{ ...base, hops: [{ instances: ['beta/vpn'] }] }])), [{ path: '/tenants/0/chains/0/hops/0/instances/0', message: 'chains cannot cross tenants: "beta/vpn" is in tenant "beta", the chain in "acme"' }]);
+  t.same(errs(doc([{ ...base, hops: [{ instances: ['acme/fw'] }] }])), [], 'its own tenant spelt out is fine');
+  t.same(errs(doc([{ ...base, hops: [{ service: 'vpn' }] }])), [{ path: '/tenants/0/chains/0/hops/0/service', message: 'chains cannot cross tenants: service "vpn" has instances only in tenant "beta"' }]);
+  t.same(errs(doc([{ ...base, hops: [{ instances: ['fw', 'far'] }] }])).map((e) => e.path), ['/tenants/0/chains/0/hops/0/instances/1'], 'instances on two networks');
+  t.same(errs(doc([{ ...base, to: { endpoints: ['far'] } }])).map((e) => e.path), ['/tenants/0/chains/0/to'], 'a destination on another network');
+  t.same(errs(doc([{ ...base, from: { cidrs: ['10.0.0.0/8'] } }])).map((e) => e.path), ['/tenants/0/chains/0/from/cidrs']);
+  t.same(errs(doc([{ ...base, protocol: 'icmp' }])).map((e) => e.path), ['/tenants/0/chains/0/ports']);
+  t.same(errs(doc([base, base])).map((e) => e.path), ['/tenants/0/chains/1/name', '/tenants/0/chains/1'], 'duplicate name (and, being equal, overlapping)');
+});
