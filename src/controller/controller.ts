@@ -196,6 +196,21 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
     });
   }
 
+  /**
+   * Resolves once every runtime is idle (no setup or reconcile running or due) for
+   * two consecutive polls, e.g. after containers were plugged in; false at timeout.
+   */
+  async settled(timeoutMs = 10_000): Promise<boolean> {
+    const end = Date.now() + timeoutMs;
+    let quiet = 0;
+    while (Date.now() < end) {
+      quiet = [...this.runtimes.values()].every((r) => r.idle) ? quiet + 1 : 0;
+      if (quiet >= 3) return true;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    return false;
+  }
+
   /** Runs a drift check on every ready host now (the timer does this every driftIntervalMs). */
   async checkDrift(): Promise<void> {
     await Promise.all([...this.runtimes.values()].map((r) => r.checkDrift()));

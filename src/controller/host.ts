@@ -117,6 +117,11 @@ export class HostRuntime {
     this.kick();
   }
 
+  /** Nothing in flight or waiting that could run now (setup, reconcile, a queued replica change). */
+  get idle(): boolean {
+    return !this.busy && !this.setupRunning && !this.changeScheduled && !(this.pending && this.canReconcile());
+  }
+
   placementOf(): HostPlacement {
     return this.placement;
   }
