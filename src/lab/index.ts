@@ -1,5 +1,5 @@
 /** The lab: several Open vSwitch hosts and their containers on one Linux machine. See docs/LAB.md. */
-export { labUp, labDown, requireRoot, hostEnv, hostVsctl, readPid, isAlive, namespacePids, listNamespaces, LabUpError, type LabUpOptions, type Progress } from './lab.js';
+export { labUp, labDown, startVswitchd, requireRoot, hostEnv, hostVsctl, readPid, isAlive, namespacePids, listNamespaces, LabUpError, type LabUpOptions, type Progress } from './lab.js';
 export { addContainer, delContainer, execIn, resolveTarget, loadLab, findHost, checkContainerSpec, type ContainerSpec } from './container.js';
 export { labHealth, isHealthy, type HostHealth } from './status.js';
 export { applyStaticOverlay, overlayFlows } from './overlay.js';

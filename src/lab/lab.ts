@@ -244,15 +244,7 @@ async function createHost(state: LabState, host: LabHost): Promise<void> {
   );
   const vsctl = (...args: string[]) => hostVsctl(host, ...args);
   await vsctl('--no-wait', 'init', '--', 'set', 'Open_vSwitch', '.', `external_ids:system-id=${state.name}-${host.name}`, `external_ids:hostname=${host.name}`);
-  await run(
-    [
-      'ip', 'netns', 'exec', ns, 'ovs-vswitchd', `unix:${host.ovsdbSocket}`,
-      `--pidfile=${host.pidfiles.ovsVswitchd}`,
-      `--log-file=${host.logs.ovsVswitchd}`,
-      '--detach',
-    ],
-    { env },
-  );
+  await startVswitchd(host);
   // Bridges. Without --no-wait, ovs-vsctl returns once vswitchd has created them.
   await vsctl(
     '--', 'add-br', UNDERLAY_BRIDGE, '--', 'set', 'Bridge', UNDERLAY_BRIDGE, 'datapath_type=netdev',
@@ -265,6 +257,22 @@ async function createHost(state: LabState, host: LabHost): Promise<void> {
   await ipIn(ns, 'addr', 'add', `${host.underlayIp}/${UNDERLAY_PREFIX_LEN}`, 'dev', UNDERLAY_BRIDGE);
   await ipIn(ns, 'link', 'set', UNDERLAY_BRIDGE, 'up');
   await ipIn(ns, 'link', 'set', INTEGRATION_BRIDGE, 'up');
+}
+
+/**
+ * Starts a lab host's ovs-vswitchd (detached, in the host's namespace, with its
+ * own run directory). `up` uses it; tests use it to restart a killed vswitchd.
+ */
+export async function startVswitchd(host: LabHost): Promise<void> {
+  await run(
+    [
+      'ip', 'netns', 'exec', host.namespace, 'ovs-vswitchd', `unix:${host.ovsdbSocket}`,
+      `--pidfile=${host.pidfiles.ovsVswitchd}`,
+      `--log-file=${host.logs.ovsVswitchd}`,
+      '--detach',
+    ],
+    { env: hostEnv(host) },
+  );
 }
 
 /**
