@@ -11,8 +11,9 @@ die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "must run as root (the lab creates network namespaces and runs Open vSwitch); try: sudo $0"
 
 # Debian packages: Open vSwitch (userspace datapath), namespaces/veth, ping, ethtool
-# (checksum offload off in containers), etcd for the store conformance suite.
-packages=(openvswitch-switch iproute2 iputils-ping ethtool procps util-linux etcd-server etcd-client openssl "$@")
+# (checksum offload off in containers), etcd for the store conformance suite, nftables
+# (counters inside the service-function containers of the chain tests).
+packages=(openvswitch-switch iproute2 iputils-ping ethtool procps util-linux etcd-server etcd-client openssl nftables "$@")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
