@@ -114,6 +114,57 @@ const one = () => new Promise((res) => {
 (async () => { const out = []; for (let i = 0; i < n; i++) out.push(await one()); console.log(JSON.stringify(out)); })();
 `;
 
+/** One long-lived connection: prints "port N" once connected, then echoes each stdin line back as it comes. */
+const PERSISTENT = `
+const net = require('node:net');
+const s = net.connect({ host: process.argv[1], port: Number(process.argv[2]) });
+s.setNoDelay(true);
+s.on('connect', () => console.log('port ' + s.localPort));
+s.on('data', (d) => process.stdout.write('echo ' + d));
+s.on('error', (e) => console.log('error ' + e.message));
+process.stdin.on('data', (d) => s.write(d));
+`;
+
+interface Persistent {
+  port: number;
+  /** Sends a line and waits for its echo; false after the timeout. */
+  say(line: string): Promise<boolean>;
+}
+
+async function persistent(t: Test, lab: TestLab, from: string): Promise<Persistent> {
+  const p = spawn('ip', ['netns', 'exec', lab.container(from).namespace, process.execPath, '-e', PERSISTENT, IP.server, '80'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  t.teardown(() => {
+    if (p.exitCode === null) p.kill('SIGKILL');
+  });
+  let buf = '';
+  const waiters: ((line: string) => void)[] = [];
+  p.stdout!.on('data', (d: Buffer) => {
+    buf += d.toString();
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      waiters.shift()?.(line);
+    }
+  });
+  const next = (ms: number) =>
+    new Promise<string>((res) => {
+      const tm = setTimeout(() => res('timeout'), ms);
+      waiters.push((l) => (clearTimeout(tm), res(l)));
+    });
+  const first = await next(5000);
+  const m = /^port (\d+)$/.exec(first);
+  if (!m) throw new Error(`persistent client: ${first}`);
+  return {
+    port: Number(m[1]),
+    say: async (line) => {
+      const w = next(3000);
+      p.stdin!.write(line + '\n');
+      return (await w) === `echo ${line}`;
+    },
+  };
+}
+
 interface Counters {
   counters: Record<string, number>;
   sets: Record<string, number[]>;
@@ -286,15 +337,23 @@ t.test('service chain client -> firewall (2 instances) -> IDS -> server across 3
     });
 
     await t.test('health: an unhealthy instance leaves its group; an empty hop follows failMode', async (t) => {
+      // a long-lived connection through one firewall; then the other one fails
+      const conn = await persistent(t, lab, 'client');
+      t.ok(await conn.say('first'), 'a long-lived connection through the chain');
+      const s0 = await snap();
+      const carrier = s0['fw-1']!.sets['c2s_ports']!.includes(conn.port) ? 'fw-1' : 'fw-2';
+      const failed = carrier === 'fw-1' ? 'fw-2' : 'fw-1';
+      t.ok(s0[carrier]!.sets['c2s_ports']!.includes(conn.port), `it goes through ${carrier}`);
       let prev = result;
-      result = compile(model0, placement, { unhealthy: new Set(['acme/fw-1']) });
+      result = compile(model0, placement, { unhealthy: new Set([`acme/${failed}`]) });
       await load(t, lab, dir, result, prev);
       const before = await snap();
+      t.ok(await conn.say('second'), `${failed} marked unhealthy: the connection through ${carrier} goes on`);
       const conns = await connect(lab, 'client', 80, 10);
-      t.equal(conns.filter((c) => c.ok).length, 10, 'connections work with fw-1 out');
+      t.equal(conns.filter((c) => c.ok).length, 10, `new connections work with ${failed} out`);
       const after = await snap();
-      t.equal(after['fw-1']!.counters['forwarded'], before['fw-1']!.counters['forwarded'], 'fw-1 got no packet');
-      t.ok(after['fw-2']!.counters['c2s']! > before['fw-2']!.counters['c2s']!, 'fw-2 took them');
+      t.equal(after[failed]!.counters['forwarded'], before[failed]!.counters['forwarded'], `${failed} got no packet`);
+      t.ok(after[carrier]!.counters['c2s']! >= before[carrier]!.counters['c2s']! + 10 * 3, `${carrier} took them all`);
 
       prev = result;
       result = compile(model0, placement, { unhealthy: new Set(['acme/fw-1', 'acme/fw-2']) });
