@@ -58,7 +58,7 @@ export function formatPlan(plan: Plan, verbose = false): string {
   for (const h of plan.hosts) {
     const changed = h.summary !== 'no change';
     const kind = changed ? (h.hitless ? ' (hitless)' : ' (disruptive)') : '';
-    lines.push(`  ${h.host}: ${h.summary}${kind}${h.reachable ? '' : ' [unreachable: planned against its last known state]'}`);
+    lines.push(`  ${h.host}: ${h.summary}${kind}${h.reachable ? '' : ' [not connected: planned against its last known state]'}`);
     if (!verbose) continue;
     for (const g of h.groups.delete) lines.push(`    - group ${g}`);
     for (const g of h.groups.modify) lines.push(`    ~ group ${g}`);
@@ -103,7 +103,9 @@ export function endpointsTable(eps: EndpointInfo[]): string {
 }
 
 export function formatStatus(s: ControllerStatus): string {
-  return `generation ${s.generation}, ${s.realized ? 'realized on every reachable host' : 'not yet realized everywhere'} (controller up since ${s.startedAt})\n${hostsTable(s.hosts)}`;
+  const ready = s.hosts.filter((h) => h.state === 'ready');
+  const done = ready.filter((h) => h.realizedGeneration >= s.generation).length;
+  return `generation ${s.generation}: realized on ${done} of ${s.hosts.length} hosts (${ready.length} ready) — controller up since ${s.startedAt}\n${hostsTable(s.hosts)}`;
 }
 
 /** One progress line for a host after an apply of `generation`. */

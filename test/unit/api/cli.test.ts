@@ -51,7 +51,7 @@ t.test('formatters', async (t) => {
       { host: 'h2', hitless: true, add: [], modify: [], delete: [], groups: { add: [], modify: [], delete: [] }, summary: 'no change', reachable: false },
     ],
   };
-  t.equal(formatPlan(plan), 'plan: generation 3\n  h1: +1 flows, -1 flows (disruptive)\n  h2: no change [unreachable: planned against its last known state]\n');
+  t.equal(formatPlan(plan), 'plan: generation 3\n  h1: +1 flows, -1 flows (disruptive)\n  h2: no change [not connected: planned against its last known state]\n');
   t.match(formatPlan(plan, true), /\n    - table=1 actions=drop\n    \+ table=0 actions=drop\n/);
   const ready = { name: 'h1', state: 'ready' as const, ovsdb: true, openflow: true, realizedGeneration: 3, flows: 1, groups: 0, bindings: 0, since: 'x' };
   const down = { ...ready, name: 'h2', state: 'unreachable' as const, realizedGeneration: 2, lastError: 'connection refused' };
@@ -88,7 +88,7 @@ t.test('client and CLI against the API', async (t) => {
 
   const plan = await run('plan', '-f', good, '-v');
   t.equal(plan.code, 0, plan.stderr);
-  t.match(plan.stdout, /^plan: generation 1\n {2}host1: \+1 flows \(hitless\) \[unreachable: planned against its last known state\]\n {4}\+ table=0,priority=0 actions=drop\n/);
+  t.match(plan.stdout, /^plan: generation 1\n {2}host1: \+1 flows \(hitless\) \[not connected: planned against its last known state\]\n {4}\+ table=0,priority=0 actions=drop\n/);
 
   const dry = await run('apply', '-f', good, '--dry-run');
   t.equal(dry.code, 0);
@@ -135,7 +135,7 @@ t.test('client and CLI against the API', async (t) => {
   t.equal(what.code, 2);
   t.match(what.stderr, /get what\?/);
   t.equal(JSON.parse(st.stdout).generation, 3);
-  t.match(stText.stdout, /^generation 3, realized on every reachable host/);
+  t.match(stText.stdout, /^generation 3: realized on 2 of 2 hosts \(2 ready\)/);
 
   const [delUsage, del404, unauth, noFile] = await Promise.all([
     run('delete'),
