@@ -62,7 +62,7 @@ export function compileText(file: string, opts: { host?: string; format: 'ofctl'
   return lines.join('\n') + '\n';
 }
 
-export function traceText(file: string, from: string, to: string, proto?: string, port?: string): string {
+export function traceText(file: string, from: string, to: string, proto?: string, port?: string, more: { sport?: string; unhealthy?: string } = {}): string {
   const m = modelOf(file);
   const spec: PacketSpec = {};
   if (proto !== undefined) {
@@ -74,7 +74,14 @@ export function traceText(file: string, from: string, to: string, proto?: string
     if (spec.protocol !== 'tcp' && spec.protocol !== 'udp') throw new UsageError('a port needs tcp or udp');
     spec.dport = Number(port);
   }
-  const r = traceBetween(compile(m, defaultPlacement(m)), from, to, spec);
+  if (more.sport !== undefined) {
+    if (!/^\d+$/.test(more.sport) || Number(more.sport) < 1 || Number(more.sport) > 65535) throw new UsageError(`--sport must be 1-65535, not "${more.sport}"`);
+    if (spec.protocol !== 'tcp' && spec.protocol !== 'udp') throw new UsageError('--sport needs tcp or udp');
+    spec.sport = Number(more.sport);
+  }
+  // service-chain instances taken as failed (what the controller's health checks would report)
+  const unhealthy = new Set((more.unhealthy ?? '').split(',').filter(Boolean));
+  const r = traceBetween(compile(m, defaultPlacement(m), { unhealthy }), from, to, spec);
   void verdicts;
   return formatTrace(r) + '\n';
 }
@@ -106,8 +113,10 @@ export function register(program: Command): void {
     .argument('[port]', 'destination port (tcp/udp)')
     .requiredOption('--from <tenant/endpoint>', 'source endpoint')
     .requiredOption('--to <tenant/endpoint>', 'destination endpoint')
-    .addHelpText('after', '\nExample:\n  tenet trace topologies/two-tenants.json --from acme/web-1 --to acme/db-1 tcp 5432')
-    .action((file: string, proto: string | undefined, port: string | undefined, opts: { from: string; to: string }) => {
-      process.stdout.write(traceText(file, opts.from, opts.to, proto, port));
+    .option('--sport <port>', 'source port (tcp/udp; default 40000): e.g. to trace a reply')
+    .option('--unhealthy <ids>', 'service-chain instances to treat as failed, comma-separated tenant/endpoint ids')
+    .addHelpText('after', '\nExamples:\n  tenet trace topologies/two-tenants.json --from acme/web-1 --to acme/db-1 tcp 5432\n  tenet trace topologies/chain-three-hosts.json --from acme/server --to acme/client tcp 40000 --sport 80 --unhealthy acme/fw-1')
+    .action((file: string, proto: string | undefined, port: string | undefined, opts: { from: string; to: string; sport?: string; unhealthy?: string }) => {
+      process.stdout.write(traceText(file, opts.from, opts.to, proto, port, opts));
     });
 }

@@ -136,3 +136,12 @@ t.test('incremental: adding an endpoint recomputes the chains of its tenant', as
   const full = compile(loadTopology(d, { previous: r.model.alloc }), r.ctx.placement);
   for (const h of model.hosts) t.same(r.host(h.name).flows.filter((f) => f.cookie === cookie).map(formatFlow), full.host(h.name).flows.filter((f) => f.cookie === cookie).map(formatFlow), `${h.name}: chain flows equal a full compile`);
 });
+
+t.test('tenet trace: the hops, replies by --sport, failed instances by --unhealthy', async (t) => {
+  const { traceText } = await import('../../../src/cli/topology.js');
+  const file = new URL('../../../topologies/chain-three-hosts.json', import.meta.url).pathname;
+  t.match(traceText(file, 'acme/client', 'acme/server', 'tcp', '80'), /service functions: acme\/fw-[12]@host2 -> acme\/ids-1@host3\nverdict:\n  delivered to acme\/server on host1/);
+  t.match(traceText(file, 'acme/server', 'acme/client', 'tcp', '40000', { sport: '80', unhealthy: 'acme/fw-1' }), /service functions: acme\/ids-1@host3 -> acme\/fw-2@host2\n/);
+  t.match(traceText(file, 'acme/client', 'acme/server', 'tcp', '80', { unhealthy: 'acme/fw-1,acme/fw-2' }), /dropped on host1 at table 20 \(chain\)/);
+  t.throws(() => traceText(file, 'acme/client', 'acme/server', 'icmp', undefined, { sport: '80' }), /--sport needs tcp or udp/);
+});
