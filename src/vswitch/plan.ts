@@ -25,7 +25,7 @@ export class VswitchError extends TenetError {
 export const SWITCH_TABLES = {
   Open_vSwitch: ['bridges'],
   Bridge: ['name', 'datapath_type', 'fail_mode', 'other_config', 'protocols', 'controller', 'ports', 'external_ids'],
-  Controller: ['target'],
+  Controller: ['target', 'max_backoff'],
   Port: ['name', 'interfaces', 'external_ids'],
   Interface: ['name', 'type', 'options', 'external_ids', 'ofport'],
 } as const;
@@ -46,6 +46,11 @@ export interface BridgeSpec {
    * can tell which host an OpenFlow connection comes from. Unset: OVS picks one.
    */
   datapathId?: string;
+  /**
+   * The switch's longest wait between attempts to reach a controller, ms (OVS default
+   * 8000, minimum 1000): how soon it finds a restarted controller. Unset: OVS's default.
+   */
+  controllerMaxBackoffMs?: number;
 }
 
 export interface TunnelPeer {
@@ -96,11 +101,18 @@ function waitRow(table: string, uuid: string, row: Row, columns: readonly string
   return { op: 'wait', table, where: [['_uuid', '==', uuid]], columns, until: '==', rows: [expect], timeout: 0 };
 }
 
+function controllerRow(target: string, spec: BridgeSpec): RowInput {
+  return spec.controllerMaxBackoffMs !== undefined ? { target, max_backoff: spec.controllerMaxBackoffMs } : { target };
+}
+
 const BRIDGE_GUARD = ['name', 'datapath_type', 'fail_mode', 'other_config', 'protocols', 'controller', 'ports'];
 
 /** Operations making the bridge match `spec`, or null if it already does. */
 export function planBridge(view: SwitchView, spec: BridgeSpec): Operation[] | null {
   const protocols = [...(spec.protocols ?? ['OpenFlow13'])];
+  if (spec.controllerMaxBackoffMs !== undefined && !(Number.isInteger(spec.controllerMaxBackoffMs) && spec.controllerMaxBackoffMs >= 1000)) {
+    throw new VswitchError('controllerMaxBackoffMs must be an integer >= 1000', { controllerMaxBackoffMs: spec.controllerMaxBackoffMs });
+  }
   if (spec.datapathId !== undefined && !/^[0-9a-f]{16}$/.test(spec.datapathId)) throw new VswitchError('datapathId must be 16 lowercase hex digits', { datapathId: spec.datapathId });
   if (!protocols.includes('OpenFlow13')) throw new VswitchError('bridge protocols must include OpenFlow13', { protocols });
   const [rootUuid, root] = rootRow(view);
@@ -113,7 +125,7 @@ export function planBridge(view: SwitchView, spec: BridgeSpec): Operation[] | nu
     ops.push({ op: 'insert', table: 'Interface', row: { name: spec.name, type: 'internal' }, uuidName: 'local_iface' });
     ops.push({ op: 'insert', table: 'Port', row: { name: spec.name, interfaces: { namedUuid: 'local_iface' } }, uuidName: 'local_port' });
     const ctl = spec.controllers.map((target, i) => {
-      ops.push({ op: 'insert', table: 'Controller', row: { target }, uuidName: `ctl${i}` });
+      ops.push({ op: 'insert', table: 'Controller', row: controllerRow(target, spec), uuidName: `ctl${i}` });
       return { namedUuid: `ctl${i}` };
     });
     ops.push({
@@ -151,6 +163,17 @@ export function planBridge(view: SwitchView, spec: BridgeSpec): Operation[] | nu
     const t = controllers.get(u)?.target;
     if (typeof t === 'string' && want.includes(t) && !keep.has(t)) keep.set(t, u);
   }
+  // Kept controllers with another max_backoff are updated in place (the connection stays).
+  const backoff = spec.controllerMaxBackoffMs;
+  if (backoff !== undefined) {
+    for (const u of keep.values()) {
+      const row = controllers.get(u)!;
+      if (row.max_backoff !== backoff) {
+        ops.push(waitRow('Controller', u, row, ['target', 'max_backoff']));
+        ops.push({ op: 'update', table: 'Controller', where: [['_uuid', '==', u]], row: { max_backoff: backoff } });
+      }
+    }
+  }
   const current = arr(b.controller);
   if (keep.size !== want.length || current.length !== want.length) {
     const refs: (string | { namedUuid: string })[] = [];
@@ -158,7 +181,7 @@ export function planBridge(view: SwitchView, spec: BridgeSpec): Operation[] | nu
       const u = keep.get(t);
       if (u) refs.push(u);
       else {
-        ops.push({ op: 'insert', table: 'Controller', row: { target: t }, uuidName: `ctl${i}` });
+        ops.push({ op: 'insert', table: 'Controller', row: controllerRow(t, spec), uuidName: `ctl${i}` });
         refs.push({ namedUuid: `ctl${i}` });
       }
     });
