@@ -41,6 +41,8 @@ export interface HostRuntimeDeps {
 
 const arr = (v: unknown): unknown[] => (Array.isArray(v) ? v : v === null || v === undefined ? [] : [v]);
 const msg = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+/** The switch retries a lost controller at least every second (OVS default: up to 8 s), so a restarted controller is found fast. */
+const CONTROLLER_MAX_BACKOFF_MS = 1000;
 const EMPTY: ActualState = { flows: [], groups: [] };
 
 export class HostRuntime {
@@ -246,7 +248,13 @@ export class HostRuntime {
     try {
       do {
         this.setupAgain = false;
-        const b = await sw.ensureBridge({ name: this.deps.bridge, datapathType: this.host.datapathType, controllers: this.deps.advertise, datapathId: this.dpid });
+        const b = await sw.ensureBridge({
+          name: this.deps.bridge,
+          datapathType: this.host.datapathType,
+          controllers: this.deps.advertise,
+          datapathId: this.dpid,
+          controllerMaxBackoffMs: CONTROLLER_MAX_BACKOFF_MS,
+        });
         const t = await sw.ensureTunnels({ bridge: this.deps.bridge, localIp: this.host.underlayIp, peers: this.peers });
         if (b.changed || t.changed) this.deps.logger.info({ host: this.name, bridgeChanged: b.changed, tunnels: { added: t.added, removed: t.removed, updated: t.updated } }, 'switch configured');
         if (!this.configured) {
