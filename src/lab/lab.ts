@@ -10,7 +10,7 @@
  * removes what the state file and the naming rules say exists, so a crash
  * anywhere in `up` can be cleaned up.
  */
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, unlinkSync, writeSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { run, runSync, type RunResult } from '../util/exec.js';
 import { TenetError, UsageError } from '../util/errors.js';
@@ -82,10 +82,12 @@ function claimIndex(name: string): number {
   for (let k = 0; k < MAX_LABS; k++) {
     const path = join(indexDir(), String(k));
     for (let attempt = 0; attempt < 2; attempt++) {
+      // The slot file appears with its owner's name in it (link of a written temp file):
+      // an empty file seen by a concurrent claimant would look stale and be stolen.
+      const tmp = join(indexDir(), `.${name}.${process.pid}.tmp`);
+      writeFileSync(tmp, name);
       try {
-        const fd = openSync(path, 'wx');
-        writeSync(fd, name);
-        closeSync(fd);
+        linkSync(tmp, path);
         return k;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
@@ -101,6 +103,8 @@ function claimIndex(name: string): number {
         } catch {
           /* someone else reclaimed it first */
         }
+      } finally {
+        rmSync(tmp, { force: true });
       }
     }
   }
