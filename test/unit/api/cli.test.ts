@@ -1,15 +1,14 @@
 /**
- * `tenet apply|plan|get|delete|status` (the real executable) against the API server
- * over an in-memory ControllerApi, and the pure formatters. The same commands against
- * the real controller daemon: test/integration/api/cli.test.ts.
+ * The commands behind `tenet apply|plan|get|delete|status`, in process, against the
+ * API server over an in-memory ControllerApi, and the pure formatters. The real
+ * executable against the real controller daemon: test/integration/api/cli.test.ts.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { ApiClient, ApiError, startApi } from '../../../src/api/index.js';
-import { formatPlan, hostLine, notRealized, table } from '../../../src/cli/client.js';
-import { tenet } from '../../helpers/cli.js';
+import { applyCommand, connect, deleteCommand, formatPlan, formatStatus, getCommand, hostLine, notRealized, planCommand, table } from '../../../src/cli/client.js';
 import { FakeController } from '../../helpers/fake-controller.js';
 
 const TOKEN = 'cli-test-token';
@@ -60,96 +59,84 @@ t.test('formatters', async (t) => {
   t.same(notRealized({ generation: 3, hosts: [ready, down], realized: true, startedAt: 'x' }, 3).map((h) => h.name), ['h2']);
 });
 
-t.test('client and CLI against the API', async (t) => {
+t.test('client and commands against the API (in process)', async (t) => {
   const ctl = new FakeController();
   const api = await startApi(ctl, { listen: '127.0.0.1:0', token: TOKEN });
   t.teardown(() => api.close());
-  const env = { ...process.env, TENET_API: api.url, TENET_TOKEN: TOKEN };
-  const run = (...args: string[]) => tenet(args, { env });
+  const client = new ApiClient({ url: api.url, token: TOKEN });
+  /** Runs a command function; what it wrote, and what it threw. */
+  const run = async (f: (w: (s: string) => void) => Promise<unknown>): Promise<{ out: string; err?: unknown }> => {
+    let out = '';
+    try {
+      await f((s) => (out += s));
+      return { out };
+    } catch (err) {
+      return { out, err };
+    }
+  };
 
   // ApiClient errors
-  const client = new ApiClient({ url: api.url, token: TOKEN });
   const e400 = await client.plan({ version: 1, hosts: 'x' }).catch((e: unknown) => e);
   t.ok(e400 instanceof ApiError);
   t.match(e400, { status: 400, error: 'invalid topology', code: 'ETOPOLOGY', issues: [{ path: '/hosts', message: 'must be an array' }] });
   t.match(await new ApiClient({ url: api.url, token: 'nope' }).status().catch((e: unknown) => e), { status: 401, error: 'unauthorized', message: /--token/ });
   t.match(await new ApiClient({ url: 'http://127.0.0.1:1' }).status().catch((e: unknown) => e), { status: 0, error: 'unreachable', code: 'EAPI' });
 
-  // invalid document: every issue, path + reason, exit 1, nothing applied
-  const inv = await run('apply', '-f', bad);
-  t.equal(inv.code, 1);
-  t.match(inv.stderr, /invalid topology: 2 error\(s\)/);
-  t.match(inv.stderr, /\n {2}\/tenants\/0\/networks\/1\/subnet: .*overlap/);
-  t.match(inv.stderr, /\n {2}\/tenants\/0\/endpoints\/0\/network: /);
+  // invalid document: every issue, path + reason; nothing applied
+  const inv = await run((w) => applyCommand(client, bad, { timeoutS: 5 }, w));
+  t.equal(inv.out, '');
+  t.match(inv.err, { status: 400, message: /^invalid topology: 2 error\(s\)\n {2}\/tenants\/0\/networks\/1\/subnet: .*overlap.*\n {2}\/tenants\/0\/endpoints\/0\/network: / });
   t.notOk(ctl.calls.includes('apply'));
-  const nj = await run('plan', '-f', notJson);
-  t.equal(nj.code, 1);
-  t.match(nj.stderr, /is not JSON/);
+  t.match((await run((w) => planCommand(client, notJson, false, w))).err, { code: 'ETOPOLOGY_FILE', message: /is not JSON/ });
+  t.match((await run((w) => planCommand(client, join(dir, 'absent.json'), false, w))).err, { code: 'ETOPOLOGY_FILE', message: /cannot read/ });
 
-  const plan = await run('plan', '-f', good, '-v');
-  t.equal(plan.code, 0, plan.stderr);
-  t.match(plan.stdout, /^plan: generation 1\n {2}host1: \+1 flows \(hitless\) \[not connected: planned against its last known state\]\n {4}\+ table=0,priority=0 actions=drop\n/);
+  const plan = await run((w) => planCommand(client, good, true, w));
+  t.equal(plan.err, undefined);
+  t.match(plan.out, /^plan: generation 1\n {2}host1: \+1 flows \(hitless\) \[not connected: planned against its last known state\]\n {4}\+ table=0,priority=0 actions=drop\n/);
 
-  const dry = await run('apply', '-f', good, '--dry-run');
-  t.equal(dry.code, 0);
-  t.match(dry.stdout, /dry run: nothing applied/);
+  const dry = await run((w) => applyCommand(client, good, { dryRun: true, timeoutS: 5 }, w));
+  t.match(dry.out, /dry run: nothing applied\n$/);
   t.notOk(ctl.calls.includes('apply'));
 
-  // host1 realizes, host2 is unreachable: progress for both, exit 1 naming host2
+  // host1 realizes, host2 is unreachable: progress for both, an error naming host2
   ctl.reachable.add('host1');
-  const app = await run('apply', '-f', good, '--timeout', '5');
-  t.equal(app.code, 1);
-  t.match(app.stdout, /applied: generation 1\n/);
-  t.match(app.stdout, /\n {2}host1 realized gen 1 \(3 ms\)\n/);
-  t.match(app.stdout, /\n {2}host2 unreachable: cannot connect to tcp:127\.0\.0\.1:1 \(realized gen 0\)\n/);
-  t.match(app.stderr, /generation 1 not realized on 1 of 2 hosts: host2 \(unreachable\)/);
+  const app = await run((w) => applyCommand(client, good, { timeoutS: 5 }, w));
+  t.match(app.out, /applied: generation 1\n/);
+  t.match(app.out, /\n {2}host1 realized gen 1 \(3 ms\)\n/);
+  t.match(app.out, /\n {2}host2 unreachable: cannot connect to tcp:127\.0\.0\.1:1 \(realized gen 0\)\n/);
+  t.match(app.err, { code: 'ENOTREALIZED', message: 'generation 1 not realized on 1 of 2 hosts: host2 (unreachable)', context: { hosts: ['host2'] } });
 
   ctl.reachable.add('host2');
-  const ok = await run('apply', '-f', good, '--api', api.url, '--token', TOKEN);
-  t.equal(ok.code, 0, ok.stderr);
-  t.match(ok.stdout, /generation 2 realized on 2 of 2 hosts\n$/);
-  const nw = await run('apply', '-f', good, '--no-wait');
-  t.equal(nw.code, 0);
-  t.notMatch(nw.stdout, /realized/);
+  const ok = await run((w) => applyCommand(client, good, { timeoutS: 5 }, w));
+  t.equal(ok.err, undefined);
+  t.match(ok.out, /generation 2 realized on 2 of 2 hosts\n$/);
+  const nw = await run((w) => applyCommand(client, good, { wait: false, timeoutS: 5 }, w));
+  t.equal(nw.err, undefined);
+  t.notMatch(nw.out, /realized/);
 
-  // Read-only commands run side by side (each is a process start).
-  const [epsJson, epsTable, tenants, networks, hosts, what, st, stText] = await Promise.all([
-    run('get', 'endpoints', '-o', 'json'),
-    run('get', 'endpoints', '--tenant', 'red'),
-    run('get', 'tenants'),
-    run('get', 'networks'),
-    run('get', 'hosts'),
-    run('get', 'things'),
-    run('status', '-o', 'json'),
-    run('status'),
-  ]);
-  t.equal(epsJson.code, 0);
-  const eps = JSON.parse(epsJson.stdout) as Array<{ id: string; ip: string; mac: string }>;
+  const epsJson = await run((w) => getCommand(client, 'endpoints', { output: 'json' }, w));
+  const eps = JSON.parse(epsJson.out) as Array<{ id: string; ip: string; mac: string }>;
   t.same(eps.map((e) => e.id), ['blue/c', 'red/a', 'red/b']);
-  t.match(epsTable.stdout, /^ENDPOINT\s+NETWORK\s+HOST\s+IP\s+MAC\s+GATEWAY\s+OFPORT\n/);
-  t.match(epsTable.stdout, new RegExp(`red/a\\s+net\\s+host1\\s+${eps[1]!.ip.replace(/\./g, '\\.')}\\s+${eps[1]!.mac}\\s+10\\.0\\.0\\.1\\s+-`));
-  t.notMatch(epsTable.stdout, /blue/);
-  t.match(tenants.stdout, /TENANT\s+NETWORKS.*\nblue\s+net\s+1\s+0\s+allow\s+-\nred\s+net\s+2/);
-  t.match(networks.stdout, /red\s+net\s+10\.0\.0\.0\/24\s+10\.0\.0\.1\s+\d+\s+no\s+2/);
-  t.match(hosts.stdout, /host1\s+ready\s+\d+\s+10/);
-  t.equal(what.code, 2);
-  t.match(what.stderr, /get what\?/);
-  t.equal(JSON.parse(st.stdout).generation, 3);
-  t.match(stText.stdout, /^generation 3: realized on 2 of 2 hosts \(2 ready\)/);
+  const epsTable = await run((w) => getCommand(client, 'endpoints', { output: 'table', tenant: 'red' }, w));
+  t.match(epsTable.out, /^ENDPOINT\s+NETWORK\s+HOST\s+IP\s+MAC\s+GATEWAY\s+OFPORT\n/);
+  t.match(epsTable.out, new RegExp(`red/a\\s+net\\s+host1\\s+${eps[1]!.ip.replace(/\./g, '\\.')}\\s+${eps[1]!.mac}\\s+10\\.0\\.0\\.1\\s+-`));
+  t.notMatch(epsTable.out, /blue/);
+  t.match((await run((w) => getCommand(client, 'tenants', { output: 'table' }, w))).out, /TENANT\s+NETWORKS.*\nblue\s+net\s+1\s+0\s+allow\s+-\nred\s+net\s+2/);
+  t.match((await run((w) => getCommand(client, 'networks', { output: 'table' }, w))).out, /red\s+net\s+10\.0\.0\.0\/24\s+10\.0\.0\.1\s+\d+\s+no\s+2/);
+  t.match((await run((w) => getCommand(client, 'host', { output: 'table' }, w))).out, /host1\s+ready\s+\d+\s+10\s+0\s+2\s+00000000000000a1/);
+  t.match((await run((w) => getCommand(client, 'things', { output: 'table' }, w))).err, { code: 'EUSAGE', message: /get what\?/ });
+  t.match(formatStatus(await client.status()), /^generation 3: realized on 2 of 2 hosts \(2 ready\)/);
 
-  const [delUsage, del404, unauth, noFile] = await Promise.all([
-    run('delete'),
-    run('delete', 'tenant', 'green'),
-    run('status', '--token', 'wrong'),
-    run('status', '--token-file', join(dir, 'absent'), '--token', ''),
-  ]);
-  t.equal(delUsage.code, 2);
-  t.equal(del404.code, 1);
-  t.match(del404.stderr, /no tenant 'green'/);
-  t.match((await run('delete', 'tenant', 'red')).stdout, /deleted tenant red: generation 4/);
-  t.match((await run('delete', '--all')).stdout, /deleted every tenant: generation 5/);
+  t.match((await run((w) => deleteCommand(client, {}, w))).err, { code: 'EUSAGE' });
+  t.match((await run((w) => deleteCommand(client, { kind: 'tenant', all: true }, w))).err, { code: 'EUSAGE' });
+  t.match((await run((w) => deleteCommand(client, { kind: 'tenant', name: 'green' }, w))).err, { status: 404, message: "no tenant 'green'" });
+  t.equal((await run((w) => deleteCommand(client, { kind: 'tenant', name: 'red' }, w))).out, 'deleted tenant red: generation 4\n');
+  t.equal((await run((w) => deleteCommand(client, { all: true }, w))).out, 'deleted every tenant: generation 5\n');
+  t.match((await run((w) => getCommand(client, 'endpoints', { output: 'table' }, w))).out, 'no endpoints\n');
 
-  t.equal(unauth.code, 1);
-  t.match(unauth.stderr, /missing or wrong bearer token \(pass --token/);
-  t.equal(noFile.code, 2);
+  // connect(): flags -> client
+  t.throws(() => connect({ api: 'not a url' }), { code: 'EUSAGE' });
+  t.throws(() => connect({ api: api.url, tokenFile: join(dir, 'absent') }), { code: 'EUSAGE', message: /cannot read a token/ });
+  writeFileSync(join(dir, 'token'), `${TOKEN}\n`);
+  t.equal((await connect({ api: api.url, tokenFile: join(dir, 'token') }).status()).generation, 5);
 });
