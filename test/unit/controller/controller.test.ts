@@ -1,0 +1,150 @@
+/**
+ * The controller without switches: the pure helpers, and the stored-topology side
+ * (generations, previous allocation, unchanged documents, compare-and-swap, tenant
+ * deletion, invalid input, unreachable hosts) against a real embedded store and
+ * OVSDB addresses nobody listens on.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { Controller, TOPOLOGY_KEY, datapathIdOf, driftLines, hostPlanOf, tunnelPeers, type ControllerEvent } from '../../../src/controller/index.js';
+import { loadTopology, TopologyError } from '../../../src/model/index.js';
+import { parseFlow, parseGroup } from '../../../src/openflow/index.js';
+import { diffState } from '../../../src/reconcile/index.js';
+import { EmbeddedStore } from '../../../src/store/index.js';
+import { freePort } from '../../helpers/net.js';
+
+const hosts = async () => {
+  const out = [];
+  for (const n of ['host1', 'host2', 'host3']) out.push({ name: n, underlayIp: `203.0.113.${out.length + 1}`, ovsdb: `tcp:127.0.0.1:${await freePort({ host: '127.0.0.1' })}`, datapathType: 'netdev' });
+  return out;
+};
+
+const doc = (h: unknown[]) => ({
+  hosts: h,
+  tenants: [
+    {
+      name: 'acme',
+      networks: [
+        { name: 'web', subnet: '10.0.0.0/24' },
+        { name: 'db', subnet: '10.0.1.0/24' },
+      ],
+      router: { networks: ['web', 'db'] },
+      endpoints: [
+        { name: 'w1', network: 'web', host: 'host1' },
+        { name: 'd1', network: 'db', host: 'host3' },
+      ],
+    },
+    {
+      name: 'globex',
+      networks: [{ name: 'n', subnet: '10.0.0.0/24' }],
+      endpoints: [
+        { name: 'a', network: 'n', host: 'host1' },
+        { name: 'b', network: 'n', host: 'host2' },
+      ],
+    },
+  ],
+});
+
+t.test('pure helpers', async (t) => {
+  const m = loadTopology(doc(await hosts()));
+  t.same(Object.fromEntries(tunnelPeers(m)), { host1: ['host2', 'host3'], host2: ['host1'], host3: ['host1'] }, 'tunnels: shared networks and router networks, symmetric');
+  t.match(datapathIdOf('host1'), /^00007e7e[0-9a-f]{8}$/);
+  t.not(datapathIdOf('host1'), datapathIdOf('host2'));
+  const keep = parseFlow('cookie=0x100000001,table=0,priority=10,in_port=1 actions=goto_table:5');
+  const gone = parseFlow('cookie=0x100000001,table=0,priority=10,in_port=2 actions=goto_table:5');
+  const stats = (f: typeof keep) => ({ ...f, durationSec: 1, durationNsec: 0, packetCount: 0n, byteCount: 0n });
+  const add = parseFlow('cookie=0x100000001,table=0,priority=10,in_port=3 actions=goto_table:5');
+  const g = parseGroup('group_id=1,type=all,bucket=output:1');
+  const onlyAdd = diffState({ flows: [keep, add], groups: [g] }, { flows: [stats(keep)], groups: [] });
+  t.equal(hostPlanOf('h', onlyAdd, 's', true).hitless, true, 'adding flows and groups is hitless');
+  const withDelete = diffState({ flows: [keep], groups: [] }, { flows: [stats(keep), stats(gone)], groups: [] });
+  const hp = hostPlanOf('h', withDelete, 's', true);
+  t.equal(hp.hitless, false, 'removing a flow is disruptive');
+  t.match(hp.delete[0], /in_port=2/);
+  t.same(driftLines(withDelete), [hp.delete.map((f) => `- ${f}`)[0]]);
+});
+
+t.test('stored topology', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'tenet-ctl-unit-'));
+  const store = await EmbeddedStore.open({ dir });
+  const c = await Controller.start({ store, advertise: ['tcp:127.0.0.1:1'], openflow: { host: '127.0.0.1', port: 0 }, driftIntervalMs: 0, retryMs: 100 });
+  t.teardown(async () => {
+    await c.close();
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const events: ControllerEvent[] = [];
+  c.on('event', (e) => events.push(e));
+  t.same(c.topology(), { generation: 0, doc: null });
+  t.equal(c.model(), null);
+  t.same(c.endpoints(), []);
+
+  const h = await hosts();
+  const d1 = doc(h);
+  const plan = await c.plan(d1);
+  t.equal(plan.generation, 1);
+  t.ok(plan.hosts.every((p) => !p.reachable && p.hitless && p.add.length > 0), 'planned against empty switches');
+  const r1 = await c.apply(d1);
+  t.match(r1, { generation: 1, changed: true });
+  t.ok(events.some((e) => e.type === 'topology' && e.generation === 1));
+  const s1 = await c.waitRealized(1, 10_000);
+  t.ok(s1.hosts.every((x) => x.state === 'unreachable' && /ECONNREFUSED/.test(x.lastError ?? '')), 'dead OVSDB addresses: unreachable with the reason');
+  t.equal(s1.realized, true, 'no reachable host is behind');
+
+  const same = await c.apply(structuredClone(d1));
+  t.match(same, { generation: 1, changed: false }, 'the same document stores nothing');
+
+  const eps1 = c.endpoints();
+  const d2 = structuredClone(d1);
+  d2.tenants[0]!.endpoints.unshift({ name: 'a0', network: 'web', host: 'host2' });
+  const r2 = await c.apply(d2);
+  t.equal(r2.generation, 2);
+  for (const e of eps1) t.equal(c.endpoints().find((x) => x.id === e.id)?.ip, e.ip, `${e.id} keeps its address (previous allocation)`);
+  t.equal(c.endpoints().find((e) => e.id === 'acme/w1')?.gateway, '10.0.0.1');
+
+  const bad = structuredClone(d2);
+  bad.tenants[0]!.endpoints.push({ name: 'x', network: 'nope', host: 'host1' });
+  await t.rejects(c.apply(bad), TopologyError);
+  await t.rejects(c.plan(bad), { code: 'ETOPOLOGY', issues: [{ path: '/tenants/0/endpoints/3/network' }] });
+  t.equal(c.topology().generation, 2, 'invalid: nothing stored');
+
+  const r3 = await c.deleteTenant('globex');
+  t.equal(r3.generation, 3);
+  t.same(c.model()?.tenants.map((x) => x.name), ['acme']);
+  await t.rejects(c.deleteTenant('nobody'), { code: 'EUSAGE' });
+  const r4 = await c.deleteTenant();
+  t.same(c.model()?.tenants, [], 'delete --all keeps hosts, drops tenants');
+  t.equal(r4.generation, 4);
+
+  // Another writer changed the key: the CAS fails instead of overwriting.
+  await store.put(TOPOLOGY_KEY, JSON.stringify({ generation: 99, doc: d1, alloc: c.model()!.alloc }));
+  await t.rejects(c.apply(d1), { code: 'ECONFLICT' });
+
+  t.match(await c.metrics.metrics(), /tenet_apply_total\{result="changed"\} 4/);
+  t.match(await c.metrics.metrics(), /tenet_host_state\{host="host1",state="unreachable"\} 1/);
+});
+
+t.test('a restarted controller loads the stored topology', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'tenet-ctl-unit-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const d = doc(await hosts());
+  let store = await EmbeddedStore.open({ dir });
+  let c = await Controller.start({ store, advertise: ['tcp:127.0.0.1:1'], openflow: { host: '127.0.0.1', port: 0 }, driftIntervalMs: 0 });
+  await c.apply(d);
+  const before = c.endpoints();
+  await c.close();
+  await store.close();
+  store = await EmbeddedStore.open({ dir });
+  c = await Controller.start({ store, advertise: ['tcp:127.0.0.1:1'], openflow: { host: '127.0.0.1', port: 0 }, driftIntervalMs: 100 });
+  t.teardown(async () => {
+    await c.close();
+    await store.close();
+  });
+  t.equal(c.topology().generation, 1);
+  t.same(c.endpoints(), before, 'same endpoints, same addresses');
+  t.equal(c.status().hosts.length, 3, 'a runtime per stored host');
+  await c.checkDrift(); // nothing ready: a no-op
+  t.ok(await c.settled(5000));
+});
