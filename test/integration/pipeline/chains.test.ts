@@ -283,6 +283,9 @@ t.test('service chain client -> firewall (2 instances) -> IDS -> server across 3
       const dg = await lab.ofctl(h, 'dump-groups', 'br-int');
       const theirs = dg.stdout.split('\n').map((l) => l.trim()).filter((l) => l.startsWith('group_id=')).sort();
       t.same(theirs, result.host(h).groups.map(formatGroup).sort(), `${h}: dump-groups equals Tenet's groups (select groups with weights)`);
+      const df = await lab.ofctl(h, '--no-stats', 'dump-flows', 'br-int');
+      const flows = df.stdout.split('\n').map((l) => l.trim()).filter((l) => l.startsWith('cookie=')).sort();
+      t.same(flows, result.host(h).flows.map(formatFlow).sort(), `${h}: dump-flows equals Tenet's flows`);
     }
 
     const snap = async () => Object.fromEntries(await Promise.all((['fw-1', 'fw-2', 'ids', 'server', 'client'] as const).map(async (c) => [c, await readNft(lab, c)] as const))) as Record<string, Counters>;
