@@ -61,11 +61,16 @@ interface Candidates {
   maxCpu: number;
   maxMem: number;
   heap?: LoadHeap<HostState>;
-  /** (cpu, memory) requests that found no host on resources alone: anything at least as big fails too. */
+  /**
+   * (cpu, memory) requests that found no host on resources alone, Pareto-minimal:
+   * anything at least as big in both fails too (free room only shrinks during a run).
+   */
   fails: Array<[number, number]>;
 }
 
+/** Hosts named in an explanation's text, and listed per exclusion. */
 const MAX_NAMED = 5;
+const MAX_LISTED = 20;
 const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 function entries(current: CurrentPlacement | undefined): Iterable<[string, string]> {
@@ -95,6 +100,8 @@ class Run {
   private readonly where = new Map<string, { unit: UnitRec; host: HostState }>();
   private readonly placed: Assignment[] = [];
   private readonly unplaceable: Unplaceable[] = [];
+  private readonly pending: Array<() => void> = [];
+  private readonly explained = new Map<string, { reason: string; excluded: Exclusion[]; settledByResources: boolean }>();
 
   constructor(hostList: readonly PlacementHost[]) {
     const sorted = [...hostList].sort((a, b) => cmp(a.name, b.name));
@@ -227,6 +234,7 @@ class Run {
     }
 
     // ---- result
+    for (const explain of this.pending) explain();
     const moved: Move[] = [];
     for (const [id, m] of [...moves].sort((a, b) => cmp(a[0], b[0]))) {
       const to = this.where.get(id)?.host.name;
@@ -397,6 +405,33 @@ class Run {
     this.unplaceable.push({ id, unit, reason, excluded });
   }
 
+  /**
+   * Records unplaceable instances now and explains them at the end of the run, against
+   * the final state: room and conflicts only shrink during a run, so every exclusion
+   * that made the placement fail still holds then. Explanations that resources alone
+   * settle (no host left before the conflicts filter) are shared by every request of
+   * the same size and constraints: an overfull cluster explains each size once.
+   */
+  private failExplained(ids: readonly string[], unit: string, prefix: string, members: readonly UnitRec[], cpu: number, mem: number, labels: Readonly<Record<string, readonly string[]>>, pin: string | undefined, sig: string, scope: readonly HostState[]): void {
+    const entries = ids.map((id) => {
+      const u: Unplaceable = { id, unit, reason: '', excluded: [] };
+      this.unplaceable.push(u);
+      return u;
+    });
+    this.pending.push(() => {
+      const key = scope === this.hosts ? `${sig}#${cpu}#${mem}` : undefined;
+      let e = key === undefined ? undefined : this.explained.get(key);
+      if (!e) {
+        e = this.explain(members, cpu, mem, labels, pin, scope);
+        if (key !== undefined && e.settledByResources) this.explained.set(key, e);
+      }
+      for (const u of entries) {
+        u.reason = prefix + e.reason;
+        u.excluded = e.excluded;
+      }
+    });
+  }
+
   private placeGlobal(r: UnitRec): void {
     const u = r.spec;
     const sig = `|${Object.keys(u.hostLabels)
@@ -405,8 +440,7 @@ class Run {
       .join('|')}`;
     const c = this.candidates(sig, u.hostLabels, undefined);
     if (!c.hosts.length) {
-      const e = this.explain([r], u.cpu, u.memory, u.hostLabels, undefined, this.hosts);
-      this.fail(r.name, r.name, e.reason, e.excluded);
+      this.failExplained([r.name], r.name, '', [r], u.cpu, u.memory, u.hostLabels, undefined, sig, this.hosts);
       return;
     }
     for (const h of c.hosts) {
@@ -414,8 +448,7 @@ class Run {
       if (this.where.has(id)) continue;
       if (this.fits(h, u.cpu, u.memory) && this.conflictOn(h, [r]) === undefined) this.record(id, r, h);
       else {
-        const e = this.explain([r], u.cpu, u.memory, u.hostLabels, undefined, [h]);
-        this.fail(id, r.name, e.reason, e.excluded);
+        this.failExplained([id], r.name, '', [r], u.cpu, u.memory, u.hostLabels, undefined, sig, [h]);
       }
     }
   }
@@ -471,8 +504,7 @@ class Run {
       const host = this.pick(c, g, [r], spread);
       if (host) this.record(id, r, host);
       else {
-        const e = this.explain([r], g.cpu, g.memory, g.hostLabels, g.pin, this.hosts);
-        this.fail(id, r.name, e.reason, e.excluded);
+        this.failExplained([id], r.name, '', [r], g.cpu, g.memory, g.hostLabels, g.pin, g.sig, this.hosts);
       }
     }
   }
@@ -483,7 +515,11 @@ class Run {
     if (!c.hosts.length || cpu > c.maxCpu || mem > c.maxMem) return undefined;
     for (const [fc, fm] of c.fails) if (cpu >= fc && mem >= fm) return undefined;
     const { host, resourcesOnly } = this.choose(c, members, cpu, mem, spread);
-    if (!host && resourcesOnly && c.fails.length < 8) c.fails.push([cpu, mem]);
+    if (!host && resourcesOnly) {
+      // Keep the frontier minimal: drop the entries the new failure dominates.
+      c.fails = c.fails.filter(([fc, fm]) => !(fc >= cpu && fm >= mem));
+      c.fails.push([cpu, mem]);
+    }
     return host;
   }
 
@@ -502,8 +538,8 @@ class Run {
       if (this.allows(rootAt, g.hostLabels, g.pin) && this.fits(rootAt, cpu, mem) && this.conflictOn(rootAt, missing) === undefined) {
         for (const m of missing) this.record(m.name, m, rootAt);
       } else {
-        const e = this.explain(missing, cpu, mem, g.hostLabels, g.pin, [rootAt]);
-        for (const m of missing) this.fail(m.name, m.name, `machineOf ${g.root.name} (on ${rootAt.name}): ${e.reason}`, e.excluded);
+        const prefix = `machineOf ${g.root.name} (on ${rootAt.name}): `;
+        for (const m of missing) this.failExplained([m.name], m.name, prefix, missing, cpu, mem, g.hostLabels, g.pin, g.sig, [rootAt]);
       }
       return;
     }
@@ -523,9 +559,8 @@ class Run {
         if (mv && wasOn.get(m.name) === host.name && mv.reason.startsWith('follows')) moves.delete(m.name);
       }
     } else {
-      const e = this.explain(g.members, g.cpu, g.memory, g.hostLabels, g.pin, this.hosts);
-      const names = g.members.map((m) => m.name).join(', ');
-      for (const m of g.members) this.fail(m.name, m.name, `machineOf group ${names}: ${e.reason}`, e.excluded);
+      const prefix = `machineOf group ${g.members.map((m) => m.name).join(', ')}: `;
+      for (const m of g.members) this.failExplained([m.name], m.name, prefix, g.members, g.cpu, g.memory, g.hostLabels, g.pin, g.sig, this.hosts);
     }
   }
 
@@ -533,27 +568,29 @@ class Run {
    * Runs the filters one by one over `scope` (pin, each host label key, cpu, memory,
    * conflicts) and names the hosts each one excluded.
    */
-  private explain(members: readonly UnitRec[], cpu: number, mem: number, labels: Readonly<Record<string, readonly string[]>>, pin: string | undefined, scope: readonly HostState[]): { reason: string; excluded: Exclusion[] } {
+  private explain(members: readonly UnitRec[], cpu: number, mem: number, labels: Readonly<Record<string, readonly string[]>>, pin: string | undefined, scope: readonly HostState[]): { reason: string; excluded: Exclusion[]; settledByResources: boolean } {
     const excluded: Exclusion[] = [];
     const parts: string[] = [];
     let left = scope;
-    const names = (hs: readonly HostState[], detail?: (h: HostState) => string) =>
-      hs.slice(0, MAX_NAMED).map((h) => (detail ? `${h.name} ${detail(h)}` : h.name)).join(', ') + (hs.length > MAX_NAMED ? `, … (${hs.length - MAX_NAMED} more)` : '');
-    const stage = (constraint: string, keep: (h: HostState) => boolean, say: (out: HostState[], all: boolean) => string) => {
+    const names = (hs: readonly HostState[], detail?: (h: HostState) => string, total = hs.length) =>
+      hs.slice(0, MAX_NAMED).map((h) => (detail ? `${h.name} ${detail(h)}` : h.name)).join(', ') + (total > MAX_NAMED ? `, … (${total - MAX_NAMED} more)` : '');
+    const stage = (constraint: string, keep: (h: HostState) => boolean, say: (out: HostState[], all: boolean, count: number) => string, order?: (hs: HostState[]) => HostState[]) => {
       if (!left.length) return;
-      const out: HostState[] = [];
+      let out: HostState[] = [];
       const kept: HostState[] = [];
       for (const h of left) (keep(h) ? kept : out).push(h);
       if (!out.length) return;
-      excluded.push({ constraint, hosts: out.map((h) => h.name) });
-      parts.push(`${constraint}: ${say(out, !kept.length)}`);
+      const count = out.length;
+      if (order) out = order(out);
+      excluded.push({ constraint, count, hosts: out.slice(0, MAX_LISTED).map((h) => h.name) });
+      parts.push(`${constraint}: ${say(out, !kept.length, count)}`);
       left = kept;
     };
-    if (!scope.length) return { reason: 'no hosts', excluded };
+    if (!scope.length) return { reason: 'no hosts', excluded, settledByResources: true };
     if (pin !== undefined) {
       if (!this.byName.has(pin)) {
-        excluded.push({ constraint: `host ${pin}`, hosts: left.map((h) => h.name) });
-        return { reason: `host ${pin}: no such host`, excluded };
+        excluded.push({ constraint: `host ${pin}`, count: left.length, hosts: left.slice(0, MAX_LISTED).map((h) => h.name) });
+        return { reason: `host ${pin}: no such host`, excluded, settledByResources: true };
       }
       stage(`host ${pin}`, (h) => h.name === pin, (out) => `excludes ${out.length === 1 ? out[0]!.name : `the other ${out.length} hosts`}`);
     }
@@ -561,19 +598,44 @@ class Run {
       const vs = labels[k]!;
       stage(`hostLabels ${k}=${vs.join('|')}`, (h) => h.labels[k] !== undefined && vs.includes(h.labels[k]!), (out, all) => `${all && out.length > 1 ? 'excludes every host: ' : 'excludes '}${names(out, (h) => `(${h.labels[k] === undefined ? 'no label' : `${k}=${h.labels[k]}`})`)}`);
     }
-    const byFree = (free: (h: HostState) => number) => (hs: HostState[]) => [...hs].sort((a, b) => free(b) - free(a) || a.rank - b.rank);
+    // The hosts with the most room first (only the first MAX_LISTED are named: no full sort).
+    const byFree = (free: (h: HostState) => number) => (hs: HostState[]) => {
+      const better = (a: HostState, b: HostState) => free(a) > free(b) || (free(a) === free(b) && a.rank < b.rank);
+      const top: HostState[] = [];
+      for (const h of hs) {
+        if (top.length === MAX_LISTED && !better(h, top[MAX_LISTED - 1]!)) continue;
+        let i = Math.min(top.length, MAX_LISTED - 1);
+        top[i] = h;
+        while (i > 0 && better(h, top[i - 1]!)) {
+          top[i] = top[i - 1]!;
+          top[--i] = h;
+        }
+      }
+      return top;
+    };
     const cpuFree = (h: HostState) => h.cpuCap - h.cpuUsed;
     const memFree = (h: HostState) => h.memCap - h.memUsed;
     if (cpu > 0)
-      stage(`cpu ${formatCpu(cpu)}`, (h) => h.cpuUsed + cpu <= h.cpuCap, (out, all) => {
-        const list = names(byFree(cpuFree)(out), (h) => `has ${formatCpu(cpuFree(h))} free`);
-        return all ? `no host has that much free (${list})` : `not enough free on ${list}`;
-      });
+      stage(
+        `cpu ${formatCpu(cpu)}`,
+        (h) => h.cpuUsed + cpu <= h.cpuCap,
+        (top, all, count) => {
+          if (all) return `no host has that much free (${names(top, (h) => `has ${formatCpu(cpuFree(h))} free`, count)})`;
+          return `not enough free on ${names(top, (h) => `(${formatCpu(cpuFree(h))} free)`, count)}`;
+        },
+        byFree(cpuFree),
+      );
     if (mem > 0)
-      stage(`memory ${formatMemory(mem)}`, (h) => h.memUsed + mem <= h.memCap, (out, all) => {
-        const list = names(byFree(memFree)(out), (h) => `has ${formatMemory(memFree(h))} free`);
-        return all ? `no host has that much free (${list})` : `not enough free on ${list}`;
-      });
+      stage(
+        `memory ${formatMemory(mem)}`,
+        (h) => h.memUsed + mem <= h.memCap,
+        (top, all, count) => {
+          if (all) return `no host has that much free (${names(top, (h) => `has ${formatMemory(memFree(h))} free`, count)})`;
+          return `not enough free on ${names(top, (h) => `(${formatMemory(memFree(h))} free)`, count)}`;
+        },
+        byFree(memFree),
+      );
+    const settledByResources = !left.length;
     const globs = [...new Set(members.flatMap((m) => m.spec.conflicts))];
     const label = globs.length ? `conflicts ${globs.join(',')}` : 'conflicts';
     const culprit = new Map<HostState, string>();
@@ -590,7 +652,7 @@ class Run {
       // Every filter passes somewhere: only the order of placements stood in the way.
       parts.push(`no host chosen although ${names(left)} pass every filter`);
     }
-    return { reason: parts.join('; '), excluded };
+    return { reason: parts.join('; '), excluded, settledByResources };
   }
 }
 

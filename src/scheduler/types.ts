@@ -46,6 +46,9 @@ export interface Assignment {
 /** One constraint and the hosts it took out of the running (each host named under the first constraint that excluded it). */
 export interface Exclusion {
   constraint: string;
+  /** How many hosts this constraint excluded. */
+  count: number;
+  /** The first 20 of them, in the order the reason names them (most free room first for cpu and memory). */
   hosts: string[];
 }
 

@@ -65,13 +65,18 @@ t.test('unplaceable: which constraint excluded which hosts', async (t) => {
   t.equal(why.pinned, 'host h9: no such host');
   t.equal(why['pin-labels'], 'host h3: excludes the other 2 hosts; hostLabels region=eu: excludes h3 (no label)');
   const big = r.unplaceable.find((u) => u.id === 'big')!;
-  t.same(big.excluded, [{ constraint: 'memory 64Gi', hosts: ['h1', 'h2', 'h3'] }]);
+  t.same(big.excluded, [{ constraint: 'memory 64Gi', count: 3, hosts: ['h1', 'h2', 'h3'] }]);
   const euCpu = r.unplaceable.find((u) => u.id === 'eu-cpu')!;
   t.same(euCpu.excluded, [
-    { constraint: 'hostLabels region=eu|us', hosts: ['h3'] },
-    { constraint: 'cpu 6000m', hosts: ['h1', 'h2'] },
+    { constraint: 'hostLabels region=eu|us', count: 1, hosts: ['h3'] },
+    { constraint: 'cpu 6000m', count: 2, hosts: ['h1', 'h2'] },
   ]);
   t.same(r.assignments, [], 'nothing placed');
+});
+
+t.test('cpu and memory together: each names the hosts it took out', async (t) => {
+  const r = place([U('x', { cpu: 2000, memory: 2 * Gi })], [H('h1', {}, { cpu: 1000, memory: 8 * Gi }), H('h2', {}, { cpu: 4000, memory: Gi }), H('h3', {}, { cpu: 500 })]);
+  t.equal(reasons(r).x, 'cpu 2000m: not enough free on h1 (1000m free), h3 (500m free); memory 2Gi: no host has that much free (h2 has 1Gi free)');
 });
 
 t.test('free resources count placements made in the same call', async (t) => {
@@ -83,10 +88,13 @@ t.test('free resources count placements made in the same call', async (t) => {
 });
 
 t.test('a long list of excluded hosts is cut, the excluded field keeps them all', async (t) => {
-  const hosts = Array.from({ length: 12 }, (_, i) => H(`h${String(i).padStart(2, '0')}`, {}, { memory: Gi }));
-  const r = place([U('big', { memory: 2 * Gi })], hosts);
-  t.match(reasons(r).big, /h04 has 1Gi free, … \(7 more\)\)$/);
-  t.equal(r.unplaceable[0]!.excluded[0]!.hosts.length, 12);
+  const hosts = Array.from({ length: 30 }, (_, i) => H(`h${String(i).padStart(2, '0')}`, {}, { memory: (i % 3) * Gi }));
+  const r = place([U('big', { memory: 4 * Gi })], hosts);
+  // Most free room first, then by name; the text names 5, the exclusion lists 20 and counts all.
+  t.equal(reasons(r).big, 'memory 4Gi: no host has that much free (h02 has 2Gi free, h05 has 2Gi free, h08 has 2Gi free, h11 has 2Gi free, h14 has 2Gi free, … (25 more))');
+  const ex = r.unplaceable[0]!.excluded[0]!;
+  t.equal(ex.count, 30);
+  t.same(ex.hosts, ['h02', 'h05', 'h08', 'h11', 'h14', 'h17', 'h20', 'h23', 'h26', 'h29', 'h01', 'h04', 'h07', 'h10', 'h13', 'h16', 'h19', 'h22', 'h25', 'h28']);
 });
 
 t.test('conflicts: globs, checked in both directions', async (t) => {

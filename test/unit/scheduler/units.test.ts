@@ -108,5 +108,5 @@ t.test('a valid document places through hostsOf (host resources, labels)', async
   if (!r.ok) return;
   const p = place(expandUnits(r.doc.units), hostsOf(r.doc));
   t.same(p.assignments, [{ id: 'eu', unit: 'eu', host: 'h1' }]);
-  t.same(p.unplaceable.map((u) => u.reason), ['hostLabels region=eu: excludes h2 (region=us); memory 64Gi: no host has that much free (h1 has 8Gi free)']);
+  t.same(p.unplaceable.map((u) => u.reason), ['hostLabels region=eu: excludes h2 (region=us); memory 64Gi: no host has that much free (h1 has 4Gi free)']);
 });
