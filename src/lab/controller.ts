@@ -75,7 +75,10 @@ export async function startLabController(state: LabState, opts: LabControllerOpt
     ...(opts.auth === false ? ['--no-auth'] : []),
     ...(opts.args ?? []),
   ];
-  const child = spawn(process.execPath, argv, { stdio: ['ignore', fd, fd], detached: false });
+  // setpriv --pdeathsig (util-linux) execs node with the parent-death signal set: a test
+  // or demo killed without running its exit handlers still takes its controller along
+  // (an orphan would reconnect to whichever later lab reuses this management subnet).
+  const child = spawn('setpriv', ['--pdeathsig', 'SIGTERM', process.execPath, ...argv], { stdio: ['ignore', fd, fd], detached: false });
   closeSync(fd);
   const pid = child.pid;
   if (pid === undefined) throw new LabControllerError('could not start tenet controller', { argv });

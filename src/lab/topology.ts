@@ -5,7 +5,8 @@
  * do later: create a container for every endpoint the controller placed, with the
  * address, MAC, iface-id and gateway the controller assigned.
  */
-import { UsageError } from '../util/errors.js';
+import { TenetError, UsageError } from '../util/errors.js';
+import { run } from '../util/exec.js';
 import { addContainer } from './container.js';
 import { OVSDB_TCP_PORT } from './naming.js';
 import type { LabContainer, LabState } from './state.js';
@@ -99,4 +100,28 @@ export async function addEndpointContainers(
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(opts.concurrency ?? 4, todo.length)) }, worker));
   return out;
+}
+
+/**
+ * Makes every host's Open vSwitch know every other host's underlay MAC. The
+ * userspace datapath's native tunnelling drops a packet whose tunnel next hop is
+ * not in its neighbour cache yet (it sends an ARP instead), so the first packet to
+ * a new peer host would be lost; a ping from each host's own stack to each peer
+ * makes OVS learn the ARP replies (`ovs-appctl tnl/neigh/show` lists them).
+ * OVS forgets them when the host's routes change (adding container ports does):
+ * call this after the containers exist.
+ */
+export async function warmUnderlay(state: LabState): Promise<void> {
+  const pairs = state.hosts.flatMap((h) => state.hosts.filter((p) => p !== h).map((p) => [h, p] as const));
+  const failed: string[] = [];
+  await Promise.all(
+    pairs.map(async ([h, p]) => {
+      for (let attempt = 0; attempt < 3; attempt++) {
+        const r = await run(['ip', 'netns', 'exec', h.namespace, 'ping', '-4', '-n', '-q', '-c', '1', '-W', '1', p.underlayIp], { allowFailure: true, timeoutMs: 5000 });
+        if (r.code === 0) return;
+      }
+      failed.push(`${h.name} -> ${p.name} (${p.underlayIp})`);
+    }),
+  );
+  if (failed.length) throw new TenetError('ELAB', `underlay unreachable: ${failed.join(', ')}`, { lab: state.name, failed });
 }
