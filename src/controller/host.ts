@@ -317,8 +317,10 @@ export class HostRuntime {
         if (before.ports[id] !== ports[id]) this.deps.event({ type: 'binding', host: this.name, ifaceId: id, ofport: ports[id] ?? null, at: new Date().toISOString() });
       }
       this.deps.placementChanged(this.name);
+      this.kick();
+    } else if (this.pending) {
+      this.kick(); // a reconcile asked for earlier may be possible now (e.g. after an OVSDB reconnect)
     }
-    this.kick();
   }
 
   private computeTunnelsReady(): boolean {
