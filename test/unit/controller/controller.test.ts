@@ -4,11 +4,12 @@
  * deletion, invalid input, unreachable hosts) against a real embedded store and
  * OVSDB addresses nobody listens on.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pino from 'pino';
 import t from 'tap';
-import { Controller, TOPOLOGY_KEY, datapathIdOf, driftLines, hostPlanOf, tunnelPeers, type ControllerEvent } from '../../../src/controller/index.js';
+import { Controller, TOPOLOGY_KEY, parseHostPort, startDaemon, storeConfig, datapathIdOf, driftLines, hostPlanOf, tunnelPeers, type ControllerEvent } from '../../../src/controller/index.js';
 import { loadTopology, TopologyError } from '../../../src/model/index.js';
 import { parseFlow, parseGroup } from '../../../src/openflow/index.js';
 import { diffState } from '../../../src/reconcile/index.js';
@@ -147,4 +148,31 @@ t.test('a restarted controller loads the stored topology', async (t) => {
   t.equal(c.status().hosts.length, 3, 'a runtime per stored host');
   await c.checkDrift(); // nothing ready: a no-op
   t.ok(await c.settled(5000));
+});
+
+t.test('daemon: options, token, API, clean stop', async (t) => {
+  t.same(storeConfig('embedded', '/x'), { kind: 'embedded', dir: '/x/store' });
+  t.same(storeConfig('etcd:http://127.0.0.1:2379,http://127.0.0.2:2379', '/x'), { kind: 'etcd', endpoints: ['http://127.0.0.1:2379', 'http://127.0.0.2:2379'] });
+  t.throws(() => storeConfig('etcd:nope', '/x'), { code: 'EUSAGE' });
+  t.throws(() => storeConfig('redis', '/x'), { code: 'EUSAGE' });
+  t.same(parseHostPort('0.0.0.0:6653', 'x'), { host: '0.0.0.0', port: 6653 });
+  t.same(parseHostPort(':6653', 'x'), { host: '0.0.0.0', port: 6653 });
+  t.throws(() => parseHostPort('6653', '--openflow'), { code: 'EUSAGE', message: /--openflow must be host:port/ });
+
+  const dir = mkdtempSync(join(tmpdir(), 'tenet-ctl-daemon-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const base = { stateDir: dir, api: '127.0.0.1:0', store: 'embedded', driftIntervalS: 0, auth: true, logger: pino({ level: 'silent' }) };
+  await t.rejects(startDaemon({ ...base, openflow: '0.0.0.0:0' }), { code: 'EUSAGE', message: /--advertise/ }, 'a wildcard OpenFlow address needs --advertise');
+  await t.rejects(startDaemon({ ...base, openflow: '127.0.0.1:0', advertise: 'http://x' }), { code: 'EUSAGE' });
+  const d = await startDaemon({ ...base, openflow: '127.0.0.1:0', advertise: 'tcp:127.0.0.1:6653' });
+  t.teardown(() => d.close());
+  t.equal(statSync(join(dir, 'token')).mode & 0o777, 0o600, 'token file 0600');
+  t.equal(d.token, readFileSync(join(dir, 'token'), 'utf8').trim());
+  const health = (await (await fetch(`${d.api.url}/healthz`)).json()) as { ok: boolean; generation: number };
+  t.same(health, { ok: true, generation: 0 });
+  t.equal((await fetch(`${d.api.url}/v1/status`)).status, 401, 'auth on by default');
+  const st = await fetch(`${d.api.url}/v1/status`, { headers: { authorization: `Bearer ${d.token}` } });
+  t.equal(st.status, 200);
+  await d.close();
+  await d.close(); // idempotent
 });
