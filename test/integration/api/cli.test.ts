@@ -34,21 +34,20 @@ t.test('client commands against tenet controller', async (t) => {
   t.ok(issues.length >= 2);
 
   // Invalid file: the validator's list (path: reason, one per line), exit 1, nothing stored.
-  const [inv, invPlan] = await Promise.all([run('apply', '-f', bad), run('plan', '-f', bad)]);
-  for (const r of [inv, invPlan]) {
-    t.equal(r.code, 1);
-    t.equal(r.stdout, '');
-    t.equal(r.stderr, `tenet: invalid topology: ${issues.length} error(s)\n${issues.map((i) => `  ${i.path}: ${i.message}\n`).join('')}`);
-  }
+  const inv = await run('apply', '-f', bad);
+  t.equal(inv.code, 1);
+  t.equal(inv.stdout, '');
+  t.equal(inv.stderr, `tenet: invalid topology: ${issues.length} error(s)\n${issues.map((i) => `  ${i.path}: ${i.message}\n`).join('')}`);
   t.match(inv.stderr, /\n {2}\/tenants\/0\/networks\/1\/subnet: .*overlaps/);
 
   // plan and apply --dry-run print the plan and store nothing.
-  const [plan, planV, dry] = await Promise.all([run('plan', '-f', good), run('plan', '-f', good, '-v'), run('apply', '-f', good, '--dry-run')]);
-  t.equal(plan.code, 0, plan.stderr);
-  t.match(plan.stdout, /^plan: generation 1\n {2}host1: \+\d+ flows.* \(hitless\) \[not connected: planned against its last known state\]\n {2}host2: \+\d+ flows/);
+  const [planV, dry] = await Promise.all([run('plan', '-f', good, '-v'), run('apply', '-f', good, '--dry-run')]);
+  t.equal(planV.code, 0, planV.stderr);
+  t.match(planV.stdout, /^plan: generation 1\n {2}host1: \+\d+ flows.* \(hitless\) \[not connected: planned against its last known state\]\n/);
   t.match(planV.stdout, /\n {4}\+ cookie=0x[0-9a-f]+, .*priority=\d+.* actions=/);
+  t.match(planV.stdout, /\n {2}host2: \+\d+ flows/);
   t.equal(dry.code, 0);
-  t.equal(dry.stdout, `${plan.stdout}dry run: nothing applied\n`);
+  t.equal(dry.stdout, `${planV.stdout.split('\n').filter((l) => !l.startsWith('    ')).join('\n')}dry run: nothing applied\n`);
   t.equal((await status()).generation, 0, 'plan and --dry-run stored nothing');
 
   // apply with only unreachable hosts: stored, every host named with its state, exit 1.
@@ -59,19 +58,13 @@ t.test('client commands against tenet controller', async (t) => {
   t.match(app.stdout, /\n {2}host2 unreachable: /);
   t.match(app.stderr, /generation 1 not realized on 2 of 2 hosts: host1 \(unreachable\), host2 \(unreachable\)/);
   t.equal((await status()).generation, 1);
-  const again = await run('apply', '-f', good, '--no-wait');
-  t.equal(again.code, 0);
-  t.match(again.stdout, /no change: generation 1 is already stored\n$/);
 
   // get / status
-  const [epsJson, epsTable, hosts, tenants, networks, st, stJson, tokenFile, noToken] = await Promise.all([
+  const [epsJson, epsTable, hosts, st, tokenFile, noToken] = await Promise.all([
     run('get', 'endpoints', '-o', 'json'),
     run('get', 'endpoints'),
     run('get', 'hosts'),
-    run('get', 'tenants'),
-    run('get', 'networks', '--tenant', 'red'),
     run('status'),
-    run('status', '-o', 'json'),
     tenet(['get', 'tenants', '--token-file', join(d.stateDir, 'token')], { env: { ...process.env, TENET_API: d.url, TENET_TOKEN: '' } }),
     tenet(['get', 'tenants'], { env: { ...process.env, TENET_API: d.url, TENET_TOKEN: '' } }),
   ]);
@@ -85,21 +78,17 @@ t.test('client commands against tenet controller', async (t) => {
   t.equal(lines.length, 4);
   for (const e of eps) t.ok(lines.some((l) => l.split(/\s+/).join(' ') === `${e.id} ${e.network} ${e.host} ${e.ip} ${e.mac} ${e.gateway} -`), `table row of ${e.id}`);
   t.match(hosts.stdout, /^HOST\s+STATE\s+REALIZED.*\nhost1\s+unreachable\s+0\s+0\s+0\s+0\s+-\s+\S+\s+OVSDB/);
-  t.match(tenants.stdout, /^TENANT\s+NETWORKS\s+ENDPOINTS\s+POLICIES\s+DEFAULT\s+ROUTER\nblue\s+web\s+1\s+0\s+allow\s+-\nred\s+web\s+2\s+1\s+deny\s+-\n$/);
-  t.match(networks.stdout, /^TENANT.*\nred\s+web\s+10\.0\.0\.0\/24\s+10\.0\.0\.1\s+\d+\s+no\s+2\n$/);
   t.match(st.stdout, /^generation 1: realized on 0 of 2 hosts \(0 ready\)/);
   t.match(st.stdout, /\nhost2\s+unreachable/);
-  t.match(JSON.parse(stJson.stdout), { generation: 1, hosts: [{ name: 'host1', state: 'unreachable' }, { name: 'host2', state: 'unreachable' }] });
   t.equal(tokenFile.code, 0, `--token-file: ${tokenFile.stderr}`);
   t.equal(noToken.code, 1);
   t.match(noToken.stderr, /missing or wrong bearer token/);
 
   // delete
   const [usage, missing] = await Promise.all([run('delete', 'tenant'), run('delete', 'tenant', 'green')]);
-  t.equal(usage.code, 2);
+  t.equal(usage.code, 2, 'usage error: exit 2');
   t.equal(missing.code, 1);
   t.match(missing.stderr, /no tenant 'green'/);
   t.equal((await run('delete', 'tenant', 'blue')).stdout, 'deleted tenant blue: generation 2\n');
-  t.equal((await run('delete', '--all')).stdout, 'deleted every tenant: generation 3\n');
-  t.equal((await run('get', 'endpoints')).stdout, 'no endpoints\n');
+  t.equal((await status()).generation, 2);
 });
