@@ -55,6 +55,7 @@ interface Group {
 }
 
 const NO_MATCHERS: NameMatcher[] = [];
+const NO_LABELS: Record<string, string[]> = Object.freeze({}) as Record<string, string[]>;
 
 interface Candidates {
   hosts: HostState[];
@@ -178,7 +179,7 @@ class Run {
         continue;
       }
       let g = groups.get(root);
-      if (!g) groups.set(root, (g = { root, members: [root], cpu: 0, memory: 0, hostLabels: {}, sig: '', klass: 2 }));
+      if (!g) groups.set(root, (g = { root, members: [root], cpu: 0, memory: 0, hostLabels: NO_LABELS, sig: '', klass: 2 }));
       if (r !== root) g.members.push(r);
       groupOf.set(r, g);
     }
@@ -196,7 +197,7 @@ class Run {
         const host = this.byName.get(hostName);
         if (g && host && this.allows(host, g.hostLabels, g.pin)) {
           this.assign(id0, plain, host);
-          wasOn.set(id0, hostName);
+          if (g.members.length > 1) wasOn.set(id0, hostName);
           continue;
         }
       }
@@ -492,6 +493,7 @@ class Run {
 
   private placeSingle(g: Group): void {
     const r = g.root;
+    if (r.spec.replicas <= 1 && this.where.has(r.name)) return;
     const ids = instanceIds(r.spec).filter((id) => !this.where.has(id));
     if (!ids.length) return;
     if (g.broken) {
