@@ -12,6 +12,8 @@ import type { NetworkInfo, TenantInfo } from './views.js';
 
 export const DEFAULT_API_URL = 'http://127.0.0.1:6680';
 const DEFAULT_TIMEOUT_MS = 30_000;
+/** Longest single GET /v1/wait. */
+export const WAIT_CHUNK_S = 60;
 
 /** The API answered with an error, or could not be reached (status 0). */
 export class ApiError extends TenetError {
@@ -90,9 +92,19 @@ export class ApiClient {
   deleteTenant(name?: string): Promise<ApplyResult> {
     return this.json('DELETE', name === undefined ? '/v1/topology' : `/v1/tenants/${encodeURIComponent(name)}`);
   }
-  /** Status once every reachable host realized `generation` (realized:false after `timeoutS`). */
-  wait(generation: number, timeoutS: number): Promise<ControllerStatus> {
-    return this.json('GET', `/v1/wait${query({ generation: String(generation), timeout: String(timeoutS) })}`, undefined, timeoutS * 1000 + this.timeoutMs);
+  /**
+   * Status once every reachable host realized `generation` (realized:false after `timeoutS`).
+   * Long waits go out as several requests of at most WAIT_CHUNK_S: fetch (undici) gives
+   * up on a response whose headers take more than 300 s.
+   */
+  async wait(generation: number, timeoutS: number): Promise<ControllerStatus> {
+    let left = timeoutS;
+    for (;;) {
+      const chunk = Math.min(left, WAIT_CHUNK_S);
+      left -= chunk;
+      const s = await this.json<ControllerStatus>('GET', `/v1/wait${query({ generation: String(generation), timeout: String(chunk) })}`, undefined, chunk * 1000 + this.timeoutMs);
+      if (s.realized || left <= 0) return s;
+    }
   }
   async metrics(): Promise<string> {
     return (await this.request('GET', '/metrics')).text;

@@ -86,7 +86,16 @@ export class FakeController extends EventEmitter<{ event: [ControllerEvent] }> i
     d.tenants = name === undefined ? [] : (d.tenants ?? []).filter((t) => t.name !== name);
     return this.apply(d);
   }
-  async waitRealized(_generation: number, _timeoutMs: number): Promise<ControllerStatus> {
+  /** The timeouts waitRealized was called with. */
+  readonly waits: number[] = [];
+  /** This many next waits end as timeouts (realized: false). */
+  timeoutWaits = 0;
+  async waitRealized(_generation: number, timeoutMs: number): Promise<ControllerStatus> {
+    this.waits.push(timeoutMs);
+    if (this.timeoutWaits > 0) {
+      this.timeoutWaits--;
+      return { ...this.status(), realized: false };
+    }
     return this.status();
   }
 }

@@ -82,6 +82,17 @@ t.test('client and commands against the API (in process)', async (t) => {
   t.match(await new ApiClient({ url: api.url, token: 'nope' }).status().catch((e: unknown) => e), { status: 401, error: 'unauthorized', message: /--token/ });
   t.match(await new ApiClient({ url: 'http://127.0.0.1:1' }).status().catch((e: unknown) => e), { status: 0, error: 'unreachable', code: 'EAPI' });
 
+  // Long waits go out in chunks of at most 60 s, until realized or the time is spent.
+  ctl.timeoutWaits = 1;
+  t.equal((await client.wait(0, 150)).realized, true);
+  t.same(ctl.waits, [60_000, 60_000]);
+  ctl.waits.length = 0;
+  ctl.timeoutWaits = 5;
+  t.equal((await client.wait(0, 150)).realized, false);
+  t.same(ctl.waits, [60_000, 60_000, 30_000]);
+  ctl.waits.length = 0;
+  ctl.timeoutWaits = 0;
+
   // invalid document: every issue, path + reason; nothing applied
   const inv = await run((w) => applyCommand(client, bad, { timeoutS: 5 }, w));
   t.equal(inv.out, '');
