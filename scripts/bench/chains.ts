@@ -14,7 +14,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { labDown, labUp } from '../../src/lab/index.js';
+import { labDown, labUp, warmUnderlay } from '../../src/lab/index.js';
 import { loadTopology } from '../../src/model/index.js';
 import { formatFlow, formatGroup } from '../../src/openflow/index.js';
 import { compile, type CompileResult, type Placement } from '../../src/pipeline/index.js';
@@ -120,6 +120,8 @@ try {
       for (const s of ['net.ipv4.ip_forward=1', 'net.ipv4.conf.all.send_redirects=0', 'net.ipv4.conf.eth0.send_redirects=0', 'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.eth0.rp_filter=0'])
         await lab.exec(e.name, ['sysctl', '-q', '-w', s]);
   }
+  // OVS's native tunnelling drops the first packet to a peer whose underlay MAC it has not learnt
+  await warmUnderlay(lab.state);
   server = spawn('ip', ['netns', 'exec', lab.container('server').namespace, process.execPath, '-e', ECHO], { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise((res) => server!.stdout!.once('data', res));
 
