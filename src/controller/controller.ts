@@ -74,6 +74,8 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
   private modRevision = 0;
   private current: Model | null = null;
   private compiled: CompileResult | undefined;
+  /** Bumped on every placement change: a compile made for a plan is reused by the apply if none came in between. */
+  private placementVersion = 0;
   private serial: Promise<unknown> = Promise.resolve();
   private driftTimer: NodeJS.Timeout | undefined;
   private readonly startedAt = now();
@@ -156,7 +158,7 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
 
   async plan(doc: unknown): Promise<Plan> {
     const model = this.validate(doc);
-    return this.planModel(model, this.generation + 1);
+    return (await this.planModel(model, this.generation + 1)).plan;
   }
 
   apply(doc: unknown): Promise<ApplyResult> {
@@ -236,10 +238,10 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
     const model = this.validate(doc);
     if (this.record && JSON.stringify(doc) === JSON.stringify(this.record.doc)) {
       this.m.applies.inc({ result: 'unchanged' });
-      return { generation: this.generation, plan: await this.planModel(model, this.generation), changed: false };
+      return { generation: this.generation, plan: (await this.planModel(model, this.generation)).plan, changed: false };
     }
     const generation = this.generation + 1;
-    const plan = await this.planModel(model, generation);
+    const { plan, result, placementVersion } = await this.planModel(model, generation);
     const record: TopologyRecord = { generation, doc, alloc: model.alloc };
     const key = this.opts.key ?? TOPOLOGY_KEY;
     const r = await this.opts.store.txn({
@@ -251,7 +253,8 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
     this.record = record;
     this.m.applies.inc({ result: 'changed' });
     this.log.info({ generation, plan: plan.hosts.map((h) => `${h.host}: ${h.summary}`) }, 'topology stored');
-    this.setModel(model);
+    // The plan's compile is the desired state unless a binding or tunnel changed meanwhile.
+    this.setModel(model, placementVersion === this.placementVersion ? result : undefined);
     this.event({ type: 'topology', generation, at: now() });
     return { generation, plan, changed: true };
   }
@@ -267,9 +270,9 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
     this.current = v.model;
   }
 
-  private setModel(model: Model): void {
+  private setModel(model: Model, compiled?: CompileResult): void {
     this.current = model;
-    this.compiled = undefined;
+    this.compiled = compiled;
     this.syncRuntimes(model);
   }
 
@@ -300,7 +303,10 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
         retryMs: this.opts.retryMs ?? 2000,
         openflowWaitMs: 20_000,
         desired: (host) => this.desiredFor(host),
-        placementChanged: () => (this.compiled = undefined),
+        placementChanged: () => {
+          this.compiled = undefined;
+          this.placementVersion++;
+        },
         event: (e) => this.event(e),
         reconciled: (host, r, kind) => {
           this.m.reconcileSeconds.observe({ host, kind }, r.ms / 1000);
@@ -340,7 +346,8 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
     return { generation: this.generation, state: { flows: h.flows, groups: h.groups } };
   }
 
-  private async planModel(model: Model, generation: number): Promise<Plan> {
+  private async planModel(model: Model, generation: number): Promise<{ plan: Plan; result: CompileResult; placementVersion: number }> {
+    const placementVersion = this.placementVersion;
     const result = compile(model, this.placement());
     const hosts = await Promise.all(
       model.hosts.map(async (h) => {
@@ -351,7 +358,7 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
         return new HostRuntime(h, [], NO_DEPS).plan(state); // a new host: planned against an empty switch
       }),
     );
-    return { generation, hosts };
+    return { plan: { generation, hosts }, result, placementVersion };
   }
 
   // ------------------------------------------------------------------ switches
