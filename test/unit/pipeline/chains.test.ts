@@ -145,3 +145,17 @@ t.test('tenet trace: the hops, replies by --sport, failed instances by --unhealt
   t.match(traceText(file, 'acme/client', 'acme/server', 'tcp', '80', { unhealthy: 'acme/fw-1,acme/fw-2' }), /dropped on host1 at table 20 \(chain\)/);
   t.throws(() => traceText(file, 'acme/client', 'acme/server', 'icmp', undefined, { sport: '80' }), /--sport needs tcp or udp/);
 });
+
+t.test('trace: TTL runs out in a service function; forwardServices false stops at the first instance', async (t) => {
+  const r = compile(model);
+  const two = traceBetween(r, 'acme/client', 'acme/server', { protocol: 'tcp', dport: 80, ttl: 2 });
+  t.same(verdicts(two), ['dropped on host3 at table 60 (output): TTL exceeded in service function acme/ids-1']);
+  t.equal(two.passes.length, 2, 'the firewall forwarded it, the IDS could not');
+  const stop = traceBetween(r, 'acme/client', 'acme/server', { protocol: 'tcp', dport: 80 }, new Tracer(r, { forwardServices: false }));
+  t.match(verdicts(stop)[0]!, /^delivered to acme\/fw-[12] on host2$/);
+  t.same(stop.passes, []);
+  const arp = traceBetween(r, 'acme/client', 'acme/fw-1', { protocol: 'arp' });
+  t.same(verdicts(arp), ['delivered to acme/client on host1'], 'ARP for an instance is answered by the switch, not steered');
+  const own = traceBetween(r, 'acme/client', 'acme/fw-1', { protocol: 'icmp' });
+  t.same(verdicts(own), ['delivered to acme/fw-1 on host2'], 'a packet for the instance itself is delivered, not forwarded');
+});
