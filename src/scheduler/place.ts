@@ -13,7 +13,7 @@
  * 4. Whatever cannot be placed comes back with an explanation computed by running the
  *    filters one by one over the hosts and naming what each excluded.
  */
-import { formatCpu, formatMemory } from '../model/units.js';
+import { formatCpu, formatMemory } from '../model/index.js';
 import { compileGlob, type NameMatcher } from './glob.js';
 import { LoadHeap, type LoadedHost } from './heap.js';
 import type { Assignment, CurrentPlacement, Exclusion, Move, PlacementHost, PlacementResult, PlacementUnit, Unplaceable } from './types.js';
