@@ -24,6 +24,7 @@ import { Counter } from 'prom-client';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { ControllerApi, ControllerEvent } from '../controller/types.js';
 import type { ValidationIssue } from '../model/index.js';
+import { StoreClosedError, StoreUnavailableError } from '../store/index.js';
 import { TenetError, UsageError } from '../util/errors.js';
 import { bearerOk } from '../util/token.js';
 import { EVENTS_PATH, type ApiErrorBody, type SnapshotMessage } from './protocol.js';
@@ -104,6 +105,7 @@ export function errorResponse(err: unknown, bodyLimit = DEFAULT_BODY_LIMIT): { s
   if (p?.type === 'entity.parse.failed') return { status: 400, body: { error: 'invalid JSON', message: `body is not valid JSON: ${p.message}` } };
   if (p?.type === 'entity.too.large') return { status: 413, body: { error: 'too large', message: `body larger than ${bodyLimit}` } };
   if (p && p.status >= 400 && p.status < 500) return { status: p.status, body: { error: 'bad request', message: p.message } };
+  if (err instanceof StoreUnavailableError || err instanceof StoreClosedError) return { status: 503, body: { error: 'unavailable', message: err.message } };
   if (err instanceof TenetError) return { status: 500, body: { error: err.code, message: err.message } };
   return { status: 500, body: { error: 'internal', message: err instanceof Error ? err.message : String(err) } };
 }
@@ -115,10 +117,10 @@ function queryString(req: Request, name: string): string | undefined {
   return v;
 }
 
-function queryInt(req: Request, name: string, min: number, max: number): number | undefined {
+function queryNumber(req: Request, name: string, min: number, max: number, integer: boolean): number | undefined {
   const v = queryString(req, name);
   if (v === undefined) return undefined;
-  if (!/^\d+(\.\d+)?$/.test(v) || Number(v) < min || Number(v) > max) throw new HttpError(400, 'bad request', `${name} must be a number from ${min} to ${max}, got '${v}'`);
+  if (!(integer ? /^\d+$/ : /^\d+(\.\d+)?$/).test(v) || Number(v) < min || Number(v) > max) throw new HttpError(400, 'bad request', `${name} must be a number from ${min} to ${max}, got '${v}'`);
   return Number(v);
 }
 
@@ -211,8 +213,8 @@ export function createApiApp(controller: ControllerApi, opts: Omit<ApiOptions, '
     );
   });
   app.get('/v1/wait', async (req, res) => {
-    const generation = queryInt(req, 'generation', 0, Number.MAX_SAFE_INTEGER) ?? controller.status().generation;
-    const timeoutS = queryInt(req, 'timeout', 0, MAX_WAIT_S) ?? DEFAULT_WAIT_S;
+    const generation = queryNumber(req, 'generation', 0, Number.MAX_SAFE_INTEGER, true) ?? controller.status().generation;
+    const timeoutS = queryNumber(req, 'timeout', 0, MAX_WAIT_S, false) ?? DEFAULT_WAIT_S;
     res.json(await controller.waitRealized(generation, timeoutS * 1000));
   });
   app.get(EVENTS_PATH, (_req, res) => {

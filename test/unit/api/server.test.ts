@@ -8,6 +8,7 @@ import t from 'tap';
 import WebSocket from 'ws';
 import { errorResponse, parseListen, startApi, type EventMessage } from '../../../src/api/index.js';
 import { TopologyError } from '../../../src/model/index.js';
+import { StoreClosedError, StoreUnavailableError } from '../../../src/store/index.js';
 import { UsageError } from '../../../src/util/errors.js';
 import { FakeController } from '../../helpers/fake-controller.js';
 
@@ -46,6 +47,8 @@ t.test('errorResponse maps typed errors', async (t) => {
   t.same(r.body.issues, [{ path: '/hosts/0/name', message: 'is required' }]);
   t.equal(errorResponse(new Error('boom')).status, 500);
   t.equal(errorResponse(new UsageError('bad')).status, 400);
+  t.match(errorResponse(new StoreUnavailableError('etcd down')), { status: 503, body: { error: 'unavailable', message: 'etcd down' } });
+  t.match(errorResponse(new StoreClosedError()), { status: 503 });
 });
 
 t.test('routes, auth and errors over HTTP', async (t) => {
@@ -112,6 +115,9 @@ t.test('routes, auth and errors over HTTP', async (t) => {
   t.equal((await req(u('/v1/status'))).json.generation, 1);
   t.equal((await req(u('/v1/wait?generation=1&timeout=1'))).json.generation, 1);
   t.equal((await req(u('/v1/wait?timeout=forever'))).status, 400);
+  t.equal((await req(u('/v1/wait?generation=1.5'))).status, 400);
+  t.equal((await req(u('/v1/wait?timeout=601'))).status, 400);
+  t.equal((await req(u('/v1/endpoints?tenant=a&tenant=b'))).status, 400);
   t.equal((await req(u('/v1/nope'))).status, 404);
   t.equal((await req(u('/v1/events'))).status, 426);
 
