@@ -556,7 +556,9 @@ class Run {
     const host = this.pick(c, g, g.members, undefined);
     if (host) {
       for (const m of g.members) {
-        this.record(m.name, m, host);
+        // A member that lands back where it was is kept, not newly placed.
+        if (wasOn.get(m.name) === host.name) this.assign(m.name, m, host);
+        else this.record(m.name, m, host);
         const mv = moves.get(m.name);
         if (mv && wasOn.get(m.name) === host.name && mv.reason.startsWith('follows')) moves.delete(m.name);
       }

@@ -168,6 +168,11 @@ t.test('machineOf: a target already running takes its followers or explains', as
   const moved = place([U('app', { memory: Gi }), U('side', { memory: Gi / 2, machineOf: 'app' })], [hosts[1]!, H('h3', {}, { memory: Gi })], { app: 'h1', side: 'h1' });
   t.same(hostOf(moved), { app: 'h2', side: 'h2' });
   t.same(moved.moved.map((m) => [m.id, m.from, m.to]), [['app', 'h1', 'h2'], ['side', 'h1', 'h2']]);
+  // A follower already running on the host its new target lands on stays and is not placed again.
+  const back = place([U('app', { memory: Gi }), U('side', { memory: Gi / 2, machineOf: 'app' })], [hosts[1]!], { app: 'h1', side: 'h2' });
+  t.same(hostOf(back), { app: 'h2', side: 'h2' });
+  t.same(back.placed.map((p) => p.id), ['app']);
+  t.same(back.moved.map((m) => [m.id, m.from, m.to]), [['app', 'h1', 'h2']]);
 });
 
 t.test('pin to a host', async (t) => {
