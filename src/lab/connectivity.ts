@@ -117,7 +117,8 @@ export function formatMatrix(cells: readonly Cell[]): string {
   const lines: string[] = [];
   for (const p of probes) {
     const name = probeName(p);
-    lines.push(`${name} (row -> column)`.padEnd(w) + ids.map((i) => i.padEnd(w)).join('').trimEnd());
+    lines.push(`${name}, from row to column:`);
+    lines.push(''.padEnd(w) + ids.map((i) => i.padEnd(w)).join('').trimEnd());
     for (const from of ids) {
       const row = ids.map((to) => {
         if (to === from) return ''.padEnd(w);
