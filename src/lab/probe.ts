@@ -59,7 +59,7 @@ export async function tcpExchange(state: LabState, from: string, to: string, toI
   const server = spawn('ip', ['netns', 'exec', toNs, process.execPath, '-e', SERVER_JS, String(port), bind], { stdio: ['ignore', 'pipe', 'pipe'] });
   try {
     const ready = await new Promise<boolean>((resolve) => {
-      const timer = setTimeout(() => resolve(false), 5000);
+      const timer = setTimeout(() => resolve(false), 15_000); // node's start in a loaded 2-core machine can take seconds
       server.stdout.on('data', (d: Buffer) => {
         if (String(d).includes('ready')) {
           clearTimeout(timer);
