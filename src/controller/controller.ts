@@ -311,7 +311,6 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
         reconciled: (host, r, kind) => {
           this.m.reconcileSeconds.observe({ host, kind }, r.ms / 1000);
           if (r.messages) this.m.messages.inc({ host }, r.messages);
-          if (kind === 'drift' && r.messages) this.m.driftRepairs.inc({ host });
         },
       });
       this.runtimes.set(h.name, fresh);
@@ -380,6 +379,7 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
   }
 
   private event(e: ControllerEvent): void {
+    if (e.type === 'drift') this.m.driftRepairs.inc({ host: e.host }); // flow-table and OVSDB repairs alike
     this.emit('event', e);
   }
 

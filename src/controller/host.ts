@@ -75,6 +75,8 @@ export class HostRuntime {
   private connectAttempt = 0;
   private readonly timers = new Set<NodeJS.Timeout>();
   private changeScheduled = false;
+  /** The next setup changes the switch because the topology changed, not because someone edited it. */
+  private expectSetupChange = false;
   private openflowTimer: NodeJS.Timeout | undefined;
   /** Flow/group mods this runtime has sent (tests: a restarted controller sends none). */
   messagesSent = 0;
@@ -114,6 +116,7 @@ export class HostRuntime {
     this.peers = peers;
     if (!same) {
       this.tunnelsReady = this.computeTunnelsReady();
+      this.expectSetupChange = true;
       void this.setup();
     }
     this.kick();
@@ -256,7 +259,17 @@ export class HostRuntime {
           controllerMaxBackoffMs: CONTROLLER_MAX_BACKOFF_MS,
         });
         const t = await sw.ensureTunnels({ bridge: this.deps.bridge, localIp: this.host.underlayIp, peers: this.peers });
-        if (b.changed || t.changed) this.deps.logger.info({ host: this.name, bridgeChanged: b.changed, tunnels: { added: t.added, removed: t.removed, updated: t.updated } }, 'switch configured');
+        const expected = !this.configured || this.expectSetupChange;
+        this.expectSetupChange = false;
+        if (b.changed || t.changed) {
+          this.deps.logger.info({ host: this.name, bridgeChanged: b.changed, tunnels: { added: t.added, removed: t.removed, updated: t.updated } }, 'switch configured');
+          if (!expected) {
+            // Someone changed the bridge or a tunnel port behind our back: undone above, reported like flow drift.
+            const lines = [...(b.changed ? ['bridge restored'] : []), ...t.added.map((p) => `+ port ${p}`), ...t.updated.map((p) => `~ port ${p}`), ...t.removed.map((p) => `- port ${p}`)];
+            this.deps.logger.warn({ host: this.name, changes: lines }, 'OVSDB drift repaired');
+            this.deps.event({ type: 'drift', host: this.name, summary: `OVSDB: ${lines.join(', ')}`, flows: lines, at: new Date().toISOString() });
+          }
+        }
         if (!this.configured) {
           this.configured = true;
           if (!this.conn) this.armOpenflowTimer();

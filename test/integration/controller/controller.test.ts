@@ -10,7 +10,7 @@ import { TopologyError } from '../../../src/model/index.js';
 import { addEndpointContainers, endpointContainerName } from '../../../src/lab/index.js';
 import { TOPOLOGY_KEY, type ControllerEvent } from '../../../src/controller/index.js';
 import { withLab } from '../../helpers/lab.js';
-import { freePort } from '../../helpers/net.js';
+import { freePort, until } from '../../helpers/net.js';
 import { dumpFlows, sleep, smallTopology, startController, waitBound } from './helpers.js';
 
 const HOSTS = ['host1', 'host2', 'host3'];
@@ -124,8 +124,25 @@ t.test('controller on a 3-host lab', async (t) => {
       t.same(drift.flows, [`+ ${victim}`], 'the event names the restored flow in ovs-ofctl syntax');
     }
     t.ok((await dumpFlows(lab, 'host2')).has(victim), 'the flow is back on host2');
+    // A tunnel port deleted by hand: recreated by the setup step, reported, traffic flows again.
+    const portDrift = new Promise<ControllerEvent>((resolve) => {
+      const on = (e: ControllerEvent) => {
+        if (e.type === 'drift' && e.host === 'host2' && e.summary.startsWith('OVSDB')) {
+          controller.off('event', on);
+          resolve(e);
+        }
+      };
+      controller.on('event', on);
+    });
+    await lab.vsctl('host2', 'del-port', 'br-int', 'vx-host1');
+    const pd = await Promise.race([portDrift, sleep(10_000).then(() => undefined)]);
+    t.match(pd, { type: 'drift', summary: 'OVSDB: + port vx-host1' }, 'the deleted tunnel port is recreated and reported');
+    t.equal((await lab.vsctl('host2', 'port-to-br', 'vx-host1')).stdout.trim(), 'br-int', 'vx-host1 is back on br-int');
+    await until('web-1 reaches web-2 again', async () => (await lab.ping(name('acme/web-1'), ip('acme/web-2'), { count: 1, timeoutS: 1 })).ok, 15_000, 50);
+    t.ok(await controller.settled(10_000));
+
     const metricsText = await controller.metrics.metrics();
-    t.match(metricsText, /tenet_drift_repairs_total\{host="host2"\} 1/, 'drift repair counted');
+    t.match(metricsText, /tenet_drift_repairs_total\{host="host2"\} 2/, 'both drift repairs counted');
     t.match(metricsText, /tenet_topology_generation 2/);
 
     // ---- 7. an invalid document: every issue, nothing stored, switches unchanged
