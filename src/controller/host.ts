@@ -154,9 +154,14 @@ export class HostRuntime {
   /** What reconciling `desired` would change (against the switch's tracked state, or empty when not connected). */
   async plan(desired: DesiredState): Promise<HostPlan> {
     const rec = this.reconciler;
-    if (rec && this.state === 'ready') {
-      const d = await rec.plan(desired);
-      return hostPlanOf(this.name, d, summarize(d), true);
+    if (rec) {
+      try {
+        const d = await rec.plan(desired);
+        return hostPlanOf(this.name, d, summarize(d), true);
+      } catch (err) {
+        // The switch did not answer the dump: plan as for an unreachable host.
+        this.deps.logger.warn({ host: this.name, err: msg(err) }, 'plan: cannot read the switch');
+      }
     }
     const d = diffState(desired, EMPTY);
     return hostPlanOf(this.name, d, summarize(d), false);
