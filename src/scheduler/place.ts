@@ -280,7 +280,8 @@ class Run {
       for (const [k, vs] of Object.entries(m.spec.hostLabels)) {
         const prev = labels[k];
         labels[k] = prev ? prev.filter((v) => vs.includes(v)) : [...vs].sort();
-        if (!labels[k]!.length && !g.broken) g.broken = `hostLabels ${k}: the machineOf group ${g.members.map((x) => x.name).join(', ')} asks for disjoint values`;
+        if (!labels[k]!.length && !g.broken)
+          g.broken = g.members.length > 1 ? `hostLabels ${k}: the machineOf group ${g.members.map((x) => x.name).join(', ')} asks for disjoint values` : `hostLabels ${k}: no value given`;
       }
       if (m.spec.host !== undefined) {
         if (g.pin !== undefined && g.pin !== m.spec.host && !g.broken) g.broken = `host pin: the machineOf group ${g.members.map((x) => x.name).join(', ')} is pinned to both ${g.pin} and ${m.spec.host}`;

@@ -77,6 +77,12 @@ t.test('unplaceable: which constraint excluded which hosts', async (t) => {
 t.test('cpu and memory together: each names the hosts it took out', async (t) => {
   const r = place([U('x', { cpu: 2000, memory: 2 * Gi })], [H('h1', {}, { cpu: 1000, memory: 8 * Gi }), H('h2', {}, { cpu: 4000, memory: Gi }), H('h3', {}, { cpu: 500 })]);
   t.equal(reasons(r).x, 'cpu 2000m: not enough free on h1 (1000m free), h3 (500m free); memory 2Gi: no host has that much free (h2 has 1Gi free)');
+  const m = place([U('y', { memory: 2 * Gi, hostLabels: { zone: ['a'] } })], [H('h1', { zone: 'a' }, { memory: Gi }), H('h2', { zone: 'a' }, { memory: 4 * Gi }), H('h3', { zone: 'a' }, { memory: 512 * 2 ** 20 })], { full: 'h2' });
+  t.same(hostOf(m), { y: 'h2' }, 'fits where there is room');
+  const n = place([U('z', { memory: 2 * Gi, conflicts: ['w'] }), U('w')], [H('h1', {}, { memory: Gi }), H('h2', {}, { memory: 4 * Gi })], { w: 'h2' });
+  t.equal(reasons(n).z, 'memory 2Gi: not enough free on h1 (1Gi free); conflicts w: excludes h2 (runs w)');
+  const e = place([U('nothing', { hostLabels: { disk: [] } })], [H('h1')]);
+  t.equal(reasons(e).nothing, 'hostLabels disk: no value given');
 });
 
 t.test('free resources count placements made in the same call', async (t) => {
@@ -173,6 +179,17 @@ t.test('machineOf: a target already running takes its followers or explains', as
   t.same(hostOf(back), { app: 'h2', side: 'h2' });
   t.same(back.placed.map((p) => p.id), ['app']);
   t.same(back.moved.map((m) => [m.id, m.from, m.to]), [['app', 'h1', 'h2']]);
+  // A follower kept on a busy host follows its target (placed anew on the least loaded host), freeing its old place.
+  const away = place(
+    [U('app'), U('side', { machineOf: 'app', conflicts: ['nobody'] }), U('other', { replicas: 2 })],
+    [H('h1'), H('h2')],
+    { app: 'gone', side: 'h1', 'other.1': 'h1', 'other.2': 'h1' },
+  );
+  t.same(hostOf(away), { side: 'h2', app: 'h2', 'other.1': 'h1', 'other.2': 'h1' });
+  t.same(away.moved.map((m) => [m.id, m.from, m.to, m.reason]), [
+    ['app', 'gone', 'h2', 'host gone is gone'],
+    ['side', 'h1', 'h2', 'follows its machineOf target app'],
+  ]);
 });
 
 t.test('pin to a host', async (t) => {
