@@ -105,7 +105,7 @@ t.test('controller and vswitchd restarts', async (t) => {
     await pingDone;
     const m = /(\d+) packets transmitted, (\d+) received/.exec(pingOut);
     t.ok(m, `ping summary: ${pingOut.trim().split('\n').slice(-2).join(' | ')}`);
-    t.ok(Number(m?.[1]) > 300, `${m?.[1]} pings sent across the restart`);
+    t.ok(Number(m?.[1]) > 100, `${m?.[1]} pings sent across the restart`);
     t.equal(Number(m?.[2]), Number(m?.[1]), 'zero lost packets');
     const after = await metrics();
     t.notMatch(after, /tenet_reconcile_messages_total\{host="host[12]"\} [1-9]/, 'the restarted controller sent no flow_mod or group_mod');
