@@ -467,7 +467,7 @@ class Run {
    * instance of that unit if there is any. Undefined if none; `resourcesOnly` then says
    * whether only resources stood in the way (worth remembering for bigger requests).
    */
-  private choose(c: Candidates, members: readonly UnitRec[], cpu: number, mem: number, spread: string | undefined): { host?: HostState; resourcesOnly: boolean } {
+  private choose(c: Candidates, members: readonly UnitRec[], cpu: number, mem: number, spread: string | undefined): { host?: HostState; resourcesOnly: boolean; fellBack?: true } {
     const heap = this.heapOf(c);
     const popped: HostState[] = [];
     let fallback: HostState | undefined;
@@ -488,8 +488,8 @@ class Run {
       break;
     }
     for (const h of popped) heap.push(h);
-    const host = chosen ?? fallback;
-    return host ? { host, resourcesOnly } : { resourcesOnly };
+    if (chosen) return { host: chosen, resourcesOnly };
+    return fallback ? { host: fallback, resourcesOnly, fellBack: true } : { resourcesOnly };
   }
 
   private placeSingle(g: Group): void {
@@ -502,9 +502,11 @@ class Run {
       return;
     }
     const c = this.candidates(g.sig, g.hostLabels, g.pin);
-    const spread = r.spec.replicas > 1 && !r.selfConflict ? r.name : undefined;
+    let spread = r.spec.replicas > 1 && !r.selfConflict ? r.name : undefined;
     for (const id of ids) {
-      const host = this.pick(c, g, [r], spread);
+      const { host, fellBack } = this.pick(c, g, [r], spread);
+      // Every candidate with room already has a replica, and that only grows: stop looking.
+      if (fellBack) spread = undefined;
       if (host) this.record(id, r, host);
       else {
         this.failExplained([id], r.name, '', [r], g.cpu, g.memory, g.hostLabels, g.pin, g.sig, this.hosts);
@@ -512,18 +514,18 @@ class Run {
     }
   }
 
-  private pick(c: Candidates, g: Group, members: readonly UnitRec[], spread: string | undefined): HostState | undefined {
+  private pick(c: Candidates, g: Group, members: readonly UnitRec[], spread: string | undefined): { host?: HostState; fellBack?: true } {
     const cpu = members === g.members ? g.cpu : members.reduce((s, m) => s + m.spec.cpu, 0);
     const mem = members === g.members ? g.memory : members.reduce((s, m) => s + m.spec.memory, 0);
-    if (!c.hosts.length || cpu > c.maxCpu || mem > c.maxMem) return undefined;
-    for (const [fc, fm] of c.fails) if (cpu >= fc && mem >= fm) return undefined;
-    const { host, resourcesOnly } = this.choose(c, members, cpu, mem, spread);
+    if (!c.hosts.length || cpu > c.maxCpu || mem > c.maxMem) return {};
+    for (const [fc, fm] of c.fails) if (cpu >= fc && mem >= fm) return {};
+    const { host, resourcesOnly, fellBack } = this.choose(c, members, cpu, mem, spread);
     if (!host && resourcesOnly) {
       // Keep the frontier minimal: drop the entries the new failure dominates.
       c.fails = c.fails.filter(([fc, fm]) => !(fc >= cpu && fm >= mem));
       c.fails.push([cpu, mem]);
     }
-    return host;
+    return fellBack ? { host: host!, fellBack } : host ? { host } : {};
   }
 
   private placeGroup(g: Group, wasOn: Map<string, string>, moves: Map<string, { unit: string; from: string; reason: string }>): void {
@@ -554,7 +556,7 @@ class Run {
       if (!moves.has(m.name)) moves.set(m.name, { unit: m.name, from, reason: `follows its machineOf target ${g.root.name}` });
     }
     const c = this.candidates(g.sig, g.hostLabels, g.pin);
-    const host = this.pick(c, g, g.members, undefined);
+    const { host } = this.pick(c, g, g.members, undefined);
     if (host) {
       for (const m of g.members) {
         // A member that lands back where it was is kept, not newly placed.

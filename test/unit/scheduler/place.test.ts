@@ -128,6 +128,17 @@ t.test('replicas spread over hosts, stack when they must; self-conflicting repli
   // Spread beats load: h2 is busier but has no replica yet.
   const s = place([U('web', { replicas: 2 }), U('other', { cpu: 500 })], [H('h1', {}, { cpu: 1000 }), H('h2', {}, { cpu: 1000 })], { other: 'h2' });
   t.same(hostOf(s), { other: 'h2', 'web.1': 'h1', 'web.2': 'h2' });
+  // More replicas than hosts: once every host has one, least loaded decides (3/2/2 on three hosts).
+  const many = place([U('w', { replicas: 7 })], [H('h1'), H('h2'), H('h3')]);
+  const per = (r: PlacementResult, h: string) => r.assignments.filter((a) => a.host === h).length;
+  t.same([per(many, 'h1'), per(many, 'h2'), per(many, 'h3')], [3, 2, 2]);
+  // A large spread stays fast: 20,000 replicas on 2,000 hosts, ten each.
+  const big = place([U('w', { replicas: 20_000 })], Array.from({ length: 2000 }, (_, i) => H(`h${i}`)));
+  t.equal(big.assignments.length, 20_000);
+  const counts = new Map<string, number>();
+  for (const a of big.assignments) counts.set(a.host, (counts.get(a.host) ?? 0) + 1);
+  t.equal(counts.size, 2000);
+  t.same(new Set(counts.values()), new Set([10]));
   const hard = place([U('db', { replicas: 3, conflicts: ['db'] })], [H('h1'), H('h2')]);
   t.same(hostOf(hard), { 'db.1': 'h1', 'db.2': 'h2' });
   t.equal(reasons(hard)['db.3'], 'conflicts db: excludes h1 (runs db), h2 (runs db)');
