@@ -315,11 +315,11 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
       });
       this.runtimes.set(h.name, fresh);
       fresh.start();
-      for (const conn of this.orphans) {
-        if (conn.dpidHex === fresh.dpid) {
-          this.orphans.delete(conn);
-          fresh.attach(conn);
-        }
+      // Its switch may be connected already: an orphan, or held by a runtime this one replaces (new OVSDB address).
+      const conn = this.server.get(BigInt(`0x${fresh.dpid}`));
+      if (conn && !conn.isClosed) {
+        this.orphans.delete(conn);
+        fresh.attach(conn);
       }
     }
   }
