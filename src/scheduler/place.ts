@@ -171,11 +171,12 @@ class Run {
       }
       return cur;
     };
+    const orphans: Array<[UnitRec, string]> = [];
     for (const r of recs.values()) {
       if (r.spec.global) continue;
       const root = rootOf(r);
       if (typeof root === 'string') {
-        for (const id of instanceIds(r.spec)) this.fail(id, r.name, root, []);
+        orphans.push([r, root]);
         continue;
       }
       let g = groups.get(root);
@@ -184,6 +185,8 @@ class Run {
       groupOf.set(r, g);
     }
     for (const g of groups.values()) this.combine(g);
+    // Reported by name, so the order of the input does not show.
+    for (const [r, why] of orphans.sort((a, b) => cmp(a[0].name, b[0].name))) for (const id of instanceIds(r.spec)) this.fail(id, r.name, why, []);
 
     // ---- current placements
     const moves = new Map<string, { unit: string; from: string; reason: string }>();
@@ -273,6 +276,7 @@ class Run {
       g.sig = '|';
       return;
     }
+    if (g.members.length > 1) g.members = [g.root, ...g.members.slice(1).sort((a, b) => cmp(a.name, b.name))];
     const labels: Record<string, string[]> = {};
     for (const m of g.members) {
       g.cpu += m.spec.cpu;
@@ -290,7 +294,6 @@ class Run {
       if (g.members.length > 1 && (m.spec.replicas > 1 || m.spec.global) && !g.broken) g.broken = `machineOf needs single-instance units; ${m.name} has replicas`;
     }
     if (g.members.length > 1) {
-      g.members = [g.root, ...g.members.slice(1).sort((a, b) => cmp(a.name, b.name))];
       for (const a of g.members)
         for (const b of g.members)
           if (a !== b && a.matchers.some((m) => m(b.name)) && !g.broken) g.broken = `conflicts: ${a.name} conflicts with ${b.name}, which is machineOf the same group`;

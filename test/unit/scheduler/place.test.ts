@@ -232,6 +232,8 @@ t.test('deterministic: the input order does not matter', async (t) => {
     units.push(U(`u${i}`, { cpu: 100 * (i % 7), memory: (i % 9) * 2 ** 28, ...(i % 5 === 0 ? { hostLabels: { zone: [`z${i % 3}`] } } : {}), ...(i % 11 === 0 ? { conflicts: ['u1*'] } : {}), ...(i % 13 === 0 && i > 0 ? { machineOf: `u${i - 1}` } : {}) }));
   }
   units.push(U('g', { global: true, cpu: 100 }), U('r', { replicas: 5, cpu: 300 }));
+  units.push(U('cyc-a', { machineOf: 'cyc-b' }), U('cyc-b', { machineOf: 'cyc-a' }), U('lost', { machineOf: 'nowhere' }), U('huge', { memory: 2 ** 50 }));
+  units.push(U('grp-root', { hostLabels: { zone: ['z0', 'z1'] } }), U('grp-x', { machineOf: 'grp-root', hostLabels: { zone: ['z2'] } }), U('grp-y', { machineOf: 'grp-root', host: 'h1' }), U('grp-z', { machineOf: 'grp-root', host: 'h2' }));
   const sortById = (r: PlacementResult) => [...r.assignments].sort((a, b) => (a.id < b.id ? -1 : 1));
   const a = place(units, hosts);
   // A deterministic shuffle of units and hosts.
@@ -239,6 +241,8 @@ t.test('deterministic: the input order does not matter', async (t) => {
   const b = place(shuffle(units), shuffle(hosts));
   t.same(sortById(b), sortById(a));
   t.same(b.unplaceable, a.unplaceable);
+  t.same(a.unplaceable.map((u) => u.id).slice(0, 3), ['cyc-a', 'cyc-b', 'lost'], 'broken references first, by name');
+  t.match(a.unplaceable.find((u) => u.id === 'grp-root')?.reason, /^hostLabels zone: the machineOf group grp-root, grp-x, grp-y, grp-z asks for disjoint values$/);
   t.same(place(units, hosts), a, 'and the same input gives the same output');
   t.ok(a.assignments.length > 100);
 });
