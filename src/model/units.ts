@@ -13,6 +13,7 @@
  * This module imports only types from schema.ts: schema.ts imports the schemas below.
  */
 import { z } from 'zod';
+import { UsageError } from '../util/errors.js';
 import type { TopologyDoc } from './schema.js';
 import type { ValidationIssue } from './types.js';
 
@@ -36,6 +37,7 @@ const MEM_SUFFIX: Record<string, number> = { '': 1, K: 1e3, M: 1e6, G: 1e9, T: 1
 /** "250m" → 250, "1.5" → 1500, 2 → 2000 (millicores; fractions of a millicore round up). */
 export function parseCpu(v: number | string): number {
   if (typeof v === 'number') return Math.ceil(v * 1000 - 1e-9);
+  if (!CPU_STRING.test(v)) throw new UsageError(`cpu "${v}": give cores (2, "1.5") or millicores ("250m")`, { cpu: v });
   if (v.endsWith('m')) return Number(v.slice(0, -1));
   return Math.ceil(Number(v) * 1000 - 1e-9);
 }
@@ -43,7 +45,8 @@ export function parseCpu(v: number | string): number {
 /** "512Mi" → 536870912, "1G" → 1e9, 4096 → 4096 (bytes; fractions of a byte round up). */
 export function parseMemory(v: number | string): number {
   if (typeof v === 'number') return Math.ceil(v);
-  const m = /^(\d+(?:\.\d+)?)([KMGT]i?)?$/.exec(v)!;
+  const m = /^(\d+(?:\.\d+)?)([KMGT]i?)?$/.exec(v);
+  if (!m) throw new UsageError(`memory "${v}": give bytes (4096) or a size like "512Mi", "2Gi", "1G"`, { memory: v });
   return Math.ceil(Number(m[1]) * MEM_SUFFIX[m[2] ?? '']!);
 }
 

@@ -25,6 +25,8 @@ t.test('cpu and memory notations', async (t) => {
   t.equal(parseMemory('1.5Gi'), 1.5 * 2 ** 30);
   t.equal(parseMemory('1G'), 1e9);
   t.equal(parseMemory('10K'), 10_000);
+  t.throws(() => parseCpu('two'), { code: 'EUSAGE', message: /cpu "two"/ });
+  t.throws(() => parseMemory('1GB'), { code: 'EUSAGE', message: /memory "1GB"/ });
   t.equal(formatMemory(7.5 * 2 ** 30), '7.5Gi');
   t.equal(formatMemory(512 * 2 ** 20), '512Mi');
   t.equal(formatMemory(100), '100B');
