@@ -229,13 +229,24 @@ function checkShadowing(chains: Chain[], eps: Endpoint[], err: (path: string, me
       const pa = a.ports.length ? a.ports : [[1, 65535] as [number, number]];
       const pb = b.ports.length ? b.ports : [[1, 65535] as [number, number]];
       const port = pa.flatMap(([lo, hi]) => pb.filter(([l2, h2]) => l2 <= hi && lo <= h2).map(([l2]) => Math.max(lo, l2)))[0];
-      if (port === undefined) continue;
+      const proto = a.protocol !== 'any' ? a.protocol : b.protocol;
       const s = [...sets[i]!.src].find((e) => sets[j]!.src.has(e));
       const d = sets[i]!.dst.find((e) => sets[j]!.dst.includes(e));
-      if (!s || !d) continue;
-      const proto = a.protocol !== 'any' ? a.protocol : b.protocol;
-      const what = `${proto === 'any' ? 'a packet' : `${proto}${proto === 'tcp' || proto === 'udp' ? ` port ${port}` : ''}`} from "${s.name}" to "${d.name}"`;
-      err(paths.get(b)!, `classifier overlaps chain "${a.name}" (${paths.get(a)}): ${what} matches both chains`);
+      if (s && d && port !== undefined) {
+        const what = `${proto === 'any' ? 'a packet' : `${proto}${proto === 'tcp' || proto === 'udp' ? ` port ${port}` : ''}`} from "${s.name}" to "${d.name}"`;
+        err(paths.get(b)!, `classifier overlaps chain "${a.name}" (${paths.get(a)}): ${what} matches both chains`);
+        continue;
+      }
+      // A symmetric chain also classifies its replies (destination -> source, by source port),
+      // which can meet the other chain's forward classifier whatever the ports.
+      for (const [x, y, sx, sy] of [[a, b, sets[i]!, sets[j]!], [b, a, sets[j]!, sets[i]!]] as const) {
+        if (!x.symmetric) continue;
+        const from = sx.dst.find((e) => sy.src.has(e));
+        const to = [...sx.src].find((e) => sy.dst.includes(e));
+        if (!from || !to) continue;
+        err(paths.get(b)!, `classifier overlaps the replies of symmetric chain "${x.name}" (${paths.get(x)}): ${proto === 'any' ? 'a packet' : proto} from "${from.name}" to "${to.name}" matches ${x === a ? 'this chain' : `chain "${y.name}"`} and the replies of "${x.name}"`);
+        break;
+      }
     }
 }
 

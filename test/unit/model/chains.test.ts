@@ -96,3 +96,13 @@ t.test('chains do not cross tenants or networks', async (t) => {
   t.same(errs(doc([{ ...base, protocol: 'icmp' }])).map((e) => e.path), ['/tenants/0/chains/0/ports']);
   t.same(errs(doc([base, base])).map((e) => e.path), ['/tenants/0/chains/1/name', '/tenants/0/chains/1'], 'duplicate name (and, being equal, overlapping)');
 });
+
+t.test('a symmetric chain\'s replies overlapping another chain\'s classifier', async (t) => {
+  const back = { name: 'back', from: { endpoints: ['server'] }, to: { endpoints: ['client'] }, protocol: 'tcp', ports: [22], hops: [{ instances: ['fw-b'] }] };
+  t.same(errs(doc([base, back])), [], 'not symmetric: server -> client is not classified by "web"');
+  t.same(errs(doc([{ ...base, symmetric: true }, back])), [
+    { path: '/tenants/0/chains/1', message: 'classifier overlaps the replies of symmetric chain "web" (/tenants/0/chains/0): tcp from "server" to "client" matches this chain and the replies of "web"' },
+  ]);
+  t.same(errs(doc([back, { ...base, symmetric: true }])).map((e) => e.message), ['classifier overlaps the replies of symmetric chain "web" (/tenants/0/chains/1): tcp from "server" to "client" matches chain "back" and the replies of "web"']);
+  t.same(errs(doc([{ ...base, symmetric: true }, { ...back, protocol: 'udp' }])), [], 'other protocol');
+});
