@@ -37,6 +37,8 @@ interface UnitRec {
   matchers: NameMatcher[];
   /** Its own conflicts match its own name: replicas must use distinct hosts. */
   selfConflict: boolean;
+  /** Its machineOf group (a field, not a Map keyed by the record: that costs an identity hash per unit). */
+  group: Group | undefined;
 }
 
 interface Group {
@@ -149,15 +151,14 @@ class Run {
         continue;
       }
       const matchers = u.conflicts.length ? u.conflicts.map(compileGlob) : NO_MATCHERS;
-      const rec: UnitRec = { spec: u, name: u.name, matchers, selfConflict: matchers.length > 0 && matchers.some((m) => m(u.name)) };
+      const rec: UnitRec = { spec: u, name: u.name, matchers, selfConflict: matchers.length > 0 && matchers.some((m) => m(u.name)), group: undefined };
       recs.set(u.name, rec);
       if (u.global) globals.push(rec);
     }
     globals.sort((a, b) => cmp(a.name, b.name));
 
     // ---- machineOf groups
-    const groups = new Map<UnitRec, Group>();
-    const groupOf = new Map<UnitRec, Group>();
+    const groups: Group[] = [];
     const rootOf = (r: UnitRec): UnitRec | string => {
       if (r.spec.machineOf === undefined) return r;
       const seen: string[] = [];
@@ -179,12 +180,14 @@ class Run {
         orphans.push([r, root]);
         continue;
       }
-      let g = groups.get(root);
-      if (!g) groups.set(root, (g = { root, members: [root], cpu: 0, memory: 0, hostLabels: NO_LABELS, sig: '', klass: 2 }));
-      if (r !== root) g.members.push(r);
-      groupOf.set(r, g);
+      let g = root.group;
+      if (!g) groups.push((root.group = g = { root, members: [root], cpu: 0, memory: 0, hostLabels: NO_LABELS, sig: '', klass: 2 }));
+      if (r !== root) {
+        g.members.push(r);
+        r.group = g;
+      }
     }
-    for (const g of groups.values()) this.combine(g);
+    for (const g of groups) this.combine(g);
     // Reported by name, so the order of the input does not show.
     for (const [r, why] of orphans.sort((a, b) => cmp(a[0].name, b[0].name))) for (const id of instanceIds(r.spec)) this.fail(id, r.name, why, []);
 
@@ -196,7 +199,7 @@ class Run {
       // A unit name cannot hold ':', '.' only as `name.N`: the plain id is the common case.
       const plain = recs.get(id0);
       if (plain && !plain.spec.global && plain.spec.replicas === 1 && !this.where.has(id0)) {
-        const g = groupOf.get(plain);
+        const g = plain.group;
         const host = this.byName.get(hostName);
         if (g && host && this.allows(host, g.hostLabels, g.pin)) {
           this.assign(id0, plain, host);
@@ -205,7 +208,7 @@ class Run {
         }
       }
       const ref = this.lookup(id0, recs);
-      if (!ref || (!ref.unit.spec.global && !groupOf.has(ref.unit))) {
+      if (!ref || (!ref.unit.spec.global && ref.unit.group === undefined)) {
         removed.push({ id: id0, unit: ref?.unit.name ?? unitOfId(id0), host: hostName });
         continue;
       }
@@ -218,7 +221,7 @@ class Run {
         else this.assign(id, unit, host);
         continue;
       }
-      const g = groupOf.get(unit)!;
+      const g = unit.group!;
       if (!host) moves.set(id, { unit: unit.name, from: hostName, reason: `host ${hostName} is gone` });
       else if (!this.allows(host, g.hostLabels, g.pin)) moves.set(id, { unit: unit.name, from: hostName, reason: `constraints no longer allow ${hostName}` });
       else {
@@ -231,7 +234,7 @@ class Run {
     for (const r of globals) this.placeGlobal(r);
 
     // ---- groups: pinned, then label-constrained, then the rest; each by root name
-    const order = [...groups.values()].sort((a, b) => a.klass - b.klass || cmp(a.root.name, b.root.name));
+    const order = groups.sort((a, b) => a.klass - b.klass || cmp(a.root.name, b.root.name));
     for (const g of order) {
       if (g.members.length === 1) this.placeSingle(g);
       else this.placeGroup(g, wasOn, moves);
