@@ -325,14 +325,16 @@ export class Tracer {
  * The bucket a select group picks: a symmetric hash of the 5-tuple (so a reply picks
  * the bucket its request picked in a group with the same buckets) into a 64-slot
  * table filled by weight with Webster's method, as OVS's dp_hash selection does.
- * Returns -1 for an empty group.
+ * UDP ports are left out, as OVS leaves them out. Returns -1 for an empty group.
  */
 export function selectBucket(weights: number[], pkt: Fields): number {
   if (!weights.length) return -1;
   const a = pkt.get('nw_src') ?? 0n;
   const b = pkt.get('nw_dst') ?? 0n;
-  const sp = pkt.get('tcp_src') ?? pkt.get('udp_src') ?? 0n;
-  const dp = pkt.get('tcp_dst') ?? pkt.get('udp_dst') ?? 0n;
+  // Like OVS's symmetric L4 hash, TCP ports count and UDP ports do not (measured: 40 UDP
+  // flows between one pair of endpoints all took one instance).
+  const sp = pkt.get('tcp_src') ?? 0n;
+  const dp = pkt.get('tcp_dst') ?? 0n;
   const key = `${a < b ? a : b}|${a < b ? b : a}|${pkt.get('nw_proto') ?? 0n}|${sp < dp ? sp : dp}|${sp < dp ? dp : sp}`;
   let h = 0x811c9dc5;
   for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193) >>> 0;
