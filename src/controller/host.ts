@@ -72,6 +72,8 @@ export class HostRuntime {
   private realized = 0;
   private flows = 0;
   private groups = 0;
+  /** Bound ports whose flows the switch holds (the placement of the last successful reconcile). */
+  private programmedBindings = 0;
   private connectAttempt = 0;
   private readonly timers = new Set<NodeJS.Timeout>();
   private changeScheduled = false;
@@ -145,7 +147,8 @@ export class HostRuntime {
       realizedGeneration: this.realized,
       flows: this.flows,
       groups: this.groups,
-      bindings: Object.keys(this.placement.ports).length,
+      // Counted once their flows are installed, so a client waiting for N bindings can send traffic right after.
+      bindings: this.programmedBindings,
       ...(this.lastError ? { lastError: this.lastError } : {}),
       since: this.since,
     };
@@ -363,6 +366,7 @@ export class HostRuntime {
       while (this.pending && this.canReconcile()) {
         this.pending = false;
         const rec = this.reconciler!;
+        const bound = Object.keys(this.placement.ports).length; // the placement desired() compiles with
         const d = this.deps.desired(this.name);
         try {
           const r = await rec.reconcile(d.state);
@@ -370,6 +374,7 @@ export class HostRuntime {
           this.messagesSent += r.messages;
           this.flows = d.state.flows.length;
           this.groups = d.state.groups.length;
+          this.programmedBindings = bound;
           this.applyError = undefined;
           if (this.lastError && this.conn) this.lastError = undefined;
           const advanced = d.generation !== this.realized;
