@@ -168,6 +168,7 @@ class Run {
         const next = recs.get(cur.spec.machineOf);
         if (!next) return inactive.has(cur.spec.machineOf) ? `machineOf "${cur.spec.machineOf}": that unit is inactive` : `machineOf "${cur.spec.machineOf}": no such unit`;
         if (seen.includes(next.name)) return `machineOf cycle: ${[...seen.slice(seen.indexOf(next.name)), next.name].join(' → ')}`;
+        if (cur.spec.replicas > 1 || next.spec.global || next.spec.replicas > 1) return `machineOf needs single-instance units (no replicas, not global): "${cur.name}" → "${next.name}"`;
         cur = next;
       }
       return cur;
@@ -294,7 +295,6 @@ class Run {
         if (g.pin !== undefined && g.pin !== m.spec.host && !g.broken) g.broken = `host pin: the machineOf group ${g.members.map((x) => x.name).join(', ')} is pinned to both ${g.pin} and ${m.spec.host}`;
         g.pin ??= m.spec.host;
       }
-      if (g.members.length > 1 && (m.spec.replicas > 1 || m.spec.global) && !g.broken) g.broken = `machineOf needs single-instance units; ${m.name} has replicas`;
     }
     if (g.members.length > 1) {
       for (const a of g.members)

@@ -172,6 +172,15 @@ t.test('machineOf: bad references never place anything', async (t) => {
   t.equal(why.e, 'machineOf "off": that unit is inactive');
   t.equal(why.f, 'machineOf cycle: a → b → c → a', 'a unit hanging off a cycle');
   t.notOk('off' in why, 'inactive units are simply not scheduled');
+  // machineOf to or from something that is not a single instance: the follower is unplaceable, the target is placed.
+  const multi = place([U('many', { replicas: 2 }), U('all', { global: true }), U('f1', { machineOf: 'many' }), U('f2', { machineOf: 'all' }), U('f3', { replicas: 2, machineOf: 'one' }), U('one')], [H('h1')]);
+  t.same(reasons(multi), {
+    f1: 'machineOf needs single-instance units (no replicas, not global): "f1" → "many"',
+    f2: 'machineOf needs single-instance units (no replicas, not global): "f2" → "all"',
+    'f3.1': 'machineOf needs single-instance units (no replicas, not global): "f3" → "one"',
+    'f3.2': 'machineOf needs single-instance units (no replicas, not global): "f3" → "one"',
+  });
+  t.same(hostOf(multi), { 'all:h1': 'h1', 'many.1': 'h1', 'many.2': 'h1', one: 'h1' });
 });
 
 t.test('machineOf: a target already running takes its followers or explains', async (t) => {
