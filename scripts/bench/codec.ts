@@ -22,6 +22,7 @@ import {
   fieldByName,
   OFPP,
   OpenFlowServer,
+  packetInPort,
   parseFlow,
   Writer,
   type Action,
@@ -167,8 +168,7 @@ async function tenetResponder(): Promise<{ port: number; stop: Stop }> {
   server.on('connect', (conn) => {
     conn.on('packet_in', (m: OfMessage) => {
       if (m.type !== 'packet_in') return;
-      let inPort = OFPP.CONTROLLER;
-      for (const t of m.match) if (t.field.name === 'in_port') inPort = ((t.value[0]! << 24) | (t.value[1]! << 16) | (t.value[2]! << 8) | t.value[3]!) >>> 0;
+      const inPort = packetInPort(m) ?? OFPP.CONTROLLER;
       conn.send({ type: 'packet_out', xid: m.xid, bufferId: m.bufferId, inPort, actions: flood, data: m.data });
     });
   });

@@ -228,8 +228,12 @@ export function writeMatch(w: Writer, m: Match): void {
   w.pad8(start);
 }
 
-/** Reads one OXM TLV; unknown fields are a typed error (we cannot print or re-encode them faithfully). */
-export function readOxm(r: Reader): OxmTlv {
+// Whether the OXM whose header readOxmHeader() read last carries a mask (a module variable
+// rather than a returned pair: the packet_in check walks every OXM without allocating).
+let oxmHasMask = false;
+
+/** Reads and checks one OXM header; unknown fields are a typed error (we cannot print or re-encode them faithfully). */
+function readOxmHeader(r: Reader): OxmField {
   const cls = r.u16();
   const fb = r.u8();
   const len = r.u8();
@@ -246,9 +250,41 @@ export function readOxm(r: Reader): OxmTlv {
   if (!f) throw new OpenFlowDecodeError(`unknown OXM field class 0x${cls.toString(16)} field ${fieldNo}`, { cls, field: fieldNo });
   const want = exp + (hasMask ? f.bytes * 2 : f.bytes);
   if (len !== want) throw new OpenFlowDecodeError(`OXM ${f.name}: length ${len}, expected ${want}`, { field: f.name, len });
+  oxmHasMask = hasMask;
+  return f;
+}
+
+/** Reads one OXM TLV (value and mask are views into the frame). */
+export function readOxm(r: Reader): OxmTlv {
+  const f = readOxmHeader(r);
   const value = r.view(f.bytes, 'OXM value');
-  if (!hasMask) return { field: f, value };
+  if (!oxmHasMask) return { field: f, value };
   return { field: f, value, mask: r.view(f.bytes, 'OXM mask') };
+}
+
+const IN_PORT = byName.get('in_port')!;
+
+/**
+ * Checks an ofp_match exactly as readMatch() does (same typed errors) without building it, and
+ * leaves r past its padding. Returns the frame offset of an unmasked in_port value, or -1.
+ */
+export function checkMatch(r: Reader): number {
+  const start = r.pos;
+  const type = r.u16();
+  const len = r.u16();
+  if (type !== 1) throw new OpenFlowDecodeError(`match type ${type} is not OXM`, { type });
+  if (len < 4) throw new OpenFlowDecodeError(`match length ${len} < 4`, { len });
+  const body = r.sub(len - 4, 'match');
+  let inPortAt = -1;
+  while (body.left > 0) {
+    const f = readOxmHeader(body);
+    if (f === IN_PORT && !oxmHasMask) inPortAt = body.pos;
+    body.skip(f.bytes, 'OXM value');
+    if (oxmHasMask) body.skip(f.bytes, 'OXM mask');
+  }
+  const padded = (len + 7) & ~7;
+  r.skip(padded - (r.pos - start));
+  return inPortAt;
 }
 
 /** Reads an ofp_match (incl. padding). */

@@ -5,7 +5,7 @@
  */
 import { readActionList, readInstructions, writeActions, writeInstructions, ONF_VENDOR_ID, type Action, type Instruction } from './actions.js';
 import { OpenFlowDecodeError, OpenFlowEncodeError } from './errors.js';
-import { readMatch, writeMatch, type Match } from './fields.js';
+import { checkMatch, readMatch, writeMatch, type Match } from './fields.js';
 import { Reader, Writer } from './wire.js';
 
 export const OFP_VERSION = 4;
@@ -935,15 +935,103 @@ export function decodeFrame(buf: Buffer, start: number, end: number): OfMessage 
   }
 }
 
+/** The packet_in member of OfMessage. */
+export type PacketIn = Extract<OfMessage, { type: 'packet_in' }>;
+
+/**
+ * A decoded packet_in: a view over its frame. The fixed fields are read at decode time and the
+ * whole frame is checked then (so nothing can fail later); `match` and `data` are built on first
+ * access. A handler that takes the in_port with packetInPort() and echoes `data` in a packet_out
+ * allocates one view instead of a match array, an OXM object and its value view. Both are
+ * accessors on the prototype and can be assigned; spreading (`{ ...m }`) does not copy them.
+ */
+class DecodedPacketIn {
+  readonly type = 'packet_in' as const;
+  #match: Match | undefined = undefined;
+  #data: Uint8Array | undefined = undefined;
+  readonly #frame: Buffer;
+  readonly #matchAt: number;
+  readonly #dataAt: number;
+  readonly #end: number;
+  /** Frame offset of the unmasked in_port value, -1 if none (or once match was replaced). */
+  #inPortAt: number;
+
+  constructor(
+    public xid: number,
+    public bufferId: number,
+    public totalLen: number,
+    public reason: number,
+    public tableId: number,
+    public cookie: bigint,
+    frame: Buffer,
+    matchAt: number,
+    dataAt: number,
+    end: number,
+    inPortAt: number,
+  ) {
+    this.#frame = frame;
+    this.#matchAt = matchAt;
+    this.#dataAt = dataAt;
+    this.#end = end;
+    this.#inPortAt = inPortAt;
+  }
+
+  get match(): Match {
+    // Checked by checkMatch() at decode time: cannot throw here.
+    return (this.#match ??= readMatch(new Reader(this.#frame, this.#matchAt, this.#dataAt - 2, 'message')));
+  }
+
+  set match(m: Match) {
+    this.#match = m;
+    this.#inPortAt = -1;
+  }
+
+  get data(): Uint8Array {
+    const f = this.#frame;
+    return (this.#data ??= new Uint8Array(f.buffer, f.byteOffset + this.#dataAt, this.#end - this.#dataAt));
+  }
+
+  set data(d: Uint8Array) {
+    this.#data = d;
+  }
+
+  /** in_port straight from the frame (undefined when not there or match was replaced). */
+  frameInPort(): number | undefined {
+    const p = this.#inPortAt;
+    if (p < 0) return undefined;
+    const b = this.#frame;
+    return ((b[p]! << 24) | (b[p + 1]! << 16) | (b[p + 2]! << 8) | b[p + 3]!) >>> 0;
+  }
+}
+
+/**
+ * The packet's ingress port: the unmasked in_port of the packet_in's match, or undefined.
+ * On a decoded packet_in this reads the frame without building the match.
+ */
+export function packetInPort(m: PacketIn): number | undefined {
+  if (m instanceof DecodedPacketIn) {
+    const p = m.frameInPort();
+    if (p !== undefined) return p;
+  }
+  for (const t of m.match) {
+    if (t.field.name === 'in_port' && !t.mask) {
+      const v = t.value;
+      return ((v[0]! << 24) | (v[1]! << 16) | (v[2]! << 8) | v[3]!) >>> 0;
+    }
+  }
+  return undefined;
+}
+
 function decodePacketIn(r: Reader, xid: number): OfMessage {
   const bufferId = r.u32();
   const totalLen = r.u16();
   const reason = r.u8();
   const tableId = r.u8();
   const cookie = r.u64();
-  const match = readMatch(r);
+  const matchAt = r.pos;
+  const inPortAt = checkMatch(r);
   r.skip(2);
-  return { type: 'packet_in', xid, bufferId, totalLen, reason, tableId, cookie, match, data: r.view(r.left) };
+  return new DecodedPacketIn(xid, bufferId, totalLen, reason, tableId, cookie, r.buf, matchAt, r.pos, r.end, inPortAt);
 }
 
 function decodeBody(r: Reader, type: number, xid: number, len: number, version: number): OfMessage {

@@ -188,8 +188,8 @@ export class Reader {
     return v;
   }
 
-  skip(n: number): void {
-    this.need(n);
+  skip(n: number, what?: string): void {
+    this.need(n, what);
     this.pos += n;
   }
 

@@ -21,6 +21,7 @@ import {
   OFPMPF_MORE,
   OFPP,
   OFP_NO_BUFFER,
+  packetInPort,
   OpenFlowDecodeError,
   OpenFlowEncodeError,
   parseFlow,
@@ -385,4 +386,56 @@ t.test('Reader: u64 zero and non-zero, views into the frame', async (t) => {
   t.same([...sub.view(2)], [0xaa, 0xbb]);
   t.same([...sub.view(1)], [0xcc]);
   t.throws(() => sub.view(1), OpenFlowDecodeError);
+});
+
+t.test('packet_in: fixed fields at decode, match and data on first access, whole frame checked at decode', async (t) => {
+  const inPort = fieldByName('in_port')!;
+  const reg0 = fieldByName('reg0')!;
+  const m = {
+    type: 'packet_in' as const,
+    xid: 7,
+    bufferId: OFP_NO_BUFFER,
+    totalLen: 60,
+    reason: 1,
+    tableId: 3,
+    cookie: 0x55n,
+    match: [
+      { field: inPort, value: Buffer.from('00000009', 'hex') },
+      { field: reg0, value: Buffer.from('00000001', 'hex'), mask: Buffer.from('000000ff', 'hex') },
+    ],
+    data: Buffer.alloc(60, 7),
+  };
+  const bytes = encodeMessage(m);
+  const d = decodeMessage(bytes);
+  if (d.type !== 'packet_in') return t.fail('not a packet_in');
+  t.same([d.xid, d.bufferId, d.totalLen, d.reason, d.tableId, d.cookie], [7, OFP_NO_BUFFER, 60, 1, 3, 0x55n], 'fixed fields');
+  t.equal(packetInPort(d), 9, 'in_port read from the frame');
+  t.same(
+    d.match.map((x) => [x.field.name, hex(x.value), x.mask && hex(x.mask)]),
+    [
+      ['in_port', '00000009', undefined],
+      ['reg0', '00000001', '000000ff'],
+    ],
+    'match built on access',
+  );
+  t.equal(d.match, d.match, 'built once');
+  t.equal(hex(d.data), hex(m.data), 'data is the frame payload');
+  bytes[bytes.length - 1] = 8;
+  t.equal(d.data[59], 8, 'data is a view into the frame, not a copy');
+  d.match = [{ field: inPort, value: Buffer.from('00000002', 'hex') }];
+  d.data = Buffer.from([1, 2]);
+  t.equal(packetInPort(d), 2, 'assigned match wins over the frame');
+  t.equal(hex(encodeMessage(d)), hex(encodeMessage({ ...m, match: d.match, data: d.data })), 'assigned fields are encoded');
+  t.equal(packetInPort({ ...m, match: [] }), undefined, 'no in_port in a plain object');
+  t.equal(packetInPort(m), 9, 'plain objects work too');
+  // The match is checked at decode time, so touching it later cannot throw.
+  const unk = encodeMessage(m);
+  unk.writeUInt16BE(0x7777, 8 + 16 + 4); // first OXM's class
+  t.throws(() => decodeMessage(unk), OpenFlowDecodeError, 'unknown OXM in a packet_in throws at decode');
+  const lying = encodeMessage(m);
+  lying.writeUInt16BE(0x400, 8 + 16 + 2); // match length past the frame
+  t.throws(() => decodeMessage(lying), OpenFlowDecodeError, 'match length past the frame');
+  const badMaskLen = encodeMessage(m);
+  badMaskLen[8 + 16 + 4 + 8 + 3] = 7; // reg0/mask: OXM length 7
+  t.throws(() => decodeMessage(badMaskLen), OpenFlowDecodeError, 'lying OXM length');
 });
