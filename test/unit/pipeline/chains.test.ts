@@ -159,3 +159,30 @@ t.test('trace: TTL runs out in a service function; forwardServices false stops a
   const own = traceBetween(r, 'acme/client', 'acme/fw-1', { protocol: 'icmp' });
   t.same(verdicts(own), ['delivered to acme/fw-1 on host2'], 'a packet for the instance itself is delivered, not forwarded');
 });
+
+t.test('the reconciler\'s diff after a chain change: only the chain\'s flows and groups, never another tenant\'s', async (t) => {
+  const { diffState } = await import('../../../src/reconcile/index.js');
+  const asStats = (fs: import('../../../src/openflow/index.js').FlowMod[]) =>
+    fs.map((f) => ({ tableId: f.tableId, durationSec: 0, durationNsec: 0, priority: f.priority, idleTimeout: f.idleTimeout, hardTimeout: f.hardTimeout, flags: f.flags, cookie: f.cookie, packetCount: 0n, byteCount: 0n, match: f.match, instructions: f.instructions }));
+  // a fresh model: the incremental test above added an endpoint to the shared one
+  const m0 = loadTopology(doc());
+  const before = compile(m0);
+  const zeta = new Set(['tenant:zeta', 'network:zeta/n', 'endpoint:zeta/a', 'endpoint:zeta/b'].map((k) => cookieOf(k, 1)));
+  const sf = new Set(['fw-1', 'fw-2', 'ids-1'].map((n) => cookieOf(`endpoint:acme/${n}`, 1)));
+  for (const [what, v] of [
+    ['add a hop', doc({ hops: [{ instances: ['fw-1', { endpoint: 'fw-2', weight: 2 }] }, { service: 'ids' }, { instances: ['other'] }] })],
+    ['reorder', doc({ hops: [{ service: 'ids' }, { instances: ['fw-1', { endpoint: 'fw-2', weight: 2 }] }] })],
+    ['remove a hop', doc({ hops: [{ service: 'ids' }] })],
+  ] as const) {
+    const after = compile(loadTopology(v), before.ctx.placement);
+    for (const h of m0.hosts) {
+      const groupsBefore = before.host(h.name).groups.map((g) => ({ groupId: g.groupId, groupType: g.groupType, buckets: g.buckets }));
+      const d = diffState({ flows: after.host(h.name).flows, groups: after.host(h.name).groups }, { flows: asStats(before.host(h.name).flows), groups: groupsBefore });
+      const touched = [...d.addFlows, ...d.changeFlows.map((c) => c.desired), ...d.removeFlows];
+      t.notOk(touched.some((f) => zeta.has(f.cookie)), `${what}, ${h.name}: no flow of tenant zeta touched (${d.unchanged} unchanged)`);
+      const stray = touched.filter((f) => f.cookie !== cookie && !sf.has(f.cookie) && f.cookie !== cookieOf('endpoint:acme/other', 1));
+      t.same(stray.map(formatFlow), [], `${what}, ${h.name}: only the chain's and its instances' flows change`);
+      t.ok([...d.addGroups, ...d.changeGroups, ...d.removeGroups].every((g) => g.groupId >= 0x80000000), `${what}, ${h.name}: only chain groups change`);
+    }
+  }
+});
