@@ -128,7 +128,7 @@ t.test('changing a chain changes only its own flows', async (t) => {
 });
 
 t.test('incremental: adding an endpoint recomputes the chains of its tenant', async (t) => {
-  const r = compile(model);
+  const r = compile(loadTopology(doc())); // its own model: the incremental compiler changes it
   const inc = new IncrementalCompiler(r);
   inc.apply({ op: 'addEndpoint', tenant: 'acme', endpoint: { name: 'web-2', network: 'net', host: 'host2', labels: {} } });
   const d = structuredClone(doc()) as { tenants: { endpoints: unknown[]; chains: { to: unknown }[] }[] };
@@ -164,7 +164,6 @@ t.test('the reconciler\'s diff after a chain change: only the chain\'s flows and
   const { diffState } = await import('../../../src/reconcile/index.js');
   const asStats = (fs: import('../../../src/openflow/index.js').FlowMod[]) =>
     fs.map((f) => ({ tableId: f.tableId, durationSec: 0, durationNsec: 0, priority: f.priority, idleTimeout: f.idleTimeout, hardTimeout: f.hardTimeout, flags: f.flags, cookie: f.cookie, packetCount: 0n, byteCount: 0n, match: f.match, instructions: f.instructions }));
-  // a fresh model: the incremental test above added an endpoint to the shared one
   const m0 = loadTopology(doc());
   const before = compile(m0);
   const zeta = new Set(['tenant:zeta', 'network:zeta/n', 'endpoint:zeta/a', 'endpoint:zeta/b'].map((k) => cookieOf(k, 1)));
