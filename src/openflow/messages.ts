@@ -281,6 +281,63 @@ function header(w: Writer, type: number, xid: number): number {
   return start;
 }
 
+/**
+ * packet_out whose actions are all `output` (the usual reply to a packet_in): one capacity
+ * check and byte stores, the same bytes as the generic path. Returns false for anything else.
+ */
+function encodeOutputPacketOut(w: Writer, m: Extract<OfMessage, { type: 'packet_out' }>): boolean {
+  const acts = m.actions;
+  for (let i = 0; i < acts.length; i++) if (acts[i]!.type !== 'output') return false;
+  const data = m.data;
+  const alen = 16 * acts.length;
+  const len = 24 + alen + data.length;
+  if (len > 0xffff) throw new OpenFlowEncodeError(`message length ${len} exceeds 65535`, { len });
+  w.ensure(len);
+  const b = w.buf;
+  const p = w.pos;
+  const xid = m.xid;
+  const bid = m.bufferId;
+  const inPort = m.inPort;
+  b[p] = OFP_VERSION;
+  b[p + 1] = OFPT.PACKET_OUT;
+  b[p + 2] = len >>> 8;
+  b[p + 3] = len & 0xff;
+  b[p + 4] = (xid >>> 24) & 0xff;
+  b[p + 5] = (xid >>> 16) & 0xff;
+  b[p + 6] = (xid >>> 8) & 0xff;
+  b[p + 7] = xid & 0xff;
+  b[p + 8] = (bid >>> 24) & 0xff;
+  b[p + 9] = (bid >>> 16) & 0xff;
+  b[p + 10] = (bid >>> 8) & 0xff;
+  b[p + 11] = bid & 0xff;
+  b[p + 12] = (inPort >>> 24) & 0xff;
+  b[p + 13] = (inPort >>> 16) & 0xff;
+  b[p + 14] = (inPort >>> 8) & 0xff;
+  b[p + 15] = inPort & 0xff;
+  b[p + 16] = alen >>> 8;
+  b[p + 17] = alen & 0xff;
+  for (let i = 18; i < 24; i++) b[p + i] = 0;
+  let q = p + 24;
+  for (let i = 0; i < acts.length; i++) {
+    const a = acts[i] as Extract<Action, { type: 'output' }>;
+    b[q] = 0; // OFPAT_OUTPUT
+    b[q + 1] = 0;
+    b[q + 2] = 0;
+    b[q + 3] = 16;
+    b[q + 4] = (a.port >>> 24) & 0xff;
+    b[q + 5] = (a.port >>> 16) & 0xff;
+    b[q + 6] = (a.port >>> 8) & 0xff;
+    b[q + 7] = a.port & 0xff;
+    b[q + 8] = (a.maxLen >>> 8) & 0xff;
+    b[q + 9] = a.maxLen & 0xff;
+    for (let k = 10; k < 16; k++) b[q + k] = 0;
+    q += 16;
+  }
+  w.pos = q;
+  w.bytes(data);
+  return true;
+}
+
 function finish(w: Writer, start: number): void {
   const len = w.pos - start;
   if (len > 0xffff) throw new OpenFlowEncodeError(`message length ${len} exceeds 65535`, { len });
@@ -554,6 +611,7 @@ function encodeOne(w: Writer, m: OfMessage): void {
       return finish(w, s);
     }
     case 'packet_out': {
+      if (encodeOutputPacketOut(w, m)) return;
       const s = header(w, OFPT.PACKET_OUT, m.xid);
       w.u32(m.bufferId);
       w.u32(m.inPort);

@@ -439,3 +439,27 @@ t.test('packet_in: fixed fields at decode, match and data on first access, whole
   badMaskLen[8 + 16 + 4 + 8 + 3] = 7; // reg0/mask: OXM length 7
   t.throws(() => decodeMessage(badMaskLen), OpenFlowDecodeError, 'lying OXM length');
 });
+
+t.test('packet_out layout: output-only actions (fast path) and mixed actions (generic path)', async (t) => {
+  const data = Buffer.from('aabbcc', 'hex');
+  const outs = encodeMessage({
+    type: 'packet_out',
+    xid: 0x01020304,
+    bufferId: OFP_NO_BUFFER,
+    inPort: 5,
+    actions: [
+      { type: 'output', port: OFPP.FLOOD, maxLen: 0 },
+      { type: 'output', port: 2, maxLen: 0xffe5 },
+    ],
+    data,
+  });
+  const act = (port: string, maxLen: string) => '00000010' + port + maxLen + '000000000000';
+  t.equal(hex(outs), '040d003b01020304' + 'ffffffff' + '00000005' + '0020' + '000000000000' + act('fffffffb', '0000') + act('00000002', 'ffe5') + 'aabbcc');
+  const mixed = encodeMessage({ type: 'packet_out', xid: 1, bufferId: 7, inPort: 1, actions: [{ type: 'pop_vlan' }, { type: 'output', port: 3, maxLen: 0 }], data });
+  t.equal(hex(mixed), '040d003300000001' + '00000007' + '00000001' + '0018' + '000000000000' + '0012000800000000' + act('00000003', '0000') + 'aabbcc');
+  t.throws(
+    () => encodeMessage({ type: 'packet_out', xid: 1, bufferId: 7, inPort: 1, actions: [{ type: 'output', port: 3, maxLen: 0 }], data: Buffer.alloc(0xffff) }),
+    OpenFlowEncodeError,
+    'too long',
+  );
+});
