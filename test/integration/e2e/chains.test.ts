@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { ApiClient } from '../../../src/api/client.js';
-import { addEndpointContainers, endpointContainerName, startLabController, warmUnderlay, withLabHosts } from '../../../src/lab/index.js';
+import { addEndpointContainers, delContainer, endpointContainerName, startLabController, warmUnderlay, withLabHosts } from '../../../src/lab/index.js';
 import { tenet } from '../../helpers/cli.js';
 import { withLab } from '../../helpers/lab.js';
 import { until } from '../../helpers/net.js';
@@ -106,5 +106,19 @@ t.test('controller end to end: a service chain across 3 hosts', async (t) => {
     t.equal(other.stdout.trim(), '2', 'an unclassified source reaches the server');
     const [g1, g2, g3] = await Promise.all(['fw-1', 'fw-2', 'ids-1'].map(read));
     t.same([g1!['forwarded'], g2!['forwarded'], g3!['forwarded']], [f1!['forwarded'], f2!['forwarded'], ids!['forwarded']], 'and passes no service function');
+
+    // An instance's container goes away: its port unbinds, the controller recompiles without it.
+    const fw1 = eps.find((e) => e.name === 'fw-1')!;
+    const t0 = Date.now();
+    await delContainer(lab.name, c('fw-1'));
+    await until('fw-1 left the select groups on host1', async () => !(await lab.ofctl('host1', 'dump-groups', 'br-int')).stdout.includes(fw1.mac), 30_000, 100);
+    const leftS = (Date.now() - t0) / 1000;
+    t.comment(`fw-1 removed -> out of host1's group after ${leftS.toFixed(2)} s (container deletion to group change, through the controller)`);
+    const before = await Promise.all(['fw-2', 'ids-1'].map(read));
+    t.equal(await conn(n), n, `${n} new connections work without fw-1`);
+    const after = await Promise.all(['fw-2', 'ids-1'].map(read));
+    const viaFw2 = after[0]!['c2s']! - before[0]!['c2s']!;
+    t.ok(viaFw2 >= n * 3, `fw-2 carried them all (${viaFw2} packets)`);
+    t.equal(after[1]!['c2s']! - before[1]!['c2s']!, viaFw2, 'and the IDS after it');
   });
 });
