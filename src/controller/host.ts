@@ -434,6 +434,8 @@ export class HostRuntime {
     else if (this.applyError) next = 'error';
     else if (!this.configured) next = 'connecting';
     else next = 'ready';
+    // Ready again: a connection error from before is history (a failing setup is still news).
+    if (next === 'ready' && this.lastError && !this.lastError.startsWith('setup')) this.lastError = undefined;
     if (next === this.state) return;
     this.state = next;
     this.since = new Date().toISOString();
