@@ -7,10 +7,10 @@
  * against a bare responder (frame scan + canned reply, batched writes) in the
  * same run. Last line: JSON.
  *
- *   npm run bench -- codec [--seconds S] [--rounds R] [--switches N] [--window W] [--js-generator]
+ *   npm run bench -- codec [--seconds S] [--rounds R] [--switches N] [--window W] [--js-generator] [--no-ovs]
  */
 import { fork, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, createServer, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -45,6 +45,12 @@ interface GenResult {
   responderCpuS?: number;
   p50us?: number;
   p99us?: number;
+  /** Mean round trip (C generator); with one packet_in per switch in flight, ~ switches / rate. */
+  meanus?: number;
+  /** Fewest and most replies any one switch got (C generator): fairness between switches. */
+  minSwitch?: number;
+  maxSwitch?: number;
+  batchSched?: boolean;
 }
 
 function packetIn(): Buffer {
@@ -160,9 +166,15 @@ if (process.argv[2] === '--generator') {
 // Responders
 
 type Stop = () => Promise<void>;
+/** A responder under test: its port, how to stop it, and (if not this process) its CPU seconds so far. */
+interface Responder {
+  port: number;
+  stop: Stop;
+  cpuSeconds?: () => number;
+}
 
 /** Tenet: the real OpenFlowServer, full decode of every packet_in, full encode of each packet_out. */
-async function tenetResponder(): Promise<{ port: number; stop: Stop }> {
+async function tenetResponder(): Promise<Responder> {
   const server = new OpenFlowServer({ echoIntervalMs: 60_000, echoTimeoutMs: 180_000 });
   const flood: Action[] = [{ type: 'output', port: OFPP.FLOOD, maxLen: 0 }];
   server.on('connect', (conn) => {
@@ -177,7 +189,7 @@ async function tenetResponder(): Promise<{ port: number; stop: Stop }> {
 }
 
 /** Reference: a bare responder that scans frames and writes canned replies, one write per read. */
-async function bareResponder(): Promise<{ port: number; stop: Stop }> {
+async function bareResponder(): Promise<Responder> {
   const socks = new Set<Socket>();
   const server = createServer((sock) => {
     socks.add(sock);
@@ -242,15 +254,70 @@ async function bareResponder(): Promise<{ port: number; stop: Stop }> {
 }
 
 /**
+ * Second reference: OVS's own C controller, `ovs-testcontroller --noflow` (Debian package
+ * openvswitch-testcontroller), which answers each packet_in with a packet_out (flood; the
+ * generator's frames have a multicast source MAC, so nothing is learned). Latency modes only:
+ * its lswitch drops packet_outs once 100 are queued on a connection, so a 256-deep throughput
+ * window loses replies and stalls. Null when the binary is not installed.
+ */
+async function ovsTestController(): Promise<Responder | null> {
+  if (spawnSync('ovs-testcontroller', ['--version'], { encoding: 'utf8' }).status !== 0) return null;
+  const port = await new Promise<number>((resolve) => {
+    const probe = createServer();
+    probe.listen(0, '127.0.0.1', () => {
+      const p = (probe.address() as { port: number }).port;
+      probe.close(() => resolve(p));
+    });
+  });
+  const dir = mkdtempSync(join(tmpdir(), 'tenet-ovstc-'));
+  const child = spawn('ovs-testcontroller', ['--noflow', '-O', 'OpenFlow13', `--unixctl=${join(dir, 'tc.ctl')}`, `ptcp:${port}:127.0.0.1`], {
+    stdio: 'ignore',
+    env: { ...process.env, OVS_RUNDIR: dir },
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const stop = async () => {
+    if (child.exitCode === null) child.kill('SIGTERM');
+    await exited;
+    rmSync(dir, { recursive: true, force: true });
+  };
+  for (let i = 0; ; i++) {
+    const up = await new Promise<boolean>((resolve) => {
+      const c = connect(port, '127.0.0.1');
+      c.once('connect', () => {
+        c.destroy();
+        resolve(true);
+      });
+      c.once('error', () => resolve(false));
+    });
+    if (up) break;
+    if (i === 100 || child.exitCode !== null) {
+      await stop();
+      say('ovs-testcontroller did not start listening; skipped');
+      return null;
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  // utime + stime of the process, clock ticks (USER_HZ = 100 on Linux).
+  const cpuSeconds = () => {
+    const stat = readFileSync(`/proc/${child.pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
+  };
+  return { port, stop, cpuSeconds };
+}
+
+/**
  * The same generator in C (cbench is C): a JavaScript generator pays ~10-15 us of event-loop
  * work per socket event, which in latency mode queues every round trip behind the other
  * switches' events. Compiled with gcc at run time when available, else the JS one is used.
  */
 const C_GENERATOR = String.raw`/* cbench-style OpenFlow 1.3 load generator: N switches, packet_in -> packet_out. */
+#define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -262,7 +329,7 @@ const C_GENERATOR = String.raw`/* cbench-style OpenFlow 1.3 load generator: N sw
 
 #define MAXSW 256
 #define PIN 102
-struct sw { int fd; unsigned char buf[1 << 17]; int have; int ready; double sent; };
+struct sw { int fd; unsigned char buf[1 << 17]; int have; int ready; double sent; long answered; };
 static struct sw sws[MAXSW];
 static unsigned char pin[PIN];
 static unsigned char *batch;
@@ -280,6 +347,12 @@ int main(int argc, char **argv) {
   int port = atoi(argv[1]); int latency = !strcmp(argv[2], "latency"); int n = atoi(argv[3]);
   double secs = atof(argv[4]); int window = atoi(argv[5]);
   if (n > MAXSW) n = MAXSW;
+  /* SCHED_BATCH: a reply that wakes the generator does not preempt the responder in the middle
+   * of its batch of ready sockets (on 2 shared vCPUs the two otherwise context-switch on every
+   * reply: ~20% of the responder's time went to finish_task_switch after write()). The
+   * generator still gets its fair share of CPU; this only stops it jumping the queue. */
+  struct sched_param sp = { .sched_priority = 0 };
+  int batch_sched = sched_setscheduler(0, SCHED_BATCH, &sp) == 0;
   memset(pin, 0, PIN);
   pin[0] = 4; pin[1] = 10; pin[2] = 0; pin[3] = PIN;
   memset(pin + 8, 0xff, 4); pin[12] = 0; pin[13] = 60;          /* buffer_id, total_len */
@@ -316,7 +389,10 @@ int main(int argc, char **argv) {
         tstart = now() + 1000000;
       }
     }
-    if (kicked && !measuring && t >= tstart && tend == 0) { measuring = 1; tend = t + secs * 1e6; printf("start\n"); fflush(stdout); answered = 0; nlat = 0; tstart = t; }
+    if (kicked && !measuring && t >= tstart && tend == 0) {
+      measuring = 1; tend = t + secs * 1e6; printf("start\n"); fflush(stdout); answered = 0; nlat = 0; tstart = t;
+      for (int i = 0; i < n; i++) sws[i].answered = 0;
+    }
     if (measuring && t >= tend) break;
     int k = epoll_wait(ep, evs, 64, 10);
     for (int e = 0; e < k; e++) {
@@ -343,7 +419,7 @@ int main(int argc, char **argv) {
       }
       memmove(s->buf, s->buf + off, s->have - off); s->have -= off;
       if (!outs) continue;
-      if (measuring) answered += outs;
+      if (measuring) { answered += outs; s->answered += outs; }
       if (latency) {
         double tn = now();
         if (measuring && nlat < caplat) lat[nlat++] = tn - s->sent;
@@ -355,10 +431,13 @@ int main(int argc, char **argv) {
   }
   double el = (now() - tstart) / 1e6;
   printf("stop\n"); fflush(stdout);
-  double p50 = 0, p99 = 0;
+  double p50 = 0, p99 = 0, sum = 0;
+  long amin = sws[0].answered, amax = sws[0].answered;
+  for (int i = 1; i < n; i++) { if (sws[i].answered < amin) amin = sws[i].answered; if (sws[i].answered > amax) amax = sws[i].answered; }
+  for (long i = 0; i < nlat; i++) sum += lat[i];
   if (nlat) { qsort(lat, nlat, sizeof(double), cmp); p50 = lat[(long)(nlat * 0.5)]; p99 = lat[(long)(nlat * 0.99)]; }
-  printf("{\"answered\":%ld,\"seconds\":%.6f", answered, el);
-  if (nlat) printf(",\"p50us\":%.2f,\"p99us\":%.2f", p50, p99);
+  printf("{\"answered\":%ld,\"seconds\":%.6f,\"minSwitch\":%ld,\"maxSwitch\":%ld,\"batchSched\":%s", answered, el, amin, amax, batch_sched ? "true" : "false");
+  if (nlat) printf(",\"p50us\":%.2f,\"p99us\":%.2f,\"meanus\":%.2f", p50, p99, sum / nlat);
   printf("}\n");
   for (int i = 0; i < n; i++) close(sws[i].fd);
   return 0;
@@ -380,10 +459,15 @@ function buildCGenerator(): string | null {
 
 let cGenerator: string | null = null;
 
-function runCGenerator(bin: string, port: number, mode: string, n: number, secs: number, window: number): Promise<GenResult> {
+const ownCpuSeconds = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
+
+function runCGenerator(bin: string, port: number, mode: string, n: number, secs: number, window: number, cpuSeconds = ownCpuSeconds): Promise<GenResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(bin, [String(port), mode, String(n), String(secs), String(window)], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let cpu0: NodeJS.CpuUsage | undefined;
+    let cpu0 = 0;
     let cpuS = 0;
     let buf = '';
     child.stdout.on('data', (d: Buffer) => {
@@ -392,11 +476,9 @@ function runCGenerator(bin: string, port: number, mode: string, n: number, secs:
       while ((nl = buf.indexOf('\n')) >= 0) {
         const line = buf.slice(0, nl).trim();
         buf = buf.slice(nl + 1);
-        if (line === 'start') cpu0 = process.cpuUsage();
-        else if (line === 'stop') {
-          const d2 = process.cpuUsage(cpu0);
-          cpuS = (d2.user + d2.system) / 1e6;
-        } else if (line.startsWith('{')) resolve({ ...(JSON.parse(line) as GenResult), responderCpuS: cpuS });
+        if (line === 'start') cpu0 = cpuSeconds();
+        else if (line === 'stop') cpuS = cpuSeconds() - cpu0;
+        else if (line.startsWith('{')) resolve({ ...(JSON.parse(line) as GenResult), responderCpuS: cpuS });
       }
     });
     child.once('error', reject);
@@ -406,21 +488,20 @@ function runCGenerator(bin: string, port: number, mode: string, n: number, secs:
   });
 }
 
-function runGenerator(port: number, mode: string, n: number, secs: number, window: number): Promise<GenResult> {
-  if (cGenerator) return runCGenerator(cGenerator, port, mode, n, secs, window);
+function runGenerator(port: number, mode: string, n: number, secs: number, window: number, cpuSeconds?: () => number): Promise<GenResult> {
+  if (cGenerator) return runCGenerator(cGenerator, port, mode, n, secs, window, cpuSeconds);
   return new Promise((resolve, reject) => {
     const child = fork(fileURLToPath(import.meta.url), ['--generator', String(port), mode, String(n), String(secs), String(window)], {
       execArgv: process.execArgv,
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
-    let cpu0: NodeJS.CpuUsage | undefined;
+    const cpu = cpuSeconds ?? ownCpuSeconds;
+    let cpu0 = 0;
     let cpuS = 0;
     child.on('message', (m) => {
-      if (m === 'start') cpu0 = process.cpuUsage();
-      else if (m === 'stop') {
-        const d = process.cpuUsage(cpu0);
-        cpuS = (d.user + d.system) / 1e6;
-      } else resolve({ ...(m as GenResult), responderCpuS: cpuS });
+      if (m === 'start') cpu0 = cpu();
+      else if (m === 'stop') cpuS = cpu() - cpu0;
+      else resolve({ ...(m as GenResult), responderCpuS: cpuS });
     });
     child.once('error', reject);
     child.once('exit', (code) => {
@@ -478,32 +559,36 @@ const dec = rate(() => {
 const decodePerS = dec.cpu;
 say(`flow_mod decode: ${Math.round(dec.cpu)}/CPU-s (${Math.round(dec.wall)}/wall-s)`);
 
-// 2. packet_in -> packet_out, Tenet vs bare responder, throughput and latency mode,
-//    interleaved over several rounds (the machine is shared: medians, same conditions for both).
+// 2. packet_in -> packet_out, Tenet vs bare responder (and ovs-testcontroller in latency mode),
+//    throughput and latency mode, interleaved over several rounds (the machine is shared:
+//    medians, same conditions for all).
 const ROUNDS = Number(arg('rounds', '3'));
+const haveOvs = !process.argv.includes('--no-ovs') && (await ovsTestController().then(async (r) => (r ? (await r.stop(), true) : false)));
+say(`ovs-testcontroller reference: ${haveOvs ? 'yes (latency modes)' : 'no (not installed, or --no-ovs)'}`);
 const runs: Record<string, GenResult[]> = {};
 for (let round = 0; round < ROUNDS; round++) {
   for (const mode of ['throughput', 'latency', 'latency1'] as const) {
-    for (const [impl, make] of (round % 2
-      ? [
-          ['bare', bareResponder],
-          ['tenet', tenetResponder],
-        ]
-      : [
-          ['tenet', tenetResponder],
-          ['bare', bareResponder],
-        ]) as [string, typeof tenetResponder][]) {
+    const impls: [string, () => Promise<Responder | null>][] = [
+      ['tenet', tenetResponder],
+      ['bare', bareResponder],
+    ];
+    if (haveOvs && mode !== 'throughput') impls.push(['ovs', ovsTestController]);
+    if (round % 2) impls.reverse();
+    for (const [impl, make] of impls) {
       const r = await make();
+      if (!r) continue;
       try {
         // latency1: one switch, one packet in flight: the bare round trip, free of queueing
-        // behind the other switches' events in the (JavaScript) generator.
-        const g = await runGenerator(r.port, mode === 'latency1' ? 'latency' : mode, mode === 'latency1' ? 1 : SWITCHES, SECONDS, WINDOW);
+        // behind the other switches.
+        const g = await runGenerator(r.port, mode === 'latency1' ? 'latency' : mode, mode === 'latency1' ? 1 : SWITCHES, SECONDS, WINDOW, r.cpuSeconds);
         (runs[`${impl}_${mode}`] ??= []).push(g);
         const perS = g.answered / g.seconds;
         say(
           `round ${round + 1}/${ROUNDS} ${impl} ${mode}: ${Math.round(perS)} packet_in->packet_out/s` +
             ` (${Math.round(g.answered / (g.responderCpuS || 1))} per responder CPU-s)` +
-            (g.p50us !== undefined ? `, p50 ${g.p50us.toFixed(1)} us, p99 ${g.p99us!.toFixed(1)} us` : ''),
+            (g.p50us !== undefined ? `, p50 ${g.p50us.toFixed(1)} us, p99 ${g.p99us!.toFixed(1)} us` : '') +
+            (g.meanus !== undefined ? `, mean ${g.meanus.toFixed(1)} us` : '') +
+            (g.minSwitch !== undefined && mode !== 'latency1' ? `, per switch ${g.minSwitch}..${g.maxSwitch}` : ''),
         );
       } finally {
         await r.stop();
@@ -518,7 +603,16 @@ const med = (xs: number[]) => {
 };
 const per = (k: string) => Math.round(med(runs[k]!.map((g) => g.answered / g.seconds)));
 const perCpu = (k: string) => Math.round(med(runs[k]!.map((g) => g.answered / (g.responderCpuS || 1))));
-const lat = (k: string, q: 'p50us' | 'p99us') => Number(med(runs[k]!.map((g) => g[q]!)).toFixed(1));
+const lat = (k: string, q: 'p50us' | 'p99us' | 'meanus') => (runs[k]?.[0]?.[q] === undefined ? null : Number(med(runs[k]!.map((g) => g[q]!)).toFixed(1)));
+const ovsFigures = haveOvs
+  ? {
+      ovs_testcontroller_latency_p50_us: lat('ovs_latency', 'p50us'),
+      ovs_testcontroller_latency_p99_us: lat('ovs_latency', 'p99us'),
+      ovs_testcontroller_latency_mean_us: lat('ovs_latency', 'meanus'),
+      ovs_testcontroller_latency_mode_per_s: per('ovs_latency'),
+      ovs_testcontroller_latency_1sw_p50_us: lat('ovs_latency1', 'p50us'),
+    }
+  : {};
 console.log(
   JSON.stringify({
     encode_per_s: Math.round(encodePerS),
@@ -529,6 +623,7 @@ console.log(
     pktin_pktout_per_responder_cpu_s: perCpu('tenet_throughput'),
     latency_p50_us: lat('tenet_latency', 'p50us'),
     latency_p99_us: lat('tenet_latency', 'p99us'),
+    latency_mean_us: lat('tenet_latency', 'meanus'),
     latency_mode_per_s: per('tenet_latency'),
     latency_1sw_p50_us: lat('tenet_latency1', 'p50us'),
     latency_1sw_p99_us: lat('tenet_latency1', 'p99us'),
@@ -538,11 +633,16 @@ console.log(
     bare_pktin_pktout_per_responder_cpu_s: perCpu('bare_throughput'),
     bare_latency_p50_us: lat('bare_latency', 'p50us'),
     bare_latency_p99_us: lat('bare_latency', 'p99us'),
+    bare_latency_mean_us: lat('bare_latency', 'meanus'),
+    bare_latency_mode_per_s: per('bare_latency'),
+    ...ovsFigures,
     ratio_vs_bare: Number((per('tenet_throughput') / per('bare_throughput')).toFixed(3)),
     cpu_ratio_vs_bare: Number((perCpu('tenet_throughput') / perCpu('bare_throughput')).toFixed(3)),
+    latency_ratio_vs_bare: Number((lat('tenet_latency', 'p50us')! / lat('bare_latency', 'p50us')!).toFixed(3)),
     load_average_1m: Number(loadavg()[0]!.toFixed(2)),
     rounds: ROUNDS,
     generator: cGenerator ? 'c' : 'js',
+    generator_sched_batch: runs['tenet_latency']?.[0]?.batchSched ?? null,
     switches: SWITCHES,
     window: WINDOW,
     seconds: SECONDS,
