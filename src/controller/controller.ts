@@ -84,6 +84,7 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
 
   private constructor(private readonly opts: ControllerOptions) {
     super();
+    this.setMaxListeners(0); // every waiter and event-stream client listens; no leak warning at 11
     this.log = opts.logger ?? pino({ level: 'silent' });
     const echo = opts.echo ?? { intervalMs: 2000, timeoutMs: 6000 };
     this.server = new OpenFlowServer({ echoIntervalMs: echo.intervalMs, echoTimeoutMs: echo.timeoutMs });
