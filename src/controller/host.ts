@@ -200,7 +200,7 @@ export class HostRuntime {
   private async connectOvsdb(): Promise<void> {
     if (this.closed) return;
     if (!this.sw) {
-      const sw = new HostSwitch(this.host.ovsdb, { connectTimeoutMs: 3000, reconnect: { initialDelayMs: 200, maxDelayMs: 5000 }, ...this.deps.ovsdb });
+      const sw = new HostSwitch(this.host.ovsdb, { connectTimeoutMs: 3000, requestTimeoutMs: 10_000, reconnect: { initialDelayMs: 200, maxDelayMs: 5000 }, ...this.deps.ovsdb });
       this.sw = sw;
       sw.replica.on('sync', () => this.onOvsdbUp());
       sw.replica.on('disconnected', (err) => {
