@@ -184,6 +184,8 @@ async function runDemo(): Promise<void> {
   console.log(indent(formatMatrix(cells)));
   const bad = mismatches(cells);
   for (const c of bad) console.log(`    MISMATCH ${c.from} -> ${c.to} ${c.probe.kind === 'icmp' ? 'ping' : `tcp/${c.probe.port}`}: expected ${c.expected ? 'reachable' : 'blocked'}, observed ${c.observed ? 'reachable' : 'blocked'}`);
+  const unobserved = cells.filter((c) => c.observed === undefined);
+  check(unobserved.length === 0, `every cell observed${unobserved.length ? `; not: ${unobserved.map((c) => `${c.from} -> ${c.to} (${c.note ?? '?'})`).join(', ')}` : ''}`);
   const allowed = cells.filter((c) => c.expected).length;
   check(bad.length === 0, `connectivity matches the policy in all ${cells.length} cells (${allowed} reachable, ${cells.length - allowed} blocked)`);
   const cross = cells.filter((c) => c.from.split('/')[0] !== c.to.split('/')[0]);

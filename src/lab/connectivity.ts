@@ -78,9 +78,14 @@ export async function observe(
   opts: { concurrency?: number; tries?: number } = {},
 ): Promise<void> {
   const tries = opts.tries ?? 3;
-  const probeOnce = async (c: Cell): Promise<boolean> => {
+  /** undefined: inconclusive (the TCP server never started: a failure would prove nothing). */
+  const probeOnce = async (c: Cell): Promise<boolean | undefined> => {
     if (c.probe.kind === 'icmp') return (await ping(state, container(c.from), ip(c.to), { count: 1, timeoutS: 1 })).ok;
-    return (await tcpExchange(state, container(c.from), container(c.to), ip(c.to), c.probe.port, 2000)).ok;
+    for (let i = 0; i < 3; i++) {
+      const r = await tcpExchange(state, container(c.from), container(c.to), ip(c.to), c.probe.port, 2000);
+      if (!/did not start/.test(r.detail)) return r.ok;
+    }
+    return undefined;
   };
   // TCP: one server per target container and port at a time, so group by target.
   const groups = new Map<string, Cell[]>();
@@ -93,9 +98,10 @@ export async function observe(
   const worker = async () => {
     for (let g = queue.shift(); g; g = queue.shift()) {
       for (const c of g) {
-        let ok = false;
-        for (let i = 0; i < (c.expected ? tries : 1) && !ok; i++) ok = await probeOnce(c);
-        c.observed = ok;
+        let ok: boolean | undefined = false;
+        for (let i = 0; i < (c.expected ? tries : 1) && ok === false; i++) ok = await probeOnce(c);
+        if (ok === undefined) c.note = 'TCP server did not start';
+        else c.observed = ok;
       }
     }
   };

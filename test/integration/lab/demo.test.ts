@@ -30,7 +30,7 @@ t.test('demo --check: every check passes, exit 0, nothing left', async (t) => {
   t.match(demo.output(), /PASS {2}acme and globex .* never reach each other/);
   t.notMatch(demo.output(), /^ {2}FAIL /m, 'no failed check');
   t.notMatch(demo.output(), /MISMATCH/, 'no matrix cell contradicts the policy');
-  t.match(demo.output(), /6 of 6 checks passed/);
+  t.match(demo.output(), /7 of 7 checks passed/);
   t.match(demo.output(), /stopped the controller \(pid \d+\)/);
   t.same(listNamespaces().filter((n) => n.startsWith(`${name}-`)), [], 'no namespaces left');
 });
