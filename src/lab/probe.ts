@@ -74,7 +74,7 @@ export async function tcpExchange(state: LabState, from: string, to: string, toI
     if (!ready) return { ok: false, detail: `server in ${to} did not start` };
     const r = await execIn(state, from, [process.execPath, '-e', CLIENT_JS, String(port), bind, String(timeoutMs)], {
       allowFailure: true,
-      timeoutMs: timeoutMs + 5000,
+      timeoutMs: timeoutMs + 15_000, // node itself may take seconds to start on a loaded machine
     });
     return { ok: r.code === 0, detail: r.stdout.trim() || r.stderr.trim() };
   } finally {
