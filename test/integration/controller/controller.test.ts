@@ -116,7 +116,7 @@ t.test('controller on a 3-host lab', async (t) => {
       controller.on('event', on);
     });
     await lab.ofctl('host2', '--strict', 'del-flows', 'br-int', match);
-    t.notOk((await dumpFlows(lab, 'host2')).has(victim), 'the flow is gone from host2');
+    // No check that it is gone: the next drift check (every 500 ms) may restore it before a dump could show it.
     const drift = await Promise.race([driftSeen, sleep(10_000).then(() => undefined)]);
     t.ok(drift, 'a drift event came');
     if (drift?.type === 'drift') {
