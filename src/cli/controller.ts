@@ -1,7 +1,7 @@
 /** `tenet controller`: the controller daemon (store, OpenFlow listener, OVSDB to every host, REST API). */
 import { Command, Option } from 'commander';
 import pino from 'pino';
-import { DEFAULT_STATE_DIR, runDaemon } from '../controller/index.js';
+import { DEFAULT_STATE_DIR, runDaemon } from '../daemon/index.js';
 import { UsageError } from '../util/errors.js';
 
 const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];

@@ -2,5 +2,4 @@
 export type * from './types.js';
 export { Controller, ConflictError, TOPOLOGY_KEY, type ControllerOptions } from './controller.js';
 export { HostRuntime } from './host.js';
-export { startDaemon, runDaemon, storeConfig, parseHostPort, DEFAULT_STATE_DIR, type Daemon, type DaemonOptions } from './daemon.js';
 export { datapathIdOf, tunnelPeers, endpointInfo, hostPlanOf, driftLines } from './pure.js';

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import t from 'tap';
-import { startDaemon } from '../../../src/controller/index.js';
+import { startDaemon } from '../../../src/daemon/index.js';
 import { startEtcd } from '../../helpers/etcd.js';
 import { freePort } from '../../helpers/net.js';
 

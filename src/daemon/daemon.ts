@@ -9,7 +9,7 @@ import { startApi, type ApiServer } from '../api/index.js';
 import { openStore, type Store, type StoreConfig } from '../store/index.js';
 import { UsageError } from '../util/errors.js';
 import { loadOrCreateToken } from '../util/token.js';
-import { Controller } from './controller.js';
+import { Controller } from '../controller/index.js';
 
 export interface DaemonOptions {
   /** Token file, embedded store. Default /var/lib/tenet. */
