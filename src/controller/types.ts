@@ -6,7 +6,7 @@
  */
 import type { EventEmitter } from 'node:events';
 import type { Registry } from 'prom-client';
-import type { Model, ValidationIssue } from '../model/index.js';
+import type { Model, SelectorDoc, ValidationIssue } from '../model/index.js';
 
 /**
  * - `connecting`: OVSDB or OpenFlow not up yet (first contact);
@@ -93,12 +93,67 @@ export interface EndpointInfo {
   ofport?: number;
 }
 
+/**
+ * Health of one service-function instance of a chain hop, worst first:
+ * - `port missing`: no port with its iface-id on its host (container gone, not plugged yet);
+ * - `link down`: the port exists but ovs-vswitchd reports its link down;
+ * - `check failing`: the registry's health check of the instance is critical;
+ * - `healthy`: in its hop's select group.
+ */
+export type InstanceHealth = 'healthy' | 'port missing' | 'link down' | 'check failing';
+
+export interface ChainInstanceInfo {
+  /** Endpoint id ("tenant/name") of the port packets enter by. */
+  endpoint: string;
+  /** Set when packets leave by another endpoint's port. */
+  egress?: string;
+  host: string;
+  weight: number;
+  ofport?: number;
+  egressOfport?: number;
+  health: InstanceHealth;
+}
+
+/**
+ * - `ok`: every instance healthy;
+ * - `degraded`: some instances out, the rest share the traffic;
+ * - `bypassed`: none healthy and failMode open (the hop is skipped);
+ * - `dropping`: none healthy and failMode closed (matching traffic is dropped).
+ */
+export type HopState = 'ok' | 'degraded' | 'bypassed' | 'dropping';
+
+export interface ChainHopInfo {
+  /** Set when the hop was given as a service name. */
+  service?: string;
+  state: HopState;
+  instances: ChainInstanceInfo[];
+}
+
+/** A chain as `tenet get chains` and GET /v1/chains show it. */
+export interface ChainInfo {
+  /** "tenant/chain" */
+  id: string;
+  tenant: string;
+  name: string;
+  network: string;
+  /** The classifier: source and destination selectors as written, protocol, destination port ranges ("80", "8000-8080"). */
+  from: SelectorDoc;
+  to: SelectorDoc;
+  protocol: 'any' | 'tcp' | 'udp' | 'icmp';
+  ports: string[];
+  symmetric: boolean;
+  failMode: 'open' | 'closed';
+  hops: ChainHopInfo[];
+}
+
 export type ControllerEvent =
   | { type: 'topology'; generation: number; at: string }
   | { type: 'host'; host: HostStatus; at: string }
   | { type: 'realized'; host: string; generation: number; summary: string; ms: number; at: string }
   | { type: 'drift'; host: string; summary: string; flows: string[]; at: string }
   | { type: 'binding'; host: string; ifaceId: string; ofport: number | null; at: string }
+  /** A bound port's link went down or came back up (ovs-vswitchd's link_state). */
+  | { type: 'link'; host: string; ifaceId: string; up: boolean; at: string }
   | { type: 'error'; host?: string; message: string; at: string };
 
 /** Thrown by plan/apply for an invalid document; the API maps it to 400 with `issues`. */
@@ -114,6 +169,8 @@ export interface ControllerApi extends EventEmitter<{ event: [ControllerEvent] }
   /** The resolved model of the stored document (null before the first apply). */
   model(): Model | null;
   endpoints(): EndpointInfo[];
+  /** Every chain of every tenant with its hops' instances and their health (empty before the first apply). */
+  chains(): ChainInfo[];
   /** The diff applying `doc` would make. Throws TopologyError (code ETOPOLOGY) when invalid; changes nothing. */
   plan(doc: unknown): Promise<Plan>;
   /** Validates, stores (new generation) and starts realizing `doc`; resolves once stored, not once realized. */

@@ -6,7 +6,8 @@
  */
 import { EventEmitter } from 'node:events';
 import { Registry } from 'prom-client';
-import type { ApplyResult, ControllerApi, ControllerEvent, ControllerStatus, EndpointInfo, Plan } from '../../src/controller/types.js';
+import { chainInfos } from '../../src/controller/chains.js';
+import type { ApplyResult, ChainInfo, ControllerApi, ControllerEvent, ControllerStatus, EndpointInfo, Plan } from '../../src/controller/types.js';
 import { formatIp4, type Allocation } from '../../src/ipam/index.js';
 import { TopologyError, validate, type Model } from '../../src/model/index.js';
 
@@ -51,6 +52,15 @@ export class FakeController extends EventEmitter<{ event: [ControllerEvent] }> i
         labels: e.labels,
       })),
     );
+  }
+  /** Endpoints on reachable hosts are bound (ofport 10); `linkDown` ones have their link down. */
+  readonly linkDown = new Set<string>();
+  chains(): ChainInfo[] {
+    return chainInfos(this.current, {
+      ofport: (host) => (this.reachable.has(host) ? 10 : undefined),
+      linkDown: (_host, id) => this.linkDown.has(id),
+      checkFailing: new Set(),
+    });
   }
   private check(doc: unknown): Model {
     const r = validate(doc, this.current ? { previous: this.current.alloc as Allocation } : {});
