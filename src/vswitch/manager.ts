@@ -29,6 +29,8 @@ export interface Binding {
   interface: string;
   /** The OpenFlow port number, or null until ovs-vswitchd assigns one (or when it failed: -1). */
   ofport: number | null;
+  /** false when ovs-vswitchd reports the link down (`link_state`: the port or its veth peer is down); true when up or not reported yet. */
+  linkUp: boolean;
 }
 
 export interface BindingEvent {
@@ -48,7 +50,7 @@ function bindingOf(row: Row | undefined): Binding | undefined {
   const id = ext?.['iface-id'];
   if (typeof id !== 'string') return undefined;
   const of = row.ofport;
-  return { ifaceId: id, interface: String(row.name), ofport: typeof of === 'number' && of > 0 ? of : null };
+  return { ifaceId: id, interface: String(row.name), ofport: typeof of === 'number' && of > 0 ? of : null, linkUp: row.link_state !== 'down' };
 }
 
 export class HostSwitch extends EventEmitter<HostSwitchEvents> {
@@ -148,7 +150,7 @@ export class HostSwitch extends EventEmitter<HostSwitchEvents> {
       m.set(e.uuid, after);
       if (!before || before.ifaceId !== after.ifaceId) {
         this.emit('binding', { kind: 'added', ifaceId: after.ifaceId, binding: after, previous: undefined });
-      } else if (before.ofport !== after.ofport || before.interface !== after.interface) {
+      } else if (before.ofport !== after.ofport || before.interface !== after.interface || before.linkUp !== after.linkUp) {
         this.emit('binding', { kind: 'changed', ifaceId: after.ifaceId, binding: after, previous: before });
       }
     }

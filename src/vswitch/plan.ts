@@ -27,7 +27,8 @@ export const SWITCH_TABLES = {
   Bridge: ['name', 'datapath_type', 'fail_mode', 'other_config', 'protocols', 'controller', 'ports', 'external_ids'],
   Controller: ['target', 'max_backoff'],
   Port: ['name', 'interfaces', 'external_ids'],
-  Interface: ['name', 'type', 'options', 'external_ids', 'ofport'],
+  // link_state: a service-function instance whose port is down leaves its chain hop (see src/controller/chains.ts)
+  Interface: ['name', 'type', 'options', 'external_ids', 'ofport', 'link_state'],
 } as const;
 
 /** external_ids key marking a tunnel port as ours; its value is the peer host's name. */
