@@ -22,8 +22,9 @@ import { TenetError, UsageError } from '../util/errors.js';
 import type { HostSwitchOptions } from '../vswitch/index.js';
 import { HostRuntime } from './host.js';
 import { createMetrics, type ControllerMetrics } from './metrics.js';
+import { chainInfos, unhealthyEndpoints, type HealthView } from './chains.js';
 import { endpointInfo, tunnelPeers } from './pure.js';
-import type { ApplyResult, ControllerApi, ControllerEvent, ControllerStatus, EndpointInfo, HostStatus, Plan } from './types.js';
+import type { ApplyResult, ChainInfo, ControllerApi, ControllerEvent, ControllerStatus, EndpointInfo, HostStatus, Plan } from './types.js';
 
 export const TOPOLOGY_KEY = '/tenet/topology';
 
@@ -155,6 +156,10 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
   endpoints(): EndpointInfo[] {
     if (!this.current) return [];
     return this.current.tenants.flatMap((t) => t.endpoints.map((e) => endpointInfo(e, this.runtimes.get(e.host)?.ofport(e.id))));
+  }
+
+  chains(): ChainInfo[] {
+    return chainInfos(this.current, this.health());
   }
 
   async plan(doc: unknown): Promise<Plan> {
@@ -304,9 +309,11 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
         retryMs: this.opts.retryMs ?? 2000,
         openflowWaitMs: 20_000,
         desired: (host) => this.desiredFor(host),
-        placementChanged: () => {
+        placementChanged: (host) => {
           this.compiled = undefined;
           this.placementVersion++;
+          // A chain's select groups on every host list instances bound anywhere: the others recompile too.
+          for (const [name, rt] of this.runtimes) if (name !== host) rt.kick();
         },
         event: (e) => this.event(e),
         reconciled: (host, r, kind) => {
@@ -333,9 +340,18 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
     return { hosts };
   }
 
+  /** Ports, link states and health checks as chain health sees them (src/controller/chains.ts). */
+  private health(): HealthView {
+    return {
+      ofport: (host, id) => this.runtimes.get(host)?.ofport(id),
+      linkDown: (host, id) => this.runtimes.get(host)?.linkDown(id) ?? false,
+      checkFailing: new Set(),
+    };
+  }
+
   private compileCurrent(): CompileResult | undefined {
     if (!this.current) return undefined;
-    this.compiled ??= compile(this.current, this.placement());
+    this.compiled ??= compile(this.current, this.placement(), { unhealthy: unhealthyEndpoints(this.current, this.health()) });
     return this.compiled;
   }
 
@@ -348,7 +364,7 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
 
   private async planModel(model: Model, generation: number): Promise<{ plan: Plan; result: CompileResult; placementVersion: number }> {
     const placementVersion = this.placementVersion;
-    const result = compile(model, this.placement());
+    const result = compile(model, this.placement(), { unhealthy: unhealthyEndpoints(model, this.health()) });
     const hosts = await Promise.all(
       model.hosts.map(async (h) => {
         const desired = result.host(h.name);

@@ -60,6 +60,8 @@ export class HostRuntime {
   private tunnelsReady = false;
   private placement: HostPlacement = { ports: {}, tunnels: {} };
   private placementKey = '';
+  /** iface-ids of bound ports whose link is down (they leave their chain hop). */
+  private down = new Set<string>();
   private busy = false;
   private pending = false;
   private setupRunning = false;
@@ -135,6 +137,11 @@ export class HostRuntime {
 
   ofport(ifaceId: string): number | undefined {
     return this.placement.ports[ifaceId];
+  }
+
+  /** true when the port bound to `ifaceId` exists and ovs-vswitchd reports its link down. */
+  linkDown(ifaceId: string): boolean {
+    return this.down.has(ifaceId);
   }
 
   status(): HostStatus {
@@ -327,15 +334,25 @@ export class HostRuntime {
       }
     }
     const ports: Record<string, number> = {};
-    for (const b of sw.listBindings()) if (b.ofport !== null && b.ofport > 0) ports[b.ifaceId] = b.ofport;
-    const key = JSON.stringify([tunnels, ports]);
+    const down: string[] = [];
+    for (const b of sw.listBindings()) {
+      if (b.ofport !== null && b.ofport > 0) ports[b.ifaceId] = b.ofport;
+      if (b.ofport !== null && !b.linkUp) down.push(b.ifaceId);
+    }
+    down.sort();
+    const key = JSON.stringify([tunnels, ports, down]);
     const before = this.placement;
+    const downBefore = this.down;
     this.placement = { ports, tunnels };
+    this.down = new Set(down);
     this.tunnelsReady = this.computeTunnelsReady();
     if (key !== this.placementKey) {
       this.placementKey = key;
       for (const id of new Set([...Object.keys(before.ports), ...Object.keys(ports)])) {
         if (before.ports[id] !== ports[id]) this.deps.event({ type: 'binding', host: this.name, ifaceId: id, ofport: ports[id] ?? null, at: new Date().toISOString() });
+      }
+      for (const id of new Set([...downBefore, ...down])) {
+        if (downBefore.has(id) !== this.down.has(id)) this.deps.event({ type: 'link', host: this.name, ifaceId: id, up: !this.down.has(id), at: new Date().toISOString() });
       }
       this.deps.placementChanged(this.name);
       this.kick();
