@@ -4,7 +4,7 @@
  * topology, the validator's `issues`.
  */
 import WebSocket from 'ws';
-import type { ApplyResult, ControllerStatus, EndpointInfo, HostStatus, Plan } from '../controller/types.js';
+import type { ApplyResult, ChainInfo, ControllerStatus, EndpointInfo, HostStatus, Plan } from '../controller/types.js';
 import type { ValidationIssue } from '../model/index.js';
 import { TenetError } from '../util/errors.js';
 import { EVENTS_PATH, type ApiErrorBody, type EventMessage } from './protocol.js';
@@ -78,6 +78,9 @@ export class ApiClient {
   }
   endpoints(filter: EndpointFilter = {}): Promise<EndpointInfo[]> {
     return this.json('GET', `/v1/endpoints${query({ ...filter })}`);
+  }
+  chains(tenant?: string): Promise<ChainInfo[]> {
+    return this.json('GET', `/v1/chains${query({ tenant })}`);
   }
   topology(): Promise<{ generation: number; doc: unknown }> {
     return this.json('GET', '/v1/topology');

@@ -10,6 +10,7 @@
  *   DELETE /v1/tenants/:name              delete one tenant -> ApplyResult | 404
  *   POST   /v1/plan                       the diff an apply would make -> Plan | 400 { issues }
  *   GET    /v1/status | /v1/hosts | /v1/tenants | /v1/networks | /v1/endpoints
+ *   GET    /v1/chains[?tenant=T]           service chains: hops, instances, health
  *   GET    /v1/wait?generation=N&timeout=S  ControllerStatus once realized (realized:false at timeout)
  *   WS     /v1/events                     { type:'snapshot', status } then one ControllerEvent per message
  * Every route but /healthz needs `Authorization: Bearer <token>` when a token is set
@@ -211,6 +212,10 @@ export function createApiApp(controller: ControllerApi, opts: Omit<ApiOptions, '
         .endpoints()
         .filter((e) => (tenant === undefined || e.tenant === tenant) && (network === undefined || e.network === network) && (host === undefined || e.host === host)),
     );
+  });
+  app.get('/v1/chains', (req, res) => {
+    const tenant = queryString(req, 'tenant');
+    res.json(controller.chains().filter((c) => tenant === undefined || c.tenant === tenant));
   });
   app.get('/v1/wait', async (req, res) => {
     const generation = queryNumber(req, 'generation', 0, Number.MAX_SAFE_INTEGER, true) ?? controller.status().generation;

@@ -7,7 +7,8 @@ import { Command, Option } from 'commander';
 import { ApiClient, DEFAULT_API_URL } from '../api/client.js';
 import type { EventMessage } from '../api/protocol.js';
 import type { NetworkInfo, TenantInfo } from '../api/views.js';
-import type { ControllerStatus, EndpointInfo, HostStatus, Plan } from '../controller/types.js';
+import type { ChainInfo, ControllerStatus, EndpointInfo, HostStatus, Plan } from '../controller/types.js';
+import type { SelectorDoc } from '../model/index.js';
 import { TenetError, UsageError } from '../util/errors.js';
 import { readTokenFile } from '../util/token.js';
 
@@ -68,6 +69,39 @@ export function formatPlan(plan: Plan, verbose = false): string {
     for (const f of h.add) lines.push(`    + ${f}`);
   }
   return lines.join('\n') + '\n';
+}
+
+/** A selector in one line: `endpoints=a,b labels=k=v …`, or `*` for {} (the whole tenant). */
+export function formatSelector(d: SelectorDoc): string {
+  const parts = [
+    ...(d.endpoints?.length ? [`endpoints=${d.endpoints.join(',')}`] : []),
+    ...(d.networks?.length ? [`networks=${d.networks.join(',')}`] : []),
+    ...(d.labels && Object.keys(d.labels).length ? [`labels=${Object.entries(d.labels).map(([k, v]) => `${k}=${v}`).join(',')}`] : []),
+    ...(d.cidrs?.length ? [`cidrs=${d.cidrs.join(',')}`] : []),
+  ];
+  return parts.length ? parts.join(' ') : '*';
+}
+
+/** Per chain: its classifier on one line, then one row per hop instance with its health. */
+export function chainsTable(chains: ChainInfo[]): string {
+  if (!chains.length) return 'no chains\n';
+  return chains
+    .map((c) => {
+      const proto = c.protocol === 'any' ? 'any' : c.ports.length ? `${c.protocol}/${c.ports.join(',')}` : c.protocol;
+      const head = `${c.id}: ${formatSelector(c.from)} -> ${formatSelector(c.to)} ${proto} (network ${c.network}${c.symmetric ? ', symmetric' : ''}, failMode ${c.failMode})\n`;
+      const rows = [['  HOP', 'STATE', 'INSTANCE', 'HOST', 'WEIGHT', 'OFPORT', 'HEALTH']];
+      c.hops.forEach((h, k) => {
+        h.instances.forEach((i, n) => {
+          const hop = n === 0 ? `  ${k + 1}${h.service !== undefined ? ` (${h.service})` : ''}` : '';
+          const name = i.egress ? `${i.endpoint} -> ${i.egress}` : i.endpoint;
+          const ofport = i.egress ? `${i.ofport ?? '-'}/${i.egressOfport ?? '-'}` : String(i.ofport ?? '-');
+          rows.push([hop, n === 0 ? h.state : '', name, i.host, String(i.weight), ofport, i.health]);
+        });
+        if (!h.instances.length) rows.push([`  ${k + 1}${h.service !== undefined ? ` (${h.service})` : ''}`, h.state, '-', '', '', '', '']);
+      });
+      return head + table(rows);
+    })
+    .join('\n');
 }
 
 export function hostsTable(hosts: HostStatus[]): string {
@@ -213,17 +247,29 @@ export async function applyCommand(client: ApiClient, file: string, flags: Apply
   }
 }
 
-type Kind = 'tenants' | 'networks' | 'endpoints' | 'hosts';
-const KINDS: Record<string, Kind> = { tenants: 'tenants', tenant: 'tenants', networks: 'networks', network: 'networks', endpoints: 'endpoints', endpoint: 'endpoints', hosts: 'hosts', host: 'hosts' };
+type Kind = 'tenants' | 'networks' | 'endpoints' | 'hosts' | 'chains';
+const KINDS: Record<string, Kind> = {
+  tenants: 'tenants',
+  tenant: 'tenants',
+  networks: 'networks',
+  network: 'networks',
+  endpoints: 'endpoints',
+  endpoint: 'endpoints',
+  hosts: 'hosts',
+  host: 'hosts',
+  chains: 'chains',
+  chain: 'chains',
+};
 
 export async function getCommand(client: ApiClient, what: string, o: { output: string; tenant?: string }, write: Write): Promise<void> {
   const kind = KINDS[what];
-  if (!kind) throw new UsageError(`get what? one of tenants, networks, endpoints, hosts (got '${what}')`);
+  if (!kind) throw new UsageError(`get what? one of tenants, networks, endpoints, hosts, chains (got '${what}')`);
   const json = o.output === 'json';
   const emit = <T>(v: T, fmt: (v: T) => string) => write(json ? `${JSON.stringify(v, null, 2)}\n` : fmt(v));
   if (kind === 'tenants') emit(await client.tenants(), tenantsTable);
   else if (kind === 'networks') emit(await client.networks(o.tenant), networksTable);
   else if (kind === 'endpoints') emit(await client.endpoints(o.tenant ? { tenant: o.tenant } : {}), endpointsTable);
+  else if (kind === 'chains') emit(await client.chains(o.tenant), chainsTable);
   else emit(await client.hosts(), hostsTable);
 }
 
@@ -281,9 +327,9 @@ export function register(program: Command): void {
   withApi(
     program
       .command('get')
-      .description('list tenants, networks, endpoints (with IP/MAC) or hosts')
-      .argument('<what>', 'tenants | networks | endpoints | hosts')
-      .option('--tenant <name>', 'only this tenant (networks, endpoints)')
+      .description('list tenants, networks, endpoints (with IP/MAC), hosts or service chains (hop instances and their health)')
+      .argument('<what>', 'tenants | networks | endpoints | hosts | chains')
+      .option('--tenant <name>', 'only this tenant (networks, endpoints, chains)')
       .addOption(outputOption()),
   ).action(async (what: string, o: ConnectOptions & { output: string; tenant?: string }) => {
     await getCommand(connect(o), what, o, out);
