@@ -82,6 +82,8 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
   private readonly startedAt = now();
   private listenAddress: { port?: number; path?: string } = {};
   private closed = false;
+  /** How to end each pending waitRealized (as not realized): close() calls them all. */
+  private readonly waits = new Set<() => void>();
 
   private constructor(private readonly opts: ControllerOptions) {
     super();
@@ -133,6 +135,8 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
     if (this.closed) return;
     this.closed = true;
     if (this.driftTimer) clearInterval(this.driftTimer);
+    // Pending waits answer now (realized:false) rather than keep the process alive until their timeout.
+    for (const finish of [...this.waits]) finish();
     for (const rt of this.runtimes.values()) rt.close();
     this.runtimes.clear();
     await this.server.close();
@@ -183,7 +187,7 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
     });
   }
 
-  waitRealized(generation: number, timeoutMs: number): Promise<ControllerStatus> {
+  waitRealized(generation: number, timeoutMs: number, signal?: AbortSignal): Promise<ControllerStatus> {
     return new Promise((resolve) => {
       const check = (): boolean => {
         const s = this.status();
@@ -194,13 +198,21 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
         return true;
       };
       const onEvent = () => void check();
-      const timer = setTimeout(() => finish({ ...this.status(), realized: false }), timeoutMs);
+      // Timeout, abort (the HTTP client went away) and close() all end the wait as not realized.
+      const giveUp = () => finish({ ...this.status(), realized: false });
+      const timer = setTimeout(giveUp, timeoutMs);
       const finish = (s: ControllerStatus) => {
         clearTimeout(timer);
         this.off('event', onEvent);
+        signal?.removeEventListener('abort', giveUp);
+        this.waits.delete(giveUp);
         resolve(s);
       };
-      if (!check()) this.on('event', onEvent);
+      if (this.closed || signal?.aborted) return giveUp();
+      if (check()) return;
+      this.on('event', onEvent);
+      signal?.addEventListener('abort', giveUp, { once: true });
+      this.waits.add(giveUp);
     });
   }
 

@@ -177,7 +177,10 @@ export interface ControllerApi extends EventEmitter<{ event: [ControllerEvent] }
   apply(doc: unknown): Promise<ApplyResult>;
   /** Removes one tenant (or, without a name, every tenant; hosts stay). */
   deleteTenant(name?: string): Promise<ApplyResult>;
-  /** Resolves when every reachable host realized `generation` (or timeout: resolves with realized=false). */
-  waitRealized(generation: number, timeoutMs: number): Promise<ControllerStatus>;
+  /**
+   * Resolves when every reachable host realized `generation`; resolves with realized=false at
+   * timeout, when `signal` aborts (the caller went away) or when the controller closes.
+   */
+  waitRealized(generation: number, timeoutMs: number, signal?: AbortSignal): Promise<ControllerStatus>;
   readonly metrics: Registry;
 }

@@ -100,8 +100,16 @@ export class FakeController extends EventEmitter<{ event: [ControllerEvent] }> i
   readonly waits: number[] = [];
   /** This many next waits end as timeouts (realized: false). */
   timeoutWaits = 0;
-  async waitRealized(_generation: number, timeoutMs: number): Promise<ControllerStatus> {
+  /** While true, waits stay pending until their signal aborts (then they count in `abortedWaits`). */
+  holdWaits = false;
+  abortedWaits = 0;
+  async waitRealized(_generation: number, timeoutMs: number, signal?: AbortSignal): Promise<ControllerStatus> {
     this.waits.push(timeoutMs);
+    if (this.holdWaits) {
+      await new Promise<void>((resolve) => signal?.addEventListener('abort', () => resolve(), { once: true }));
+      this.abortedWaits++;
+      return { ...this.status(), realized: false };
+    }
     if (this.timeoutWaits > 0) {
       this.timeoutWaits--;
       return { ...this.status(), realized: false };

@@ -5,6 +5,7 @@
  * OVSDB addresses nobody listens on.
  */
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -126,6 +127,51 @@ t.test('stored topology', async (t) => {
 
   t.match(await c.metrics.metrics(), /tenet_apply_total\{result="changed"\} 4/);
   t.match(await c.metrics.metrics(), /tenet_host_state\{host="host1",state="unreachable"\} 1/);
+});
+
+t.test('a pending waitRealized ends on abort and on close', async (t) => {
+  // An OVSDB address that accepts and never answers: the host stays "connecting", so waits stay pending.
+  const sockets = new Set<Socket>();
+  const mute = createServer((s) => sockets.add(s));
+  const port = await freePort({ host: '127.0.0.1' });
+  await new Promise<void>((r) => mute.listen(port, '127.0.0.1', r));
+  const dir = mkdtempSync(join(tmpdir(), 'tenet-ctl-unit-'));
+  const store = await EmbeddedStore.open({ dir });
+  const c = await Controller.start({ store, advertise: ['tcp:127.0.0.1:1'], openflow: { host: '127.0.0.1', port: 0 }, driftIntervalMs: 0 });
+  t.teardown(async () => {
+    await c.close();
+    await store.close();
+    for (const s of sockets) s.destroy();
+    await new Promise((r) => mute.close(r));
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const d = doc(await hosts());
+  for (const h of d.hosts as { ovsdb: string }[]) h.ovsdb = `tcp:127.0.0.1:${port}`;
+  await c.apply(d);
+  const tick = () => new Promise((r) => setImmediate(r));
+  const ended = (p: Promise<unknown>) => {
+    const e = { done: false };
+    void p.then(() => (e.done = true));
+    return e;
+  };
+  const ac = new AbortController();
+  const aborted = c.waitRealized(1, 600_000, ac.signal);
+  const a = ended(aborted);
+  await tick();
+  t.equal(a.done, false, 'pending while the hosts connect');
+  ac.abort();
+  await tick();
+  t.equal(a.done, true, 'abort ends the wait');
+  t.equal((await aborted).realized, false);
+  const closing = c.waitRealized(1, 600_000);
+  const b = ended(closing);
+  await tick();
+  t.equal(b.done, false);
+  await c.close();
+  await tick();
+  t.equal(b.done, true, 'close ends every pending wait');
+  t.equal((await closing).realized, false);
+  t.equal((await c.waitRealized(1, 600_000)).realized, false, 'a wait after close answers at once');
 });
 
 t.test('a restarted controller loads the stored topology', async (t) => {
