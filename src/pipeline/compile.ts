@@ -48,6 +48,8 @@ const NO_GROUPS: GroupMod[] = [];
 /** Objects that depend only on an ofport (shared by every host and flow that uses that number). */
 interface PortCache {
   inPort: OxmTlv;
+  /** [in_port=ofport]: the whole match of an endpoint's table-0 flow */
+  inPortMatch: OxmTlv[];
   setReg13: Action;
   outActs: Action[];
   outIns: Instruction[];
@@ -57,7 +59,8 @@ function portObjs(ofport: number): PortCache {
   const make = (): PortCache => {
     const b = u32s(ofport);
     const outActs = [output(ofport)];
-    return { inPort: tlv(FLD.in_port, b), setReg13: setField(FLD.reg13, b), outActs, outIns: [apply(outActs)] };
+    const inPort = tlv(FLD.in_port, b);
+    return { inPort, inPortMatch: [inPort], setReg13: setField(FLD.reg13, b), outActs, outIns: [apply(outActs)] };
   };
   return ofport >= 0 && ofport < 0x10000 ? (PORTS[ofport] ??= make()) : make();
 }
@@ -75,6 +78,24 @@ function keyObjs(port: number): KeyCache {
     return { reg14: tlv(FLD.reg14, b), reg15: tlv(FLD.reg15, b), setReg14: setField(FLD.reg14, b), setReg15: setField(FLD.reg15, b) };
   };
   return port >= 0 && port < 0x10000 ? (KEYS[port] ??= make()) : make();
+}
+/**
+ * Instructions that depend only on (logical port key, ofport) or (logical port key,
+ * host): keys repeat in every network and ofports on every host, so the benchmark's
+ * 100k endpoints need ~10k distinct pairs, and each pair's objects serve all of them.
+ */
+interface PairCache {
+  /** table 0: [reg14 := key, reg13 := ofport] */
+  classifyApply?: Instruction;
+  /** table 40, local port: reg15 := key, reg13 := zone, ct_clear, -> acl_egress */
+  l2LocalIns?: Instruction[];
+}
+/** Objects that depend only on a host (reg11 = its key), per Ctx. */
+interface HostCache {
+  reg11: OxmTlv;
+  setReg11: Action;
+  /** table 40 on other hosts: reg15 := key, reg11 := this host, -> output; by logical port key */
+  remoteL2Ins: Map<number, Instruction[]>;
 }
 
 /** Where things are on each host: endpoint ofports (from iface-id bindings) and tunnel ofports per peer. */
@@ -190,6 +211,8 @@ interface EpCache {
   ip6Src?: OxmTlv;
   setReg14: Action;
   setReg15: Action;
+  /** [dl_dst, metadata]: the match of its table-40 flow, local or remote */
+  l2Match?: OxmTlv[];
   // Flows that are identical on every host that has them, built once (flows are immutable).
   arp?: FlowMod;
   resolve?: FlowMod;
@@ -209,6 +232,8 @@ interface NetCache {
   shared?: FlowMod[];
   defaults?: FlowMod[];
   routes?: Map<Network, FlowMod>;
+  /** a route's instructions into this network (the same from every source network) */
+  routeIns?: Instruction[];
   writeMeta: Instruction;
   key: string;
   cookie: bigint;
@@ -231,7 +256,9 @@ export class Ctx {
   private readonly cookies = new Map<string, bigint>();
   private readonly epCache = new WeakMap<Endpoint, EpCache>();
   private readonly netCache = new WeakMap<Network, NetCache>();
-  private readonly hostCache = new Map<string, { reg11: OxmTlv; setReg11: Action }>();
+  private readonly hostCache = new Map<string, HostCache>();
+  /** by logical port key * 2^32 + ofport (a per-compile cache: it grows with the ports in use) */
+  private readonly pairCache = new Map<number, PairCache>();
   readonly pipelineFlows: FlowMod[];
   /** Endpoints that are instances of some chain (service functions: MAC-only port security, no ACLs). */
   readonly serviceFunctions = new Set<Endpoint>();
@@ -323,12 +350,19 @@ export class Ctx {
   }
 
   /** reg11 match / load of a host's key (see hostKey). */
-  hostObjs(host: string): { reg11: OxmTlv; setReg11: Action } {
+  hostObjs(host: string): HostCache {
     let c = this.hostCache.get(host);
     if (!c) {
       const b = u32(hostKey(host));
-      this.hostCache.set(host, (c = { reg11: tlv(FLD.reg11, b), setReg11: setField(FLD.reg11, b) }));
+      this.hostCache.set(host, (c = { reg11: tlv(FLD.reg11, b), setReg11: setField(FLD.reg11, b), remoteL2Ins: new Map() }));
     }
+    return c;
+  }
+  /** Objects shared by the endpoints with logical port key `port` at `ofport` (see PairCache). */
+  pair(port: number, ofport: number): PairCache {
+    const k = port * 0x100000000 + ofport;
+    let c = this.pairCache.get(k);
+    if (!c) this.pairCache.set(k, (c = {}));
     return c;
   }
 
@@ -429,8 +463,12 @@ export function genEndpoint(ctx: Ctx, host: string, e: Endpoint): Contribution {
 }
 
 // Match lists below are written in the codec's field order (flow() would otherwise sort each one).
+// Flows are collected in one scratch array and copied out at their exact length: a fresh
+// `[]` grown by push() keeps 17 slots for 7 flows, in 100k contributions.
+const scratch: FlowMod[] = [];
 function endpointFlows(ctx: Ctx, host: string, e: Endpoint, c: EpCache): Contribution {
-  const flows: FlowMod[] = [];
+  const flows = scratch;
+  flows.length = 0;
   const n = e.network;
   const nc = c.nc;
   const cookie = c.cookie;
@@ -438,15 +476,10 @@ function endpointFlows(ctx: Ctx, host: string, e: Endpoint, c: EpCache): Contrib
   const ofport = local ? ctx.ofport(e) : undefined;
   const hasNet = ctx.has(host, n);
   const po = ofport !== undefined ? portObjs(ofport) : undefined;
+  const pair = ofport !== undefined ? ctx.pair(e.port, ofport) : undefined;
   const sf = local && ctx.serviceFunctions.has(e);
-  if (local && po) {
-    flows.push(
-      flow(T.CLASSIFY, PRIO.NORMAL, cookie, [po.inPort], [
-        apply([c.setReg14, po.setReg13]),
-        nc.writeMeta,
-        goto(T.PORT_SEC),
-      ]),
-    );
+  if (local && po && pair) {
+    flows.push(flow(T.CLASSIFY, PRIO.NORMAL, cookie, po.inPortMatch, [(pair.classifyApply ??= apply([c.setReg14, po.setReg13])), nc.writeMeta, goto(T.PORT_SEC)]));
     // A service function forwards others' packets: its MAC only, and no policy (see tables.ts CHAIN).
     if (sf) flows.push(flow(T.PORT_SEC, PRIO.NORMAL, cookie, [c.dlSrc, c.reg14, c.meta], TO_CHAIN));
     else if (c.nwSrc) flows.push(flow(T.PORT_SEC, PRIO.NORMAL, cookie, [c.dlSrc, M.ip, c.nwSrc, c.reg14, c.meta], TO_ACL_IN));
@@ -463,19 +496,23 @@ function endpointFlows(ctx: Ctx, host: string, e: Endpoint, c: EpCache): Contrib
     flows.push((c.resolve ??= flow(T.L3_RESOLVE, PRIO.NORMAL, cookie, [M.ip, c.nwDst!, nc.meta], [apply([setField(FLD.dl_dst, c.mac)]), goto(T.L2)])));
   }
   // L2 lookup + output.
+  const l2Match = (c.l2Match ??= [c.dlDst, nc.meta]);
   if (local) {
     if (po && sf) {
       // No conntrack at a service function's port: it sees one direction of many connections.
-      flows.push(flow(T.L2, PRIO.NORMAL, cookie, [c.dlDst, nc.meta], [apply([c.setReg15]), goto(T.OUTPUT)]));
+      flows.push(flow(T.L2, PRIO.NORMAL, cookie, l2Match, [apply([c.setReg15]), goto(T.OUTPUT)]));
       flows.push(flow(T.OUTPUT, PRIO.NORMAL, cookie, [c.reg15, nc.meta], po.outIns));
-    } else if (po) {
-      flows.push(flow(T.L2, PRIO.NORMAL, cookie, [c.dlDst, nc.meta], [apply([c.setReg15, po.setReg13, CT_CLEAR]), goto(T.ACL_OUT)]));
+    } else if (po && pair) {
+      flows.push(flow(T.L2, PRIO.NORMAL, cookie, l2Match, (pair.l2LocalIns ??= [apply([c.setReg15, po.setReg13, CT_CLEAR]), goto(T.ACL_OUT)])));
       flows.push(flow(T.OUTPUT, PRIO.NORMAL, cookie, [c.reg15, nc.meta], po.outIns));
     }
-  } else {
-    flows.push((c.l2Remote ??= flow(T.L2, PRIO.NORMAL, cookie, [c.dlDst, nc.meta], [apply([c.setReg15, ctx.hostObjs(e.host).setReg11]), goto(T.OUTPUT)])));
-  }
-  return flows.length ? { flows, groups: NO_GROUPS } : NONE;
+  } else if (!c.l2Remote) {
+    const ho = ctx.hostObjs(e.host);
+    let ins = ho.remoteL2Ins.get(e.port);
+    if (!ins) ho.remoteL2Ins.set(e.port, (ins = [apply([c.setReg15, ho.setReg11]), goto(T.OUTPUT)]));
+    flows.push((c.l2Remote = flow(T.L2, PRIO.NORMAL, cookie, l2Match, ins)));
+  } else flows.push(c.l2Remote);
+  return flows.length ? { flows: flows.slice(), groups: NO_GROUPS } : NONE;
 }
 
 const LINK_LOCAL_SRC = tlv(FLD.ipv6_src, ip6bytes(0xfe80n << 112n), ip6bytes(((1n << 10n) - 1n) << 118n));
@@ -574,11 +611,11 @@ export function genRouter(ctx: Ctx, host: string, t: Tenant): Contribution {
       let r = routes.get(dst);
       if (!r) {
         const dc = ctx.net(dst);
-        r = flow(T.L3, PRIO.NORMAL + dst.v4.len, cookie, [sc.gwDlDst, M.ip, dc.dst4!, sc.meta], [
+        r = flow(T.L3, PRIO.NORMAL + dst.v4.len, cookie, [sc.gwDlDst, M.ip, dc.dst4!, sc.meta], (dc.routeIns ??= [
           apply([DEC_TTL, setField(FLD.dl_src, dc.gwMac)]),
-          writeMeta(dst.vni),
+          dc.writeMeta,
           goto(T.L3_RESOLVE),
-        ]);
+        ]));
         routes.set(dst, r);
       }
       flows.push(r);
