@@ -50,7 +50,6 @@ interface GenResult {
   /** Fewest and most replies any one switch got (C generator): fairness between switches. */
   minSwitch?: number;
   maxSwitch?: number;
-  batchSched?: boolean;
 }
 
 function packetIn(): Buffer {
@@ -312,12 +311,10 @@ async function ovsTestController(): Promise<Responder | null> {
  * switches' events. Compiled with gcc at run time when available, else the JS one is used.
  */
 const C_GENERATOR = String.raw`/* cbench-style OpenFlow 1.3 load generator: N switches, packet_in -> packet_out. */
-#define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -347,12 +344,6 @@ int main(int argc, char **argv) {
   int port = atoi(argv[1]); int latency = !strcmp(argv[2], "latency"); int n = atoi(argv[3]);
   double secs = atof(argv[4]); int window = atoi(argv[5]);
   if (n > MAXSW) n = MAXSW;
-  /* SCHED_BATCH: a reply that wakes the generator does not preempt the responder in the middle
-   * of its batch of ready sockets (on 2 shared vCPUs the two otherwise context-switch on every
-   * reply: ~20% of the responder's time went to finish_task_switch after write()). The
-   * generator still gets its fair share of CPU; this only stops it jumping the queue. */
-  struct sched_param sp = { .sched_priority = 0 };
-  int batch_sched = sched_setscheduler(0, SCHED_BATCH, &sp) == 0;
   memset(pin, 0, PIN);
   pin[0] = 4; pin[1] = 10; pin[2] = 0; pin[3] = PIN;
   memset(pin + 8, 0xff, 4); pin[12] = 0; pin[13] = 60;          /* buffer_id, total_len */
@@ -436,7 +427,7 @@ int main(int argc, char **argv) {
   for (int i = 1; i < n; i++) { if (sws[i].answered < amin) amin = sws[i].answered; if (sws[i].answered > amax) amax = sws[i].answered; }
   for (long i = 0; i < nlat; i++) sum += lat[i];
   if (nlat) { qsort(lat, nlat, sizeof(double), cmp); p50 = lat[(long)(nlat * 0.5)]; p99 = lat[(long)(nlat * 0.99)]; }
-  printf("{\"answered\":%ld,\"seconds\":%.6f,\"minSwitch\":%ld,\"maxSwitch\":%ld,\"batchSched\":%s", answered, el, amin, amax, batch_sched ? "true" : "false");
+  printf("{\"answered\":%ld,\"seconds\":%.6f,\"minSwitch\":%ld,\"maxSwitch\":%ld", answered, el, amin, amax);
   if (nlat) printf(",\"p50us\":%.2f,\"p99us\":%.2f,\"meanus\":%.2f", p50, p99, sum / nlat);
   printf("}\n");
   for (int i = 0; i < n; i++) close(sws[i].fd);
@@ -642,7 +633,6 @@ console.log(
     load_average_1m: Number(loadavg()[0]!.toFixed(2)),
     rounds: ROUNDS,
     generator: cGenerator ? 'c' : 'js',
-    generator_sched_batch: runs['tenet_latency']?.[0]?.batchSched ?? null,
     switches: SWITCHES,
     window: WINDOW,
     seconds: SECONDS,
