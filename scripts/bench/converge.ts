@@ -7,7 +7,7 @@
  * - realized_s: until every host reported (event stream) that it realized the generation;
  * - reachable_s: until every same-tenant pair (the policy allows them all: 1,900
  *   pairs) has answered a ping. One `fping` per container namespace probes its
- *   peers (started before the apply, released by a FIFO at t0) and prints each
+ *   peers (started before the apply, released together through a FIFO at t0) and prints each
  *   peer's first reply as it comes.
  * Before each run: the containers exist and are bound (their ports carry the
  * iface-ids, with the fixed IPs/MACs the topology gives them), the controller has
@@ -16,7 +16,7 @@
  * ARP retransmit time (the kernel's default 1 s would measure Linux, not the network).
  * Between runs the tenants are deleted again. Last line: one JSON object.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn, execFileSync } from 'node:child_process';
@@ -122,18 +122,22 @@ async function oneRun(state: LabState, ctl: LabController, client: ApiClient, ep
   await warmUnderlay(state);
   log(`run ${runNo}: neighbour tables flushed, underlay warm; starting ${eps.length} probers`);
 
-  // Probers wait on a FIFO; opening it for writing releases all of them at t0.
+  // Probers wait on a FIFO that we hold open read-write (so their open never blocks and
+  // none can miss the start); at t0 we write one line per prober: all start at once.
   const fifo = join(workDir, `go-${runNo}`);
   execFileSync('mkfifo', [fifo]);
+  const fifoFd = openSync(fifo, 'r+');
   const byTenant = new Map<string, Ep[]>();
   for (const e of eps) byTenant.set(e.tenant, [...(byTenant.get(e.tenant) ?? []), e]);
   const firstReply = new Map<string, number>(); // "from>to" -> epoch seconds
+  let ready = 0;
   const probers = eps.map((e) => {
     const ns = state.containers.find((c) => c.name === cname(e))!.namespace;
     const peers = byTenant.get(e.tenant)!.filter((p) => p !== e).map((p) => p.ip);
     // -r/-t/-B: retry every 25 ms for up to ~60 s, -i 1 ms between targets.
-    const argv = ['netns', 'exec', ns, 'sh', '-c', `cat ${fifo} >/dev/null; exec fping -r 2400 -t 25 -B 1 -i 1 ${peers.join(' ')}`];
-    const child = spawn('ip', argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const argv = ['netns', 'exec', ns, 'sh', '-c', `echo ready; read go < ${fifo}; exec fping -r 2400 -t 25 -B 1 -i 1 ${peers.join(' ')}`];
+    // stderr ignored: fping reports every ICMP unreachable there, and an unread pipe would block it.
+    const child = spawn('ip', argv, { stdio: ['ignore', 'pipe', 'ignore'] });
     let buf = '';
     child.stdout.on('data', (d: Buffer) => {
       buf += d;
@@ -141,6 +145,7 @@ async function oneRun(state: LabState, ctl: LabController, client: ApiClient, ep
       while ((nl = buf.indexOf('\n')) >= 0) {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
+        if (line === 'ready') ready++;
         // fping flushes each "is alive" line as the reply comes: its arrival time is the reply's.
         const m = /^(\S+) is alive/.exec(line);
         if (m) {
@@ -151,7 +156,9 @@ async function oneRun(state: LabState, ctl: LabController, client: ApiClient, ep
     });
     return new Promise<void>((resolve) => child.on('exit', () => resolve()));
   });
-  await new Promise((r) => setTimeout(r, 1500)); // every prober is blocked in open(fifo)
+  for (let i = 0; i < 600 && ready < eps.length; i++) await new Promise((r) => setTimeout(r, 100));
+  if (ready < eps.length) throw new Error(`only ${ready} of ${eps.length} probers started`);
+  await new Promise((r) => setTimeout(r, 200)); // from "ready" to blocked in read
 
   const realizedAt = new Map<string, number>();
   let generation = Infinity;
@@ -161,16 +168,15 @@ async function oneRun(state: LabState, ctl: LabController, client: ApiClient, ep
 
   const doc = topology(state, eps, true);
   const t0 = Date.now() / 1000;
-  const release = spawn('sh', ['-c', `: > ${fifo}`]);
-  const released = new Promise<void>((r) => release.on('exit', () => r()));
+  writeSync(fifoFd, 'go\n'.repeat(eps.length));
   const applied = await client.apply(doc);
   generation = applied.generation;
   const status = await client.wait(applied.generation, 60);
   log(`run ${runNo}: generation ${generation} stored and realized; waiting for the probers`);
   const waitedAt = Date.now() / 1000;
-  await released;
   await Promise.all(probers);
   closeEvents();
+  closeSync(fifoFd);
   rmSync(fifo, { force: true });
 
   const pairs = eps.length * (PER_TENANT - 1);
