@@ -14,7 +14,14 @@
  * - one network per chain: instances and destinations on one network (the
  *   pipeline steers by destination-MAC rewrite, which stays inside a network);
  * - classifiers that overlap (a packet two chains of the tenant would both take),
- *   reported with both chains' paths;
+ *   reported with both chains' paths: at a source's port, and at every other port
+ *   where a chain puts a table-20 classifier (an instance's egress, a symmetric
+ *   chain's destination and instance ingress), so an instance shared by two chains
+ *   or an instance that is another chain's source or destination is checked too;
+ *   a chain's own port ranges must not overlap either (they would compile to the
+ *   same flow twice);
+ * - no chain on a network with an IPv6 subnet: the classifiers match IPv4 only,
+ *   so IPv6 between chained endpoints would pass no service function;
  * - the chains' group keys (a 22-bit hash of the id) are unique in the document.
  */
 import { fnv32 } from '../ipam/index.js';
@@ -105,6 +112,8 @@ export function resolveChains(
       cd.ports.forEach((p, k) => {
         const r: [number, number] = typeof p === 'number' ? [p, p] : [p.from, p.to];
         if (r[0] > r[1]) bad(`${cp}/ports/${k}`, `port range ${r[0]}-${r[1]} is empty`);
+        const o = ports.findIndex(([lo, hi]) => lo <= r[1] && r[0] <= hi);
+        if (r[0] <= r[1] && o >= 0) bad(`${cp}/ports/${k}`, `port range ${r[0]}-${r[1]} overlaps ${cp}/ports/${o}`);
         ports.push(r);
       });
     }
@@ -181,6 +190,8 @@ export function resolveChains(
     const inst = [...where.keys()];
     const network: Network = inst[0]!.network;
     for (const [e, path] of where) if (e.network !== network) bad(path, `instance "${e.name}" is on network "${e.network.name}", the chain's first instance on "${network.name}": a chain steers within one network`);
+    // The classifiers match IPv4 only: on a dual-stack network IPv6 between chained endpoints would bypass the chain.
+    if (network.v6) bad(cp, `network "${network.name}" has an IPv6 subnet (subnet6): chains steer IPv4 only, so IPv6 between the chained endpoints would pass no service function; put the chain on an IPv4-only network`);
     const chain: Chain = {
       id: `${td.name}/${cd.name}`,
       tenant: td.name,
@@ -208,12 +219,14 @@ export function resolveChains(
     paths.set(chain, cp);
     chains.push(chain);
   });
-  checkShadowing(chains, tenantEps, err);
+  const reported = checkShadowing(chains, tenantEps, err);
+  checkPortClassifiers(chains, tenantEps, reported, err);
   return chains;
 }
 
-/** Two chains of a tenant that one packet could both match: reported with both paths. */
-function checkShadowing(chains: Chain[], eps: Endpoint[], err: (path: string, message: string) => void): void {
+/** Two chains of a tenant that one packet could both match at a source's port: reported with both paths. Returns the pairs reported ("i j"). */
+function checkShadowing(chains: Chain[], eps: Endpoint[], err: (path: string, message: string) => void): Set<string> {
+  const reported = new Set<string>();
   const sets = chains.map((c) => {
     const inst = chainInstances(c);
     const dst = eps.filter((e) => e.network === c.network && selects(c.to, e));
@@ -235,6 +248,7 @@ function checkShadowing(chains: Chain[], eps: Endpoint[], err: (path: string, me
       if (s && d && port !== undefined) {
         const what = `${proto === 'any' ? 'a packet' : `${proto}${proto === 'tcp' || proto === 'udp' ? ` port ${port}` : ''}`} from "${s.name}" to "${d.name}"`;
         err(paths.get(b)!, `classifier overlaps chain "${a.name}" (${paths.get(a)}): ${what} matches both chains`);
+        reported.add(`${i} ${j}`);
         continue;
       }
       // A symmetric chain also classifies its replies (destination -> source, by source port),
@@ -245,9 +259,101 @@ function checkShadowing(chains: Chain[], eps: Endpoint[], err: (path: string, me
         const to = [...sx.src].find((e) => sy.dst.includes(e));
         if (!from || !to) continue;
         err(paths.get(b)!, `classifier overlaps the replies of symmetric chain "${x.name}" (${paths.get(x)}): ${proto === 'any' ? 'a packet' : proto} from "${from.name}" to "${to.name}" matches ${x === a ? 'this chain' : `chain "${y.name}"`} and the replies of "${x.name}"`);
+        reported.add(`${i} ${j}`);
         break;
       }
     }
+  return reported;
+}
+
+/**
+ * What a chain matches in table 20 at one port (logical inport): packets to `dst`
+ * (from `src`, when given) whose L4 is the chain's protocol and ports, on the
+ * destination port (`field: 'dst'`) or, for replies, the source port.
+ */
+interface PortClassifier {
+  chain: number;
+  role: string;
+  dst: ReadonlySet<Endpoint>;
+  src?: ReadonlySet<Endpoint>;
+  field: 'dst' | 'src';
+}
+
+/** Whether two chains' L4 matches (protocol, ports on `fa`/`fb`) can both hold for one packet. */
+function l4Overlap(a: Chain, fa: 'dst' | 'src', b: Chain, fb: 'dst' | 'src'): [number, number] | 'any' | undefined {
+  if (a.protocol !== 'any' && b.protocol !== 'any' && a.protocol !== b.protocol) return undefined;
+  if (!a.ports.length || !b.ports.length || fa !== fb) return 'any';
+  for (const [lo, hi] of a.ports) for (const [l2, h2] of b.ports) if (l2 <= hi && lo <= h2) return [Math.max(lo, l2), fa === 'dst' ? 1 : 0];
+  return undefined;
+}
+
+const firstCommon = (x: ReadonlySet<Endpoint>, y: ReadonlySet<Endpoint>): Endpoint | undefined => {
+  const [small, big] = x.size <= y.size ? [x, y] : [y, x];
+  for (const e of small) if (big.has(e)) return e;
+  return undefined;
+};
+
+/**
+ * Every table-20 classifier a chain places, by port: the forward one at each
+ * source and each instance's egress (to the destinations), and for a symmetric
+ * chain the replies' at each destination (to the sources) and each instance's
+ * ingress (from the destinations to the sources). Two chains whose classifiers at
+ * one port can match the same packet would compile to ambiguous (or identical)
+ * flows: the packet's position would be one chain's or the other's. Pairs already
+ * reported by checkShadowing are not reported again.
+ */
+function checkPortClassifiers(chains: Chain[], eps: Endpoint[], reported: ReadonlySet<string>, err: (path: string, message: string) => void): void {
+  const byPort = new Map<Endpoint, PortClassifier[]>();
+  const add = (port: Endpoint, pc: PortClassifier) => {
+    const l = byPort.get(port);
+    if (l) l.push(pc);
+    else byPort.set(port, [pc]);
+  };
+  chains.forEach((c, ci) => {
+    const inst = chainInstances(c);
+    const dstList = eps.filter((e) => e.network === c.network && selects(c.to, e));
+    const dst = new Set(dstList);
+    const src = new Set(eps.filter((e) => e.network === c.network && selects(c.from, e) && !inst.has(e) && !dst.has(e)));
+    for (const s of src) add(s, { chain: ci, role: 'a source', dst, field: 'dst' });
+    c.hops.forEach((h, k) => {
+      for (const i of h.instances) {
+        add(i.egress, { chain: ci, role: `an instance of hop ${k}`, dst, field: 'dst' });
+        if (c.symmetric) add(i.ingress, { chain: ci, role: `an instance of hop ${k} (replies)`, dst: src, src: dst, field: 'src' });
+      }
+    });
+    if (c.symmetric) for (const d of dstList) add(d, { chain: ci, role: 'a destination (replies)', dst: src, field: 'src' });
+  });
+  const done = new Set(reported);
+  for (const [port, pcs] of byPort)
+    for (let y = 1; y < pcs.length; y++)
+      for (let x = 0; x < y; x++) {
+        const p = pcs[x]!;
+        const q = pcs[y]!;
+        if (p.chain === q.chain) continue;
+        const [i, j] = p.chain < q.chain ? [p.chain, q.chain] : [q.chain, p.chain];
+        if (done.has(`${i} ${j}`)) continue;
+        const a = chains[p.chain]!;
+        const b = chains[q.chain]!;
+        const l4 = l4Overlap(a, p.field, b, q.field);
+        if (!l4) continue;
+        const to = firstCommon(p.dst, q.dst);
+        if (!to) continue;
+        let from: Endpoint | undefined;
+        if (p.src && q.src) {
+          from = firstCommon(p.src, q.src);
+          if (!from) continue;
+        } else from = p.src ? [...p.src][0] : q.src ? [...q.src][0] : undefined;
+        const proto = a.protocol !== 'any' ? a.protocol : b.protocol;
+        const what = `${proto === 'any' ? 'a packet' : proto}${l4 !== 'any' ? ` ${l4[1] ? 'to' : 'from'} port ${l4[0]}` : ''}${from ? ` from "${from.name}"` : ''} to "${to.name}"`;
+        done.add(`${i} ${j}`);
+        const [first, second] = p.chain < q.chain ? [p, q] : [q, p];
+        const c1 = chains[first.chain]!;
+        const c2 = chains[second.chain]!;
+        err(
+          paths.get(c2)!,
+          `classifier overlaps chain "${c1.name}" (${paths.get(c1)}) at the port of "${port.name}" (${second.role} of this chain, ${first.role} of "${c1.name}"): ${what} entering from "${port.name}" matches both chains, which steer it differently`,
+        );
+      }
 }
 
 /** Chain group keys must be unique in the document (like host keys). */

@@ -83,7 +83,9 @@ t.test('classifiers that overlap in a tenant: both chains named', async (t) => {
   t.same(errs(doc([base, { ...other, protocol: 'any', ports: undefined }])).map((e) => e.path), ['/tenants/0/chains/1'], 'any protocol overlaps tcp');
   t.same(errs(doc([base, { ...other, ports: [443] }])), [], 'different ports do not overlap');
   t.same(errs(doc([base, { ...other, protocol: 'udp', ports: [80] }])), [], 'different protocols do not overlap');
-  t.same(errs(doc([base, { ...other, from: { endpoints: ['fw-b'] }, hops: [{ instances: ['ids'] }] }])), [], 'different sources do not overlap');
+  t.same(errs(doc([base, { ...other, from: { endpoints: ['fw-b'] }, hops: [{ instances: ['ids'] }] }])).map((e) => e.message), [
+    'classifier overlaps chain "web" (/tenants/0/chains/0) at the port of "ids" (an instance of hop 0 of this chain, an instance of hop 1 of "web"): tcp to port 80 to "server" entering from "ids" matches both chains, which steer it differently',
+  ], 'different sources, but both chains classify what leaves ids for server:80');
 });
 
 t.test('chains do not cross tenants or networks', async (t) => {
@@ -105,4 +107,61 @@ t.test('a symmetric chain\'s replies overlapping another chain\'s classifier', a
   ]);
   t.same(errs(doc([back, { ...base, symmetric: true }])).map((e) => e.message), ['classifier overlaps the replies of symmetric chain "web" (/tenants/0/chains/1): tcp from "server" to "client" matches chain "back" and the replies of "web"']);
   t.same(errs(doc([{ ...base, symmetric: true }, { ...back, protocol: 'udp' }])), [], 'other protocol');
+});
+
+t.test('classifiers that overlap at a port the chains share (instances, sources, destinations)', async (t) => {
+  const eps = [
+    { name: 'web', network: 'net', host: 'h1' },
+    { name: 'app', network: 'net', host: 'h1' },
+    { name: 'db', network: 'net', host: 'h1' },
+    { name: 'fw', network: 'net', host: 'h2' },
+    { name: 'ids', network: 'net', host: 'h2' },
+  ];
+  const a = { name: 'a', from: { endpoints: ['web'] }, to: { endpoints: ['db'] }, protocol: 'tcp', ports: [80], hops: [{ instances: ['fw'] }, { instances: ['ids'] }] };
+  const b = { name: 'b', from: { endpoints: ['app'] }, to: { endpoints: ['db'] }, protocol: 'tcp', ports: [80], hops: [{ instances: ['fw'] }] };
+  t.same(errs(doc([a, b], {}, eps)), [
+    {
+      path: '/tenants/0/chains/1',
+      message: 'classifier overlaps chain "a" (/tenants/0/chains/0) at the port of "fw" (an instance of hop 0 of this chain, an instance of hop 0 of "a"): tcp to port 80 to "db" entering from "fw" matches both chains, which steer it differently',
+    },
+  ], 'an instance shared by two chains with the same destination and port (the reviewer\'s example)');
+  t.same(errs(doc([a, { ...b, hops: [{ instances: ['ids'] }, { instances: ['fw'] }] }], {}, eps)).map((e) => e.path), ['/tenants/0/chains/1'], 'reversed hop orders (would bounce fw <-> ids)');
+  t.same(errs(doc([a, { ...b, ports: [443] }], {}, eps)), [], 'a shared instance, other ports: told apart');
+  t.same(errs(doc([a, { ...b, hops: [{ instances: ['fw2'] }] }], {}, [...eps, { name: 'fw2', network: 'net', host: 'h2' }])), [], 'same destination and port, other sources and instances: told apart');
+  t.same(errs(doc([a, { ...b, to: { endpoints: ['web'] } }], {}, eps)), [], 'a shared instance, other destinations: told apart');
+  t.same(errs(doc([a, { ...b, protocol: 'any', ports: undefined }], {}, eps)).map((e) => e.path), ['/tenants/0/chains/1'], 'a shared instance, any protocol');
+  // fw is an instance of a and the source of c: a's "leaving fw to db tcp/80" and c's classifier at fw meet.
+  const c = { name: 'c', from: { endpoints: ['fw'] }, to: { endpoints: ['db'] }, protocol: 'tcp', ports: [{ from: 1, to: 1024 }], hops: [{ instances: ['ids'] }] };
+  t.same(errs(doc([a, c], {}, eps)).map((e) => e.message), [
+    'classifier overlaps chain "a" (/tenants/0/chains/0) at the port of "fw" (a source of this chain, an instance of hop 0 of "a"): tcp to port 80 to "db" entering from "fw" matches both chains, which steer it differently',
+  ], 'an instance that is another chain\'s source');
+  t.same(errs(doc([a, { ...c, ports: [22] }], {}, eps)), [], 'an instance that is another chain\'s source, other ports');
+  // Symmetric: a's replies db -> web enter from each instance's ingress (by source port 80);
+  // d classifies fw -> web (tcp/8080) at fw: a reply from db:80 to web:8080 leaving fw matches both.
+  const d = { name: 'd', from: { endpoints: ['fw'] }, to: { endpoints: ['web'] }, protocol: 'tcp', ports: [8080], hops: [{ instances: ['ids'] }] };
+  t.same(errs(doc([a, d], {}, eps)), [], 'not symmetric: a classifies nothing to web at fw');
+  t.same(errs(doc([{ ...a, symmetric: true }, d], {}, eps)).map((e) => e.message), [
+    'classifier overlaps chain "a" (/tenants/0/chains/0) at the port of "fw" (a source of this chain, an instance of hop 0 (replies) of "a"): tcp from "db" to "web" entering from "fw" matches both chains, which steer it differently',
+  ], 'symmetric: the replies at an instance\'s ingress meet another chain\'s source classifier');
+  // Symmetric b's replies at its destination db's port vs a chain whose source is db.
+  const e = { name: 'e', from: { endpoints: ['db'] }, to: { endpoints: ['app'] }, protocol: 'udp', hops: [{ instances: ['ids'] }] };
+  t.same(errs(doc([{ ...b, symmetric: true }, e], {}, eps)), [], 'other protocol at the destination\'s port');
+  t.same(errs(doc([{ ...b, symmetric: true }, { ...e, protocol: 'tcp' }], {}, eps)).map((x) => x.path), ['/tenants/0/chains/1'], 'the replies at the destination\'s port');
+});
+
+t.test('a chain\'s own port ranges must not overlap (the same flow twice)', async (t) => {
+  t.same(errs(doc([{ ...base, ports: [80, { from: 70, to: 90 }] }])), [{ path: '/tenants/0/chains/0/ports/1', message: 'port range 70-90 overlaps /tenants/0/chains/0/ports/0' }]);
+  t.same(errs(doc([{ ...base, ports: [80, 80] }])).map((e) => e.path), ['/tenants/0/chains/0/ports/1']);
+  t.same(errs(doc([{ ...base, ports: [80, 443] }])), []);
+});
+
+t.test('no chain on a network with an IPv6 subnet (its classifiers are IPv4 only)', async (t) => {
+  const d = doc([base]) as { tenants: { networks: Record<string, unknown>[] }[] };
+  d.tenants[0]!.networks[0]!['subnet6'] = 'fd00:1::/64';
+  t.same(errs(d), [
+    {
+      path: '/tenants/0/chains/0',
+      message: 'network "net" has an IPv6 subnet (subnet6): chains steer IPv4 only, so IPv6 between the chained endpoints would pass no service function; put the chain on an IPv4-only network',
+    },
+  ]);
 });
