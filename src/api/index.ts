@@ -3,7 +3,6 @@ export {
   startApi,
   createApiApp,
   attachEventStream,
-  parseListen,
   errorResponse,
   HttpError,
   type ApiOptions,

@@ -23,10 +23,11 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import type { Logger } from 'pino';
 import { Counter } from 'prom-client';
 import { WebSocketServer, type WebSocket } from 'ws';
-import type { ControllerApi, ControllerEvent } from '../controller/types.js';
+import type { ControllerApi, ControllerEvent } from '../controller/index.js';
 import type { ValidationIssue } from '../model/index.js';
 import { StoreClosedError, StoreUnavailableError } from '../store/index.js';
 import { TenetError, UsageError } from '../util/errors.js';
+import { parseHostPort } from '../util/hostport.js';
 import { bearerOk } from '../util/token.js';
 import { EVENTS_PATH, type ApiErrorBody, type SnapshotMessage } from './protocol.js';
 import { networkInfos, tenantInfos } from './views.js';
@@ -65,15 +66,6 @@ export class HttpError extends TenetError {
   ) {
     super('EHTTP', message, { status, error });
   }
-}
-
-/** Splits "host:port" / "[v6]:port". */
-export function parseListen(listen: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(listen.trim());
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) throw new UsageError(`listen address must be host:port, got '${listen}'`, { listen });
-  const host = m[1] ?? m[2] ?? '';
-  return { host: host === '' ? '0.0.0.0' : host, port };
 }
 
 function urlHost(host: string): string {
@@ -125,10 +117,16 @@ function queryNumber(req: Request, name: string, min: number, max: number, integ
   return Number(v);
 }
 
-/** The document of a PUT/POST; an empty body is a 400 rather than a confusing validator message. */
+/**
+ * Bytes of each request body the JSON parser read. body-parser turns a zero-length body
+ * into {} (a valid empty topology, which would delete every tenant!) whatever the framing
+ * (Content-Length: 0, or chunked with no data), so docOf goes by the bytes actually read.
+ */
+const bodyBytes = new WeakMap<IncomingMessage, number>();
+
+/** The document of a PUT/POST; an empty body is a 400 rather than an apply of {}. */
 function docOf(req: Request): unknown {
-  // body-parser turns a zero-length body into {} (a valid empty topology!); refuse it instead.
-  if (req.body === undefined || req.headers['content-length'] === '0') throw new HttpError(400, 'empty body', 'send the topology document as the JSON request body');
+  if (req.body === undefined || !bodyBytes.get(req)) throw new HttpError(400, 'empty body', 'send the topology document as the JSON request body');
   return req.body;
 }
 
@@ -166,7 +164,7 @@ export function createApiApp(controller: ControllerApi, opts: Omit<ApiOptions, '
 
   // Any content type: `curl -d @file` sends form-urlencoded by default. Non-strict so
   // that a JSON scalar reaches the validator and gets its "must be an object" issue.
-  app.use(express.json({ limit: bodyLimit, type: () => true, strict: false }));
+  app.use(express.json({ limit: bodyLimit, type: () => true, strict: false, verify: (req, _res, buf) => void bodyBytes.set(req, buf.length) }));
 
   app.get('/metrics', async (_req, res) => {
     res.type(controller.metrics.contentType).send(await controller.metrics.metrics());
@@ -220,7 +218,13 @@ export function createApiApp(controller: ControllerApi, opts: Omit<ApiOptions, '
   app.get('/v1/wait', async (req, res) => {
     const generation = queryNumber(req, 'generation', 0, Number.MAX_SAFE_INTEGER, true) ?? controller.status().generation;
     const timeoutS = queryNumber(req, 'timeout', 0, MAX_WAIT_S, false) ?? DEFAULT_WAIT_S;
-    res.json(await controller.waitRealized(generation, timeoutS * 1000));
+    // A client that goes away ends its wait (else it would hold a listener and a timer until the timeout).
+    const gone = new AbortController();
+    res.on('close', () => {
+      if (!res.writableFinished) gone.abort();
+    });
+    const s = await controller.waitRealized(generation, timeoutS * 1000, gone.signal);
+    if (!gone.signal.aborted) res.json(s);
   });
   app.get(EVENTS_PATH, (_req, res) => {
     res.status(426).set('Upgrade', 'websocket').json({ error: 'upgrade required', message: `${EVENTS_PATH} is a WebSocket stream` } satisfies ApiErrorBody);
@@ -297,7 +301,7 @@ export function attachEventStream(server: Server, controller: ControllerApi, opt
 
 /** Starts the API; resolves once listening. */
 export async function startApi(controller: ControllerApi, opts: ApiOptions): Promise<ApiServer> {
-  const { host, port } = parseListen(opts.listen);
+  const { host, port } = parseHostPort(opts.listen, 'the API listen address');
   const app = createApiApp(controller, opts);
   const server = createServer(app);
   const detach = attachEventStream(server, controller, opts);

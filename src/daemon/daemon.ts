@@ -8,6 +8,7 @@ import pino, { type Logger } from 'pino';
 import { startApi, type ApiServer } from '../api/index.js';
 import { openStore, type Store, type StoreConfig } from '../store/index.js';
 import { UsageError } from '../util/errors.js';
+import { parseHostPort } from '../util/hostport.js';
 import { loadOrCreateToken } from '../util/token.js';
 import { Controller } from '../controller/index.js';
 
@@ -48,13 +49,6 @@ export function storeConfig(spec: string, stateDir: string): StoreConfig {
     return { kind: 'etcd', endpoints };
   }
   throw new UsageError(`--store must be 'embedded' or 'etcd:URL', got '${spec}'`);
-}
-
-export function parseHostPort(s: string, what: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(s.trim());
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) throw new UsageError(`${what} must be host:port, got '${s}'`);
-  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
 }
 
 /** Starts everything; resolves once the API listens. The caller decides when to close. */

@@ -4,9 +4,10 @@
  * real Controller are in test/integration/api.
  */
 import { readFileSync } from 'node:fs';
+import { request } from 'node:http';
 import t from 'tap';
 import WebSocket from 'ws';
-import { errorResponse, parseListen, startApi, type EventMessage } from '../../../src/api/index.js';
+import { errorResponse, startApi, type EventMessage } from '../../../src/api/index.js';
 import { TopologyError } from '../../../src/model/index.js';
 import { StoreClosedError, StoreUnavailableError } from '../../../src/store/index.js';
 import { UsageError } from '../../../src/util/errors.js';
@@ -33,13 +34,24 @@ async function req(url: string, init: RequestInit & { token?: string | null } = 
   return { status: res.status, json, text, headers: res.headers };
 }
 
-t.test('parseListen', async (t) => {
-  t.same(parseListen('127.0.0.1:6680'), { host: '127.0.0.1', port: 6680 });
-  t.same(parseListen('[::1]:0'), { host: '::1', port: 0 });
-  t.same(parseListen(':80'), { host: '0.0.0.0', port: 80 });
-  t.throws(() => parseListen('localhost'), UsageError);
-  t.throws(() => parseListen('a:70000'), UsageError);
-});
+/** A PUT with `Transfer-Encoding: chunked` and no data at all (no Content-Length: 0 to spot). */
+function putChunkedEmpty(url: string): Promise<{ status: number; json: { error?: string } }> {
+  return new Promise((resolve, reject) => {
+    const r = request(url, { method: 'PUT', headers: { authorization: `Bearer ${TOKEN}`, 'transfer-encoding': 'chunked', 'content-type': 'application/json' } }, (res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => (text += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(text) as { error?: string } }));
+    });
+    r.on('error', reject);
+    r.end();
+  });
+}
+
+/** Polls `cond` every 10 ms, false after `ms` (a missing effect fails the test instead of hanging it). */
+async function until(cond: () => boolean, ms = 10_000): Promise<boolean> {
+  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 10))) if (cond()) return true;
+  return cond();
+}
 
 t.test('errorResponse maps typed errors', async (t) => {
   const r = errorResponse(new TopologyError([{ path: '/hosts/0/name', message: 'is required' }]));
@@ -113,6 +125,10 @@ t.test('routes, auth and errors over HTTP', async (t) => {
   const hosts = (await req(u('/v1/hosts'))).json;
   t.same(hosts.map((x: { name: string; state: string }) => [x.name, x.state]), [['host1', 'unreachable'], ['host2', 'unreachable']]);
   t.equal((await req(u('/v1/status'))).json.generation, 1);
+  const chunkedEmpty = await putChunkedEmpty(u('/v1/topology'));
+  t.match(chunkedEmpty, { status: 400, json: { error: 'empty body' } }, 'a chunked body with no data is empty too, not {}');
+  t.equal(ctl.generation, 1, 'and nothing was applied');
+  t.same(ctl.model()!.tenants.map((x) => x.name), tenants.map((x: { name: string }) => x.name));
   t.equal((await req(u('/v1/wait?generation=1&timeout=1'))).json.generation, 1);
   t.equal((await req(u('/v1/wait?timeout=forever'))).status, 400);
   t.equal((await req(u('/v1/wait?generation=1.5'))).status, 400);
@@ -133,8 +149,22 @@ t.test('routes, auth and errors over HTTP', async (t) => {
   const m = await req(u('/metrics'));
   t.equal(m.status, 200);
   t.match(m.headers.get('content-type'), /text\/plain/);
-  t.match(m.text, /tenet_api_requests_total\{method="PUT",route="\/v1\/topology",code="400"\} 2/, 'invalid document + empty body; the unparsable one never reached the route');
+  t.match(m.text, /tenet_api_requests_total\{method="PUT",route="\/v1\/topology",code="400"\} 3/, 'invalid document + two empty bodies; the unparsable one never reached the route');
   t.match(m.text, /tenet_api_requests_total\{method="GET",route="none",code="401"\} 3/);
+});
+
+t.test('a /v1/wait whose client goes away is cancelled', async (t) => {
+  const ctl = new FakeController();
+  ctl.holdWaits = true;
+  const api = await startApi(ctl, { listen: '127.0.0.1:0', token: TOKEN });
+  t.teardown(() => api.close());
+  const client = new AbortController();
+  const pending = fetch(`${api.url}/v1/wait?generation=5&timeout=600`, { headers: { authorization: `Bearer ${TOKEN}` }, signal: client.signal }).catch((e: Error) => e.name);
+  t.ok(await until(() => ctl.waits.length === 1), 'the wait reached the controller');
+  t.equal(ctl.abortedWaits, 0);
+  client.abort();
+  t.equal(await pending, 'AbortError');
+  t.ok(await until(() => ctl.abortedWaits === 1), "the controller's wait was aborted");
 });
 
 t.test('event stream: auth, snapshot first, then events', async (t) => {
