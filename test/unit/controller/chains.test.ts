@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { ApiClient, startApi } from '../../../src/api/index.js';
 import { chainsTable, formatSelector, getCommand } from '../../../src/cli/client.js';
-import { chainInfos, unhealthyEndpoints, type HealthView } from '../../../src/controller/chains.js';
+import { chainInfos, registryCheckFailing, unhealthyEndpoints, type HealthView } from '../../../src/controller/chains.js';
 import { validate, type Model } from '../../../src/model/index.js';
 import { FakeController } from '../../helpers/fake-controller.js';
 
@@ -59,6 +59,20 @@ t.test('instance health and hop state', async (t) => {
   // worst of both ports
   const link = chainInfos(model, view({ down: ['acme/ids-1'], failing: ['acme/ids-1'] }))[0]!;
   t.equal(link.hops[1]!.instances[0]!.health, 'link down');
+});
+
+t.test('registry checks mapped to chain instances by address', async (t) => {
+  const reg = (service: string, address: string, status: 'passing' | 'warning' | 'critical', tenant = 'acme') => ({ tenant, service, address, status });
+  t.same([...registryCheckFailing(model, [])], []);
+  t.same([...registryCheckFailing(model, [reg('fw', '10.1.0.41', 'critical'), reg('fw', '10.1.0.42', 'passing')])], ['acme/fw-1'], 'an instance hop: any critical registration at its address');
+  t.same([...registryCheckFailing(model, [reg('fw', '10.1.0.42', 'warning')])], [], 'warning is not failing');
+  t.same([...registryCheckFailing(model, [reg('ids', '10.1.0.51', 'critical')])], ['acme/ids-1'], 'a service hop: its service critical there');
+  t.same([...registryCheckFailing(model, [reg('other', '10.1.0.51', 'critical')])], [], 'a service hop ignores other services at the address');
+  t.same([...registryCheckFailing(model, [reg('fw', '10.1.0.41', 'critical', 'globex')])], [], 'another tenant with the same address');
+  t.same([...registryCheckFailing(model, [reg('fw', '10.1.0.20', 'critical')])], [], 'not a chain instance (the server)');
+  const v = { ...view(), checkFailing: registryCheckFailing(model, [reg('fw', '10.1.0.41', 'critical')]) };
+  t.same(chainInfos(model, v)[0]!.hops[0]!.instances.map((i) => i.health), ['check failing', 'healthy']);
+  t.same([...unhealthyEndpoints(model, v)], ['acme/fw-1']);
 });
 
 t.test('table', async (t) => {
