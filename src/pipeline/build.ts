@@ -60,15 +60,33 @@ export const FLD = {
 
 export const ETH = { IP: 0x0800, IP6: 0x86dd, ARP: 0x0806 } as const;
 
-// new Uint8Array(n) + stores: Uint8Array.of() is several times slower to allocate.
+// Values are a few bytes each and never mutated once in a flow, so they are carved from
+// shared slabs (as the codec's parser does): a typed array with an ArrayBuffer of its own
+// costs twice the memory and, at ~400k values per full compile, ~0.5 s of allocation and
+// GC (an ArrayBuffer is also tracked by the scavenger). A slab lives while any value cut
+// from it does: at most 16 KiB held per live value.
+const SLAB = 16 * 1024;
+let slab = new ArrayBuffer(SLAB);
+let slabPos = 0;
+/** n zeroed bytes, a view into a shared slab. Callers must not mutate them once used in a flow. */
+export function bytes(n: number): Uint8Array {
+  if (slabPos + n > SLAB) {
+    slab = new ArrayBuffer(SLAB);
+    slabPos = 0;
+  }
+  const b = new Uint8Array(slab, slabPos, n);
+  slabPos += n;
+  return b;
+}
+
 export function u16(v: number): Uint8Array {
-  const b = new Uint8Array(2);
+  const b = bytes(2);
   b[0] = v >>> 8;
   b[1] = v;
   return b;
 }
 export function u32(v: number): Uint8Array {
-  const b = new Uint8Array(4);
+  const b = bytes(4);
   b[0] = v >>> 24;
   b[1] = v >>> 16;
   b[2] = v >>> 8;
@@ -86,19 +104,26 @@ export function u32s(v: number): Uint8Array {
 }
 export function u64(v: number): Uint8Array {
   const hi = Math.floor(v / 0x100000000);
-  const out = new Uint8Array(8);
-  out.set(u32(hi), 0);
-  out.set(u32(v >>> 0), 4);
+  const lo = v >>> 0;
+  const out = bytes(8);
+  out[0] = hi >>> 24;
+  out[1] = hi >>> 16;
+  out[2] = hi >>> 8;
+  out[3] = hi;
+  out[4] = lo >>> 24;
+  out[5] = lo >>> 16;
+  out[6] = lo >>> 8;
+  out[7] = lo;
   return out;
 }
 /** A validated MAC's bytes (the model only holds valid ones; a bad one is a bug, so it throws). */
 export function mac(s: string): Uint8Array {
-  const b = macToBytes(s);
+  const b = macToBytes(s, bytes(6));
   if (!b) throw new TypeError(`not a MAC address: "${s}"`);
   return b;
 }
 export function ip6bytes(v: bigint): Uint8Array {
-  const out = new Uint8Array(16);
+  const out = bytes(16);
   for (let i = 15; i >= 0; i--) {
     out[i] = Number(v & 255n);
     v >>= 8n;
@@ -113,7 +138,7 @@ function allOnes(b: Uint8Array): boolean {
 /** A TLV as the codec stores it: value already masked, all-ones mask dropped. */
 export function tlv(field: OxmField, value: Uint8Array, mask?: Uint8Array): OxmTlv {
   if (!mask || allOnes(mask)) return { field, value };
-  const v = new Uint8Array(value.length);
+  const v = bytes(value.length);
   for (let i = 0; i < v.length; i++) v[i] = value[i]! & mask[i]!;
   return { field, value: v, mask };
 }
@@ -148,7 +173,7 @@ const byOrder = (a: OxmTlv, b: OxmTlv) => a.field.order - b.field.order;
 /*
  * V8 keeps an object field that has only ever held numbers in "double" representation,
  * and then boxes the value in a HeapNumber owned by each object. bufferId, outPort and
- * outGroup (and a bucket's watchPort and watchGroup) hold 0xffffffff, above the small-
+ * outGroup (and a bucket's watchPort and watchGroup, a chain group's groupId) hold 0xffffffff, above the small-
  * integer range, so every compiled flow carried three 16-byte boxes of its own: over 3 M
  * allocations for the benchmark's 1 M distinct flows, ~15 % of the objects a full compile
  * makes. One object of each literal shape (same property names, same order: literals of
@@ -156,6 +181,10 @@ const byOrder = (a: OxmTlv, b: OxmTlv) => a.field.order - b.field.order;
  * these fields the general "tagged" representation, so every flow and bucket points at
  * the same constant instead. This changes no value anyone can observe.
  */
+// OFPP is an object whose ANY field is itself a boxed double: each read of OFPP.ANY
+// makes a fresh HeapNumber. Read it once.
+const PORT_ANY: number = OFPP.ANY;
+
 export const TAGGED_SHAPES: readonly unknown[] = [
   {
     cookie: 0n,
@@ -173,6 +202,7 @@ export const TAGGED_SHAPES: readonly unknown[] = [
     instructions: null,
   },
   { weight: 0, watchPort: null, watchGroup: null, actions: null },
+  { command: 0, groupType: 0, groupId: null, buckets: null },
 ];
 
 export function flow(tableId: number, priority: number, cookie: bigint, match: OxmTlv[], instructions: Instruction[]): FlowMod {
@@ -191,7 +221,7 @@ export function flow(tableId: number, priority: number, cookie: bigint, match: O
     hardTimeout: 0,
     priority,
     bufferId: OFP_NO_BUFFER,
-    outPort: OFPP.ANY,
+    outPort: PORT_ANY,
     outGroup: OFPG_ANY,
     flags: 0,
     match,
@@ -233,7 +263,7 @@ export function group(groupId: number, buckets: Action[][]): GroupMod {
     command: OFPGC.ADD,
     groupType: OFPGT.ALL,
     groupId,
-    buckets: buckets.map((actions) => ({ weight: 0, watchPort: OFPP.ANY, watchGroup: OFPG_ANY, actions })),
+    buckets: buckets.map((actions) => ({ weight: 0, watchPort: PORT_ANY, watchGroup: OFPG_ANY, actions })),
   };
 }
 

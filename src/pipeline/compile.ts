@@ -25,7 +25,6 @@ import {
   ip6bytes,
   M,
   mac,
-  metadataTlv,
   output,
   parsedFlows,
   portMasks,
@@ -373,6 +372,8 @@ export class Ctx {
     const k = keyObjs(e.port);
     const key = `endpoint:${e.id}`;
     const nc = this.net(e.network);
+    // Every field is in the literal, so all EpCaches have one hidden class with in-object
+    // fields (filled in later, not added: adding spills them into a separate array).
     c = {
       nc,
       meta: nc.meta,
@@ -386,6 +387,16 @@ export class Ctx {
       setReg15: k.setReg15,
       cookie: this.cookie(key),
       key,
+      nwSrc: undefined,
+      nwDst: undefined,
+      arpSpa: undefined,
+      arpTpa: undefined,
+      ip6Src: undefined,
+      l2Match: undefined,
+      arp: undefined,
+      resolve: undefined,
+      l2Remote: undefined,
+      remote: undefined,
     };
     if (e.ip !== undefined) {
       // one array for the four TLVs: flows never mutate their bytes
@@ -404,7 +415,24 @@ export class Ctx {
     if (c) return c;
     const gw = mac(n.gwMac);
     const key = `network:${n.id}`;
-    c = { meta: metadataTlv(n.vni), gwMac: gw, gwDlDst: tlv(FLD.dl_dst, gw), setTunId: setField(FLD.tun_id, u64(n.vni)), writeMeta: writeMeta(n.vni), key, cookie: this.cookie(key) };
+    const vni = u64(n.vni);
+    c = {
+      meta: tlv(FLD.metadata, vni),
+      gwMac: gw,
+      gwDlDst: tlv(FLD.dl_dst, gw),
+      setTunId: setField(FLD.tun_id, vni),
+      writeMeta: writeMeta(n.vni),
+      key,
+      cookie: this.cookie(key),
+      dst4: undefined,
+      dst6: undefined,
+      shared: undefined,
+      defaults: undefined,
+      routes: undefined,
+      routeIns: undefined,
+      outs: undefined,
+      tunActs: undefined,
+    };
     if (n.v4) c.dst4 = tlv(FLD.nw_dst, u32(n.v4.base), u32(mask32(n.v4.len)));
     if (n.v6) c.dst6 = tlv(FLD.ipv6_dst, ip6bytes(n.v6.base), ip6bytes(mask128(n.v6.len)));
     this.netCache.set(n, c);

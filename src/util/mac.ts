@@ -6,11 +6,10 @@
 
 const MAC_RE = /^([0-9a-f]{1,2}):([0-9a-f]{1,2}):([0-9a-f]{1,2}):([0-9a-f]{1,2}):([0-9a-f]{1,2}):([0-9a-f]{1,2})$/i;
 
-/** Parses "a:b:c:d:e:f" (1-2 hex digits per part, any case) into 6 bytes, or undefined. */
-export function macToBytes(s: string): Uint8Array | undefined {
+/** Parses "a:b:c:d:e:f" (1-2 hex digits per part, any case) into 6 bytes (into `out` if given), or undefined. */
+export function macToBytes(s: string, out: Uint8Array = new Uint8Array(6)): Uint8Array | undefined {
   if (s.length === 17) {
     // fast path for the canonical form (the compiler parses one per endpoint)
-    const out = new Uint8Array(6);
     let ok = true;
     for (let i = 0; i < 6 && ok; i++) {
       const hi = hexDigit(s.charCodeAt(i * 3));
@@ -22,7 +21,6 @@ export function macToBytes(s: string): Uint8Array | undefined {
   }
   const m = MAC_RE.exec(s);
   if (!m) return undefined;
-  const out = new Uint8Array(6);
   for (let i = 0; i < 6; i++) out[i] = parseInt(m[i + 1]!, 16);
   return out;
 }
