@@ -16,14 +16,14 @@ import { validate, TopologyError, type Model } from '../model/index.js';
 import type { Allocation } from '../ipam/index.js';
 import { OpenFlowServer, type ListenOptions, type SwitchConnection } from '../openflow/index.js';
 import { compile, type CompileResult, type Placement } from '../pipeline/index.js';
-import type { DesiredState } from '../reconcile/index.js';
+import { diffState, type DesiredState } from '../reconcile/index.js';
 import type { Store } from '../store/index.js';
 import { TenetError, UsageError } from '../util/errors.js';
 import type { HostSwitchOptions } from '../vswitch/index.js';
 import { HostRuntime } from './host.js';
 import { createMetrics, type ControllerMetrics } from './metrics.js';
 import { chainInfos, unhealthyEndpoints, type HealthView } from './chains.js';
-import { endpointInfo, tunnelPeers } from './pure.js';
+import { chainHostDeps, endpointInfo, tunnelPeers } from './pure.js';
 import type { ApplyResult, ChainInfo, ControllerApi, ControllerEvent, ControllerStatus, EndpointInfo, HostStatus, Plan } from './types.js';
 
 export const TOPOLOGY_KEY = '/tenet/topology';
@@ -47,6 +47,12 @@ export interface ControllerOptions {
   retryMs?: number;
   /** Store key of the topology record. Default /tenet/topology. */
   key?: string;
+  /**
+   * How long a host waits for the placement of the hosts its chains use, and how
+   * long a host may stay unreachable before its chain instances leave their groups, ms.
+   * Default 15,000.
+   */
+  placementGraceMs?: number;
 }
 
 /** What the store holds under the topology key. */
@@ -74,7 +80,13 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
   private record: TopologyRecord | undefined;
   private modRevision = 0;
   private current: Model | null = null;
+  /** Why the stored document is not in force (it failed validation at load). */
+  private topologyError: string | undefined;
+  /** Hosts removed from the topology by this process whose switches keep their last flows. */
+  private readonly removedHosts = new Set<string>();
   private compiled: CompileResult | undefined;
+  /** Per host, the hosts whose placement its chains read (see chainHostDeps). */
+  private chainDeps = new Map<string, Set<string>>();
   /** Bumped on every placement change: a compile made for a plan is reused by the apply if none came in between. */
   private placementVersion = 0;
   private serial: Promise<unknown> = Promise.resolve();
@@ -146,7 +158,14 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
 
   status(): ControllerStatus {
     const hosts = [...this.runtimes.values()].map((r) => r.status()).sort((a, b) => (a.name < b.name ? -1 : 1));
-    return { generation: this.generation, hosts, realized: realizedAll(hosts, this.generation), startedAt: this.startedAt };
+    return {
+      generation: this.generation,
+      hosts,
+      realized: realizedAll(hosts, this.generation),
+      startedAt: this.startedAt,
+      ...(this.topologyError ? { topologyError: this.topologyError } : {}),
+      ...(this.removedHosts.size ? { removedHosts: [...this.removedHosts].sort() } : {}),
+    };
   }
 
   topology(): { generation: number; doc: unknown } {
@@ -167,7 +186,7 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
   }
 
   async plan(doc: unknown): Promise<Plan> {
-    const model = this.validate(doc);
+    const model = this.validate(doc, false);
     return (await this.planModel(model, this.generation + 1)).plan;
   }
 
@@ -243,10 +262,11 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
 
   // ------------------------------------------------------------------ topology
 
-  private validate(doc: unknown): Model {
+  /** `apply`: count an invalid document in tenet_apply_total (a plan is not an apply). */
+  private validate(doc: unknown, apply = true): Model {
     const v = validate(doc, this.record ? { previous: this.record.alloc } : {});
     if (!v.ok) {
-      this.m.applies.inc({ result: 'invalid' });
+      if (apply) this.m.applies.inc({ result: 'invalid' });
       throw new TopologyError(v.errors);
     }
     return v.model;
@@ -281,16 +301,23 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
     const kv = await this.opts.store.get(this.opts.key ?? TOPOLOGY_KEY);
     if (!kv) return;
     const rec = JSON.parse(kv.value) as TopologyRecord;
-    const v = validate(rec.doc, { previous: rec.alloc });
-    if (!v.ok) throw new TopologyError(v.errors);
     this.record = rec;
     this.modRevision = kv.modRevision;
+    const v = validate(rec.doc, { previous: rec.alloc });
+    if (!v.ok) {
+      // E.g. a release that validates more strictly: start anyway, touch no switch (no runtimes), say why;
+      // the next valid apply takes over from this generation and allocation.
+      this.topologyError = new TopologyError(v.errors).message;
+      this.log.error({ generation: rec.generation, issues: v.errors }, 'the stored topology no longer validates: no switch is managed until a valid document is applied');
+      return;
+    }
     this.current = v.model;
   }
 
   private setModel(model: Model, compiled?: CompileResult): void {
     this.current = model;
     this.compiled = compiled;
+    this.topologyError = undefined;
     this.syncRuntimes(model);
   }
 
@@ -298,15 +325,23 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
   private syncRuntimes(model: Model): void {
     if (this.closed) return;
     const peers = tunnelPeers(model);
+    this.chainDeps = chainHostDeps(model);
     const byName = new Map(model.hosts.map((h) => [h.name, h]));
     for (const [name, rt] of this.runtimes) {
       const h = byName.get(name);
       if (!h || h.ovsdb !== rt.target) {
         rt.close();
         this.runtimes.delete(name);
+        if (!h) {
+          this.removedHosts.add(name);
+          const message = `host ${name} removed from the topology: no longer managed, its switch keeps its last flows and controller target`;
+          this.log.warn({ host: name }, message);
+          this.event({ type: 'error', host: name, message, at: now() });
+        }
       }
     }
     for (const h of model.hosts) {
+      this.removedHosts.delete(h.name);
       const p = (peers.get(h.name) ?? []).map((n) => ({ name: n, remoteIp: byName.get(n)!.underlayIp }));
       const rt = this.runtimes.get(h.name);
       if (rt) {
@@ -320,6 +355,8 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
         ovsdb: this.opts.ovsdb ?? {},
         retryMs: this.opts.retryMs ?? 2000,
         openflowWaitMs: 20_000,
+        placementGraceMs: this.opts.placementGraceMs ?? 15_000,
+        waitingFor: (host) => this.waitingFor(host),
         desired: (host) => this.desiredFor(host),
         placementChanged: (host) => {
           this.compiled = undefined;
@@ -346,6 +383,25 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
 
   // ------------------------------------------------------------------ compile
 
+  /** Hosts whose placement `host`'s chains read and that is not known yet (not loaded in this process, not lost). */
+  private waitingFor(host: string): string[] {
+    const deps = this.chainDeps.get(host);
+    if (!deps) return [];
+    return [...deps].filter((h) => this.runtimes.get(h)?.placementKnown === false).sort();
+  }
+
+  /**
+   * Instances leaving their groups: unhealthy by port/link/check (chains.ts), plus
+   * every chain instance on a lost host (unreachable past the grace period).
+   */
+  private unhealthy(model: Model): Set<string> {
+    const out = unhealthyEndpoints(model, this.health());
+    const lost = new Set([...this.runtimes].filter(([, rt]) => rt.lost).map(([h]) => h));
+    if (!lost.size) return out;
+    for (const t of model.tenants) for (const c of t.chains) for (const hop of c.hops) for (const i of hop.instances) for (const e of [i.ingress, i.egress]) if (lost.has(e.host)) out.add(e.id);
+    return out;
+  }
+
   private placement(): Placement {
     const hosts: Placement['hosts'] = {};
     for (const [name, rt] of this.runtimes) hosts[name] = rt.placementOf();
@@ -355,7 +411,8 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
   /** Ports, link states and health checks as chain health sees them (src/controller/chains.ts). */
   private health(): HealthView {
     return {
-      ofport: (host, id) => this.runtimes.get(host)?.ofport(id),
+      // A lost host's last known bindings are not trusted: its instances show as port missing.
+      ofport: (host, id) => (this.runtimes.get(host)?.lost ? undefined : this.runtimes.get(host)?.ofport(id)),
       linkDown: (host, id) => this.runtimes.get(host)?.linkDown(id) ?? false,
       checkFailing: new Set(),
     };
@@ -363,7 +420,7 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
 
   private compileCurrent(): CompileResult | undefined {
     if (!this.current) return undefined;
-    this.compiled ??= compile(this.current, this.placement(), { unhealthy: unhealthyEndpoints(this.current, this.health()) });
+    this.compiled ??= compile(this.current, this.placement(), { unhealthy: this.unhealthy(this.current) });
     return this.compiled;
   }
 
@@ -376,12 +433,13 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
 
   private async planModel(model: Model, generation: number): Promise<{ plan: Plan; result: CompileResult; placementVersion: number }> {
     const placementVersion = this.placementVersion;
-    const result = compile(model, this.placement(), { unhealthy: unhealthyEndpoints(model, this.health()) });
+    const result = uncompilable(() => compile(model, this.placement(), { unhealthy: this.unhealthy(model) }));
     const hosts = await Promise.all(
       model.hosts.map(async (h) => {
-        const desired = result.host(h.name);
+        const desired = uncompilable(() => result.host(h.name), h.name);
         const rt = this.runtimes.get(h.name);
         const state = { flows: desired.flows, groups: desired.groups };
+        uncompilable(() => diffState(state, NOTHING), h.name); // two flows with one identity: a 400, not a plan that fails later
         if (rt) return rt.plan(state);
         return new HostRuntime(h, [], NO_DEPS).plan(state); // a new host: planned against an empty switch
       }),
@@ -420,6 +478,24 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
   }
 }
 
+const NOTHING = { flows: [], groups: [] };
+
+/**
+ * Runs a compile step of a validated document; a failure (a conflict validation
+ * let through) becomes a TopologyError, so plan/apply answer 400 with the path
+ * the compiler names (context.path), and nothing is stored.
+ */
+function uncompilable<T>(f: () => T, host?: string): T {
+  try {
+    return f();
+  } catch (err) {
+    if (err instanceof TopologyError) throw err;
+    const path = err instanceof TenetError && typeof err.context.path === 'string' ? err.context.path : '';
+    const message = `cannot be compiled${host ? ` for host ${host}` : ''}: ${err instanceof Error ? err.message : String(err)}`;
+    throw new TopologyError([{ path, message }]);
+  }
+}
+
 function realizedAll(hosts: HostStatus[], generation: number): boolean {
   return hosts.every((h) => h.state !== 'ready' || h.realizedGeneration >= generation);
 }
@@ -432,6 +508,8 @@ const NO_DEPS = {
   ovsdb: {},
   retryMs: 0,
   openflowWaitMs: 0,
+  placementGraceMs: 0,
+  waitingFor: () => [],
   desired: () => ({ generation: 0, state: { flows: [], groups: [] } }),
   placementChanged: () => undefined,
   event: () => undefined,

@@ -8,7 +8,11 @@
  *
  * Hitless restart rule: nothing is reconciled before the OVSDB replica is loaded,
  * the bridge and tunnels are ensured and every tunnel has its ofport. Compiling
- * before that would leave out ports and tunnels and delete live flows.
+ * before that would leave out ports and tunnels and delete live flows. Chain
+ * groups list instances bound on other hosts, so a host also waits until the
+ * placement of every host its chains use is loaded (`waitingFor`), for at most
+ * `placementGraceMs`; a host never loaded by then, or loaded and then unreachable
+ * for that long, is `lost`: its chain instances leave their groups.
  */
 import type { Logger } from 'pino';
 import type { Host } from '../model/index.js';
@@ -26,8 +30,12 @@ export interface HostRuntimeDeps {
   advertise: readonly string[];
   logger: Logger;
   ovsdb: HostSwitchOptions;
-  /** Delay before retrying a failed reconcile or setup. */
+  /** Delay before retrying a failed setup, and the first retry of a failed reconcile (doubling up to 64x). */
   retryMs: number;
+  /** How long others wait for this host's placement (first load, or back after it became unreachable). */
+  placementGraceMs: number;
+  /** Hosts whose placement `host`'s compile needs (chain instances there) and that is not known yet. */
+  waitingFor(host: string): string[];
   /** A switch that has not connected this long after setup is reported unreachable. */
   openflowWaitMs: number;
   /** The desired state of `host` under the current model and placement. */
@@ -58,6 +66,16 @@ export class HostRuntime {
   private openflowLate = false;
   private configured = false;
   private tunnelsReady = false;
+  /** Tunnels whose Interface has ofport -1 or an error (ovs-vswitchd could not create them), with the reason. */
+  private tunnelErrors: string[] = [];
+  /** The placement was read from this host's OVSDB at least once in this process. */
+  private placementLoaded = false;
+  /** Never loaded within placementGraceMs of start, or unreachable that long after: its chain instances count as gone. */
+  private lostFlag = false;
+  private lostTimer: NodeJS.Timeout | undefined;
+  /** Consecutive failed reconciles (the retry delay doubles with each). */
+  private failures = 0;
+  private retryTimer: NodeJS.Timeout | undefined;
   private placement: HostPlacement = { ports: {}, tunnels: {} };
   private placementKey = '';
   /** iface-ids of bound ports whose link is down (they leave their chain hop). */
@@ -102,10 +120,60 @@ export class HostRuntime {
 
   start(): void {
     void this.connectOvsdb();
+    this.armLostTimer();
+  }
+
+  /**
+   * The placement others can compile with: loaded, or given up on (lost). While
+   * false, hosts whose chains use instances here do not reconcile.
+   */
+  get placementKnown(): boolean {
+    return this.placementLoaded || this.lostFlag;
+  }
+
+  /** Never loaded, or unreachable after loading, for longer than placementGraceMs: its chain instances leave their groups. */
+  get lost(): boolean {
+    return this.lostFlag;
+  }
+
+  /** Starts the grace period unless one runs or the host is lost already. */
+  private armLostTimer(): void {
+    if (this.lostTimer || this.lostFlag || this.closed) return;
+    this.lostTimer = setTimeout(() => {
+      this.lostTimer = undefined;
+      if (this.closed || this.reachable()) return;
+      this.lostFlag = true;
+      this.deps.logger.warn({ host: this.name, graceMs: this.deps.placementGraceMs }, 'host lost: its chain instances leave their groups');
+      this.deps.placementChanged(this.name);
+    }, this.deps.placementGraceMs);
+    this.lostTimer.unref();
+  }
+
+  /** Loaded, OVSDB and OpenFlow up. */
+  private reachable(): boolean {
+    return this.placementLoaded && this.ovsdbUp && this.conn !== undefined;
+  }
+
+  /** Starts or ends the grace period as reachability changes (called on every state input change). */
+  private updateLost(): void {
+    if (this.closed) return;
+    if (!this.reachable()) {
+      this.armLostTimer();
+      return;
+    }
+    if (this.lostTimer) clearTimeout(this.lostTimer);
+    this.lostTimer = undefined;
+    if (this.lostFlag) {
+      this.lostFlag = false;
+      this.deps.logger.info({ host: this.name }, 'host back: its chain instances rejoin their groups');
+      this.deps.placementChanged(this.name);
+    }
   }
 
   close(): void {
     this.closed = true;
+    if (this.lostTimer) clearTimeout(this.lostTimer);
+    if (this.retryTimer) clearTimeout(this.retryTimer);
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     if (this.openflowTimer) clearTimeout(this.openflowTimer);
@@ -240,6 +308,7 @@ export class HostRuntime {
     this.ovsdbEverUp = true;
     this.connectAttempt = 0;
     this.deps.logger.info({ host: this.name, target: this.host.ovsdb }, 'OVSDB synced');
+    this.updateLost(); // back from lost: recompile with its instances before anything reconciles
     void this.setup();
   }
 
@@ -319,6 +388,7 @@ export class HostRuntime {
     const sw = this.sw;
     if (!sw) return;
     const tunnels: Record<string, number> = {};
+    const tunnelErrors: string[] = [];
     const found = findBridge(sw.replica, this.deps.bridge);
     if (found) {
       const ports = sw.replica.rows('Port');
@@ -331,6 +401,7 @@ export class HostRuntime {
         const iface: Row | undefined = ifaces.get(arr(port!.interfaces)[0] as string);
         const of = iface?.ofport;
         if (typeof of === 'number' && of > 0) tunnels[peer] = of;
+        else if (of === -1) tunnelErrors.push(`${String(port!.name)} (to ${peer}): ofport -1, ovs-vswitchd could not create it`);
       }
     }
     const ports: Record<string, number> = {};
@@ -345,7 +416,10 @@ export class HostRuntime {
     const downBefore = this.down;
     this.placement = { ports, tunnels };
     this.down = new Set(down);
+    this.tunnelErrors = tunnelErrors.sort();
     this.tunnelsReady = this.computeTunnelsReady();
+    this.placementLoaded = true; // the first load always changes placementKey: hosts waiting for it are kicked below
+    this.updateLost();
     if (key !== this.placementKey) {
       this.placementKey = key;
       for (const id of new Set([...Object.keys(before.ports), ...Object.keys(ports)])) {
@@ -368,12 +442,13 @@ export class HostRuntime {
   // ------------------------------------------------------------------ reconcile
 
   private canReconcile(): boolean {
-    return !this.closed && this.ovsdbUp && this.configured && this.tunnelsReady && this.reconciler !== undefined;
+    return !this.closed && this.ovsdbUp && this.configured && this.tunnelsReady && this.reconciler !== undefined && this.deps.waitingFor(this.name).length === 0;
   }
 
-  /** Asks for a reconcile with the latest desired state (coalesced with one in flight). */
+  /** Asks for a reconcile with the latest desired state (coalesced with one in flight); runs at once, also during a retry backoff. */
   kick(): void {
     this.pending = true;
+    this.refreshState(); // what it waits for may have changed
     if (!this.busy && this.canReconcile()) void this.loop();
   }
 
@@ -384,8 +459,8 @@ export class HostRuntime {
         this.pending = false;
         const rec = this.reconciler!;
         const bound = Object.keys(this.placement.ports).length; // the placement desired() compiles with
-        const d = this.deps.desired(this.name);
         try {
+          const d = this.deps.desired(this.name);
           const r = await rec.reconcile(d.state);
           if (rec !== this.reconciler) continue;
           this.messagesSent += r.messages;
@@ -393,6 +468,9 @@ export class HostRuntime {
           this.groups = d.state.groups.length;
           this.programmedBindings = bound;
           this.applyError = undefined;
+          this.failures = 0;
+          if (this.retryTimer) clearTimeout(this.retryTimer);
+          this.retryTimer = undefined;
           if (this.lastError && this.conn) this.lastError = undefined;
           const advanced = d.generation !== this.realized;
           this.realized = d.generation;
@@ -409,7 +487,15 @@ export class HostRuntime {
           this.deps.logger.error({ host: this.name, err: msg(err) }, 'reconcile failed');
           this.deps.event({ type: 'error', host: this.name, message: this.lastError, at: new Date().toISOString() });
           this.refreshState();
-          this.later(this.deps.retryMs, () => this.kick());
+          // Backoff: a compile error or a switch refusing the bundle fails the same way until something changes;
+          // a model or placement change kicks at once anyway.
+          const delay = this.deps.retryMs * 2 ** Math.min(this.failures++, 6);
+          if (this.retryTimer) clearTimeout(this.retryTimer);
+          this.retryTimer = setTimeout(() => {
+            this.retryTimer = undefined;
+            if (!this.closed) this.kick();
+          }, delay);
+          this.retryTimer.unref();
           break;
         }
       }
@@ -450,13 +536,28 @@ export class HostRuntime {
     else if (!this.conn) next = this.openflowEverUp || this.openflowLate ? 'unreachable' : 'connecting';
     else if (this.applyError) next = 'error';
     else if (!this.configured) next = 'connecting';
+    else if (this.tunnelErrors.length) next = 'error';
+    else if (!this.tunnelsReady) next = 'connecting';
+    else if (this.deps.waitingFor(this.name).length) next = 'connecting';
     else next = 'ready';
+    const waiting = next === 'connecting' && this.configured ? this.waitReason() : undefined;
+    if (next === 'error' && !this.applyError) this.lastError = `tunnels without an ofport: ${this.tunnelErrors.join('; ')}`;
+    else if (waiting) this.lastError = waiting;
     // Ready again: a connection error from before is history (a failing setup is still news).
     if (next === 'ready' && this.lastError && !this.lastError.startsWith('setup')) this.lastError = undefined;
+    this.updateLost();
     if (next === this.state) return;
     this.state = next;
     this.since = new Date().toISOString();
     this.deps.event({ type: 'host', host: this.status(), at: this.since });
+  }
+
+  /** Why a configured, connected host does not reconcile yet. */
+  private waitReason(): string | undefined {
+    if (!this.tunnelsReady) return `waiting for the ofport of the tunnels to ${this.peers.filter((p) => this.placement.tunnels[p.name] === undefined).map((p) => p.name).join(', ')}`;
+    const hosts = this.deps.waitingFor(this.name);
+    if (hosts.length) return `waiting for the placement of ${hosts.join(', ')} (chain instances there; at most ${this.deps.placementGraceMs} ms)`;
+    return undefined;
   }
 
   private later(ms: number, f: () => void): void {

@@ -5,7 +5,7 @@
 import { formatFlow, formatGroup } from '../openflow/index.js';
 import { fnv32, formatIp4, formatIp6 } from '../ipam/index.js';
 import type { Diff } from '../reconcile/index.js';
-import type { Endpoint, Model } from '../model/index.js';
+import { chainDestinations, chainSources, type Endpoint, type Model } from '../model/index.js';
 import type { EndpointInfo, HostPlan } from './types.js';
 
 /** Prefix of every datapath id Tenet assigns; the low 32 bits are the pipeline's host key fnv32(`host:NAME`) (unique: validation rejects collisions). */
@@ -85,4 +85,28 @@ export function endpointInfo(e: Endpoint, ofport: number | undefined): EndpointI
     labels: { ...e.labels },
     ...(ofport !== undefined ? { ofport } : {}),
   };
+}
+
+/**
+ * Per host, the other hosts whose placement its compile reads: hosts with an
+ * instance of a chain that has a source, destination or instance on this host
+ * (the chain's select groups there list every instance, live or not, by the
+ * instance's own host's bindings).
+ */
+export function chainHostDeps(model: Model): Map<string, Set<string>> {
+  const out = new Map<string, Set<string>>();
+  for (const t of model.tenants)
+    for (const c of t.chains) {
+      const instanceHosts = new Set(c.hops.flatMap((h) => h.instances.flatMap((i) => [i.ingress.host, i.egress.host])));
+      const users = new Set([...chainSources(t, c), ...chainDestinations(t, c)].map((e) => e.host));
+      for (const h of instanceHosts) users.add(h);
+      for (const u of users)
+        for (const h of instanceHosts)
+          if (h !== u) {
+            let s = out.get(u);
+            if (!s) out.set(u, (s = new Set()));
+            s.add(h);
+          }
+    }
+  return out;
 }

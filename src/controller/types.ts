@@ -41,6 +41,10 @@ export interface ControllerStatus {
   /** Every host with state `ready` has realizedGeneration >= generation. */
   realized: boolean;
   startedAt: string;
+  /** Set when the stored document failed validation at start: no switch is managed until a valid apply. */
+  topologyError?: string;
+  /** Hosts this process removed from the topology: no longer managed, their switches keep their last flows. */
+  removedHosts?: string[];
 }
 
 /** What an apply would do on one host, in ovs-ofctl syntax (`table=…,priority=…,<match> actions=…`). */

@@ -32,25 +32,34 @@ export class SwitchReconciler extends EventEmitter {
     super();
   }
 
-  /** Dumps every flow (all tables, any cookie) and every group from the switch. */
+  /** Dumps every flow (all tables, any cookie) and every group from the switch, and tracks that from now on. */
   async readActual(): Promise<ActualState> {
-    const flows = await this.conn.multipart({ mpType: OFPMP.FLOW, tableId: 0xff, outPort: OFPP.ANY, outGroup: OFPG_ANY, cookie: 0n, cookieMask: 0n, match: [] });
-    const groups = await this.conn.multipart({ mpType: OFPMP.GROUP_DESC });
-    if (flows.mpType !== OFPMP.FLOW || groups.mpType !== OFPMP.GROUP_DESC) throw new TypeError('unexpected multipart reply type');
-    this.actual = { flows: flows.flows, groups: groups.groups };
+    this.actual = await this.dump();
     return this.actual;
   }
 
-  /** The difference an apply would make (reads the switch the first time only). */
+  /** Dumps every flow and group without tracking it. */
+  private async dump(): Promise<ActualState> {
+    const flows = await this.conn.multipart({ mpType: OFPMP.FLOW, tableId: 0xff, outPort: OFPP.ANY, outGroup: OFPG_ANY, cookie: 0n, cookieMask: 0n, match: [] });
+    const groups = await this.conn.multipart({ mpType: OFPMP.GROUP_DESC });
+    if (flows.mpType !== OFPMP.FLOW || groups.mpType !== OFPMP.GROUP_DESC) throw new TypeError('unexpected multipart reply type');
+    return { flows: flows.flows, groups: groups.groups };
+  }
+
+  /**
+   * The difference an apply would make. Reads the switch when nothing is tracked
+   * yet, but does not track that dump: a plan may run alongside a reconcile, and a
+   * dump taken mid-bundle must not replace the state the reconcile tracks.
+   */
   async plan(desired: DesiredState): Promise<Diff> {
-    const actual = this.actual ?? (await this.readActual());
+    const actual = this.actual ?? (await this.dump());
     return diffState(desired, actual, this.opts);
   }
 
   /** Makes the switch equal to `desired`. On a BundleError the switch is unchanged and the error is rethrown. */
   async reconcile(desired: DesiredState): Promise<ReconcileResult> {
     const started = performance.now();
-    const diff = await this.plan(desired);
+    const diff = diffState(desired, this.actual ?? (await this.readActual()), this.opts);
     const result = await this.apply(diff, started);
     if (result.messages) this.emit('applied', result);
     return result;

@@ -112,6 +112,7 @@ t.test('stored topology', async (t) => {
   await t.rejects(c.apply(bad), TopologyError);
   await t.rejects(c.plan(bad), { code: 'ETOPOLOGY', issues: [{ path: '/tenants/0/endpoints/3/network' }] });
   t.equal(c.topology().generation, 2, 'invalid: nothing stored');
+  t.match(await c.metrics.metrics(), /tenet_apply_total\{result="invalid"\} 1\n/, 'an invalid plan is not counted as an apply');
 
   const r3 = await c.deleteTenant('globex');
   t.equal(r3.generation, 3);
@@ -195,6 +196,60 @@ t.test('a restarted controller loads the stored topology', async (t) => {
   t.equal(c.status().hosts.length, 3, 'a runtime per stored host');
   await c.checkDrift(); // nothing ready: a no-op
   t.ok(await c.settled(5000));
+});
+
+t.test('a stored document that no longer validates: the controller starts, reports it and manages no switch', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'tenet-ctl-unit-'));
+  const store = await EmbeddedStore.open({ dir });
+  t.teardown(async () => {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const d = doc(await hosts());
+  let c = await Controller.start({ store, advertise: ['tcp:127.0.0.1:1'], openflow: { host: '127.0.0.1', port: 0 }, driftIntervalMs: 0 });
+  await c.apply(d);
+  const alloc = c.model()!.alloc;
+  const ips = c.endpoints().map((e) => [e.id, e.ip]);
+  await c.close();
+  // As if a newer release validated more strictly: the stored document is now invalid.
+  const stale = structuredClone(d);
+  stale.tenants[0]!.endpoints.push({ name: 'x', network: 'nope', host: 'host1' });
+  await store.put(TOPOLOGY_KEY, JSON.stringify({ generation: 7, doc: stale, alloc }));
+  c = await Controller.start({ store, advertise: ['tcp:127.0.0.1:1'], openflow: { host: '127.0.0.1', port: 0 }, driftIntervalMs: 0 });
+  t.teardown(() => c.close());
+  const s = c.status();
+  t.match(s, { generation: 7, hosts: [], topologyError: /invalid topology: 1 error.*\/tenants\/0\/endpoints\/2\/network/s }, 'started; no runtime, so no switch is touched; the reason is in the status');
+  t.equal(c.model(), null);
+  const r = await c.apply(d);
+  t.equal(r.generation, 8, 'a valid apply takes over from the stored generation');
+  t.equal(c.status().topologyError, undefined);
+  t.equal(c.status().hosts.length, 3);
+  t.same(c.endpoints().map((e) => [e.id, e.ip]), ips, 'with the stored allocation');
+});
+
+t.test('a host removed from the topology is reported', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'tenet-ctl-unit-'));
+  const store = await EmbeddedStore.open({ dir });
+  const c = await Controller.start({ store, advertise: ['tcp:127.0.0.1:1'], openflow: { host: '127.0.0.1', port: 0 }, driftIntervalMs: 0 });
+  t.teardown(async () => {
+    await c.close();
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const events: ControllerEvent[] = [];
+  c.on('event', (e) => events.push(e));
+  const d = doc(await hosts());
+  await c.apply(d);
+  t.equal(c.status().removedHosts, undefined);
+  const without3 = structuredClone(d);
+  without3.hosts = (d.hosts as { name: string }[]).filter((h) => h.name !== 'host3');
+  without3.tenants[0]!.endpoints = without3.tenants[0]!.endpoints.filter((e) => e.host !== 'host3');
+  await c.apply(without3);
+  t.same(c.status().removedHosts, ['host3'], 'status names it');
+  t.same(c.status().hosts.map((h) => h.name), ['host1', 'host2']);
+  t.ok(events.some((e) => e.type === 'error' && e.host === 'host3' && /removed from the topology.*keeps its last flows/.test(e.message)), 'an event says its switch keeps its flows');
+  await c.apply(d);
+  t.equal(c.status().removedHosts, undefined, 'back in the topology: no longer reported');
 });
 
 t.test('daemon: options, token, API, clean stop', async (t) => {
