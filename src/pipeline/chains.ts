@@ -18,6 +18,7 @@
  */
 import { chainDestinations, chainSources, type Chain, type ChainInstance, type Endpoint } from '../model/index.js';
 import { OFPG_ANY, OFPGC, OFPGT, OFPP, type Action, type FlowMod, type GroupMod, type Instruction, type OxmTlv } from '../openflow/index.js';
+import { TenetError } from '../util/errors.js';
 import { apply, FLD, flow, goto, M, mac, portMasks, setField, tlv, u32 } from './build.js';
 import type { Contribution, Ctx } from './compile.js';
 import { chainGroup, PRIO, T } from './tables.js';
@@ -79,12 +80,74 @@ function hopGroup(ctx: Ctx, c: Chain, k: number, reply: boolean): GroupMod | und
 // 0xfff8: OFPP_IN_PORT in the 16-bit form NXAST_RESUBMIT_TABLE carries ("resubmit(,40)")
 const RESUBMIT_L2: Action = { type: 'resubmit', inPort: 0xfff8, table: T.L2 };
 
-/** A chain's flows and groups on `host`. */
+/**
+ * Two chains (or one, twice) put the same table-20 flow on a host: the packet's
+ * position would be ambiguous and the switch state cannot hold both. Validation
+ * rejects the models that do this (model/chains.ts); reaching it is a bug there.
+ */
+export class ChainConflictError extends TenetError {
+  constructor(host: string, flowText: string, chains: string[]) {
+    super('ECHAINCONFLICT', `chains ${chains.map((c) => `"${c}"`).join(' and ')} both classify ${flowText} on host ${host}`, { host, flow: flowText, chains });
+  }
+}
+
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+const hex = (b: Uint8Array) => {
+  let s = '';
+  for (const x of b) s += HEX[x];
+  return s;
+};
+/** A flow's identity as OpenFlow sees it (table, priority, match; the match is in canonical order). */
+function flowIdentity(f: FlowMod): string {
+  let k = `table=${f.tableId},priority=${f.priority}`;
+  for (const m of f.match) k += `,${m.field.name}=${hex(m.value)}${m.mask ? `/${hex(m.mask)}` : ''}`;
+  return k;
+}
+
+/** Per compile context and host: the chain flows' identities and which chain put each (kept up to date as chains are regenerated). */
+const claims = new WeakMap<Ctx, Map<string, { byFlow: Map<string, string>; byChain: Map<string, string[]> }>>();
+
+function claim(ctx: Ctx, host: string, c: Chain, flows: FlowMod[]): void {
+  let hosts = claims.get(ctx);
+  if (!hosts) claims.set(ctx, (hosts = new Map()));
+  let h = hosts.get(host);
+  if (!h) hosts.set(host, (h = { byFlow: new Map(), byChain: new Map() }));
+  for (const k of h.byChain.get(c.id) ?? []) h.byFlow.delete(k);
+  const mine: string[] = [];
+  for (const f of flows) {
+    const k = flowIdentity(f);
+    const owner = h.byFlow.get(k);
+    if (owner !== undefined) {
+      for (const x of mine) h.byFlow.delete(x);
+      h.byChain.delete(c.id);
+      throw new ChainConflictError(host, k, owner === c.id ? [c.id] : [owner, c.id]);
+    }
+    h.byFlow.set(k, c.id);
+    mine.push(k);
+  }
+  h.byChain.set(c.id, mine);
+}
+
+/**
+ * Table-20 flows of a local service-function port (an endpoint that is an instance
+ * of some chain), below its chain flows: its own source address goes on like any
+ * endpoint's traffic (it came through port security and policy); other IPv4 from
+ * it, which port security sent here directly, is dropped unless one of its chain
+ * positions (the flows above) took it.
+ */
+export function sfFlows(cookie: bigint, reg14: OxmTlv, meta: OxmTlv, nwSrc: OxmTlv | undefined): FlowMod[] {
+  const out: FlowMod[] = [];
+  if (nwSrc) out.push(flow(T.CHAIN, PRIO.SF_FOREIGN, cookie, [M.ip, nwSrc, reg14, meta], PASS));
+  out.push(flow(T.CHAIN, PRIO.SF_FOREIGN_DROP, cookie, [M.ip, reg14, meta], DROP));
+  return out;
+}
+
+/** A chain's flows and groups on `host`. Throws ChainConflictError if another chain put one of its flows on the host already. */
 export function genChain(ctx: Ctx, host: string, c: Chain): Contribution {
   const t = ctx.tenants.get(c.tenant)!;
   const sources = chainSources(t, c).filter((e) => e.ip !== undefined);
   const dests = chainDestinations(t, c).filter((e) => e.ip !== undefined);
-  if (!sources.length || !dests.length) return NONE;
+  if (!sources.length || !dests.length) return claim(ctx, host, c, []), NONE;
   const cookie = ctx.cookie(`chain:${c.id}`);
   const meta = ctx.net(c.network).meta;
   const local = (e: Endpoint) => e.host === host && ctx.ofport(e) !== undefined;
@@ -127,6 +190,7 @@ export function genChain(ctx: Ctx, host: string, c: Chain): Contribution {
       }
     });
   }
+  claim(ctx, host, c, flows);
   if (!flows.length) return NONE;
   const groups: GroupMod[] = [];
   c.hops.forEach((_, k) => {

@@ -36,7 +36,7 @@ import {
   writeMeta,
 } from './build.js';
 import { FLAG_FROM_TUNNEL, floodGroup, PRIO, T } from './tables.js';
-import { genChain } from './chains.js';
+import { genChain, sfFlows } from './chains.js';
 
 /** reg11 value naming a host (see tables.ts); validation rejects two hosts with the same key. */
 export function hostKey(host: string): number {
@@ -508,11 +508,13 @@ function endpointFlows(ctx: Ctx, host: string, e: Endpoint, c: EpCache): Contrib
   const sf = local && ctx.serviceFunctions.has(e);
   if (local && po && pair) {
     flows.push(flow(T.CLASSIFY, PRIO.NORMAL, cookie, po.inPortMatch, [(pair.classifyApply ??= apply([c.setReg14, po.setReg13])), nc.writeMeta, goto(T.PORT_SEC)]));
-    // A service function forwards others' packets: its MAC only, and no policy (see tables.ts CHAIN).
-    if (sf) flows.push(flow(T.PORT_SEC, PRIO.NORMAL, cookie, [c.dlSrc, c.reg14, c.meta], TO_CHAIN));
-    else if (c.nwSrc) flows.push(flow(T.PORT_SEC, PRIO.NORMAL, cookie, [c.dlSrc, M.ip, c.nwSrc, c.reg14, c.meta], TO_ACL_IN));
-    if (c.arpSpa && !sf) flows.push(flow(T.PORT_SEC, PRIO.NORMAL, cookie, [c.dlSrc, M.arp, c.arpSpa, c.arpSha, c.reg14, c.meta], TO_ACL_IN));
-    if (c.ip6Src && !sf) {
+    // Its own addresses: the normal path (anti-spoofing, then policy), service function or not.
+    if (c.nwSrc) flows.push(flow(T.PORT_SEC, PRIO.NORMAL, cookie, [c.dlSrc, M.ip, c.nwSrc, c.reg14, c.meta], TO_ACL_IN));
+    // A service function also forwards others' IPv4 packets: straight to the chain table, which
+    // passes only what matches one of its chain positions (see chains.ts sfFlows). No foreign IPv6.
+    if (sf) flows.push(flow(T.PORT_SEC, PRIO.SF_FOREIGN, cookie, [c.dlSrc, M.ip, c.reg14, c.meta], TO_CHAIN));
+    if (c.arpSpa) flows.push(flow(T.PORT_SEC, PRIO.NORMAL, cookie, [c.dlSrc, M.arp, c.arpSpa, c.arpSha, c.reg14, c.meta], TO_ACL_IN));
+    if (c.ip6Src) {
       flows.push(flow(T.PORT_SEC, PRIO.NORMAL, cookie, [c.dlSrc, M.ip6, c.ip6Src, c.reg14, c.meta], TO_ACL_IN));
       flows.push(flow(T.PORT_SEC, PRIO.NORMAL, cookie, [c.dlSrc, M.ip6, LINK_LOCAL_SRC, c.reg14, c.meta], TO_ACL_IN));
     }
@@ -526,10 +528,15 @@ function endpointFlows(ctx: Ctx, host: string, e: Endpoint, c: EpCache): Contrib
   // L2 lookup + output.
   const l2Match = (c.l2Match ??= [c.dlDst, nc.meta]);
   if (local) {
-    if (po && sf) {
-      // No conntrack at a service function's port: it sees one direction of many connections.
+    if (po && pair && sf) {
+      // No conntrack for what a service function forwards (it sees one direction of many
+      // connections); traffic to its own addresses is tracked like any endpoint's, so that its
+      // replies (normal path, conntrack at the source) are +est.
+      if (c.nwDst) flows.push(flow(T.L2, PRIO.SF_OWN, cookie, [c.dlDst, M.ip, c.nwDst, nc.meta], (pair.l2LocalIns ??= [apply([c.setReg15, po.setReg13, CT_CLEAR]), goto(T.ACL_OUT)])));
+      if (c.ip6Src) flows.push(flow(T.L2, PRIO.SF_OWN, cookie, [c.dlDst, M.ip6, nc.meta], (pair.l2LocalIns ??= [apply([c.setReg15, po.setReg13, CT_CLEAR]), goto(T.ACL_OUT)])));
       flows.push(flow(T.L2, PRIO.NORMAL, cookie, l2Match, [apply([c.setReg15]), goto(T.OUTPUT)]));
       flows.push(flow(T.OUTPUT, PRIO.NORMAL, cookie, [c.reg15, nc.meta], po.outIns));
+      flows.push(...sfFlows(cookie, c.reg14, nc.meta, c.nwSrc));
     } else if (po && pair) {
       flows.push(flow(T.L2, PRIO.NORMAL, cookie, l2Match, (pair.l2LocalIns ??= [apply([c.setReg15, po.setReg13, CT_CLEAR]), goto(T.ACL_OUT)])));
       flows.push(flow(T.OUTPUT, PRIO.NORMAL, cookie, [c.reg15, nc.meta], po.outIns));

@@ -1,6 +1,6 @@
 /** Pipeline compiler: model + placement -> per-host flows and groups (pure), incremental deltas, text output. */
 export { TABLES, TABLE_BY_ID, T, PRIO, floodGroup, chainGroup, isChainGroup, FLAG_FROM_TUNNEL, type TableSpec } from './tables.js';
-export { genChain, liveInstances } from './chains.js';
+export { ChainConflictError, genChain, liveInstances } from './chains.js';
 export {
   compile,
   defaultPlacement,

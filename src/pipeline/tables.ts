@@ -56,11 +56,12 @@ export const TABLES: readonly TableSpec[] = [
   },
   {
     // Anti-spoofing: a port may only send with its own MAC, and IP/ARP only from its own addresses.
-    // A service-function port (a chain instance) forwards other endpoints' packets: MAC check only,
-    // and straight to the chain table (its traffic was policed at its source; see CHAIN).
+    // A service-function port (a chain instance) also forwards other endpoints' IPv4 packets: those
+    // go straight to the chain table (policed at their source; see CHAIN), which drops what matches
+    // none of the instance's chain positions. Its own-address traffic and ARP take the normal path.
     id: T.PORT_SEC,
     name: 'port_security',
-    doc: 'drop frames whose eth_src / ip_src / arp_spa do not belong to the port (service functions: eth_src only)',
+    doc: 'drop frames whose eth_src / ip_src / arp_spa do not belong to the port (service functions: also others\' IPv4, to the chain table)',
     match: ['metadata', 'reg14', 'dl_src', 'dl_type', 'nw_src', 'ipv6_src', 'arp_spa', 'arp_sha'],
     set: [],
     next: [T.ACL_IN, T.CHAIN],
@@ -82,6 +83,8 @@ export const TABLES: readonly TableSpec[] = [
     // hop k+1, or after the last hop on as addressed; for symmetric chains the replies likewise
     // backwards from the destination's port. "Go to hop k" = the hop's select group, whose bucket
     // sets eth_dst to the chosen instance's MAC and resubmits to L2. Tunnel traffic never gets here.
+    // Below the chain flows, per service-function port: its own source address passes on, any other
+    // IPv4 from it (not at one of its chain positions) is dropped.
     id: T.CHAIN,
     name: 'chain',
     doc: 'service chains: inport + classifier -> next hop (select group: eth_dst := instance MAC)',
@@ -124,10 +127,12 @@ export const TABLES: readonly TableSpec[] = [
     // L2 lookup: known MAC -> logical outport (local ones also get their ct zone, and lose the
     // ingress ct state); multicast/broadcast -> the network's flood group (from a tunnel: local
     // ports only, so frames never bounce between hosts).
+    // A service function's port: frames to its own IPv4/IPv6 address are conntracked (table 50) like
+    // any endpoint's; what it is sent to forward (other destinations) goes straight to table 60.
     id: T.L2,
     name: 'l2_lookup',
     doc: 'eth_dst -> logical outport; broadcast -> flood group',
-    match: ['metadata', 'reg10', 'dl_dst'],
+    match: ['metadata', 'reg10', 'dl_dst', 'dl_type', 'nw_dst'],
     // tun_id: set by the flood groups' tunnel buckets
     set: ['reg11', 'reg13', 'reg15', 'tun_id'],
     next: [T.ACL_OUT, T.OUTPUT],
@@ -166,7 +171,13 @@ export const PRIO = {
   POLICY_TOP: 2000,
   CT_COMMIT: 1000,
   FLOOD_FROM_TUNNEL: 110,
+  /** L2: a service function's own addresses (conntracked) before its untracked MAC flow. */
+  SF_OWN: 105,
   NORMAL: 100,
+  /** Port security: others' IPv4 from a service function, below its own-address flows. Chain table: its own source passes, below the chain flows. */
+  SF_FOREIGN: 90,
+  /** Chain table: other foreign-source IPv4 from a service function (matches none of its chain positions). */
+  SF_FOREIGN_DROP: 80,
   GATEWAY_DROP: 50,
   TENANT_DEFAULT: 10,
   MISS: 0,

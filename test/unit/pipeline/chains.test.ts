@@ -4,6 +4,7 @@ import { loadTopology } from '../../../src/model/index.js';
 import { formatFlow, formatGroup, OFPGT } from '../../../src/openflow/index.js';
 import { chainGroup, compile, cookieOf, flowProblems, groupProblems, IncrementalCompiler, T } from '../../../src/pipeline/index.js';
 import { findEndpoint, headersBetween, traceBetween, Tracer, verdicts } from '../../../src/trace/index.js';
+import type { Endpoint } from '../../../src/model/index.js';
 
 const base = JSON.parse(readFileSync(new URL('../../../topologies/chain-three-hosts.json', import.meta.url), 'utf8'));
 /** The example with the chain's fields overridden, plus an unrelated tenant. */
@@ -35,10 +36,11 @@ t.test('compiled flows and groups: table 20 steering, select groups, service-fun
   // host2 has the firewalls: re-entry from either goes to the IDS (forward) or back out (replies, last hop reversed)
   const h2 = r.host('host2').flows.map(formatFlow);
   const fwSec = h2.filter((f) => f.includes('table=5,') && f.includes(fw1.mac));
-  t.same(fwSec.length, 1, 'a firewall port has one port-security flow');
-  t.notMatch(fwSec[0]!, /nw_src|arp_spa/, 'MAC only: it forwards others\' packets');
-  t.match(fwSec[0]!, /goto_table:20/, 'and skips the tenant policy');
-  t.ok(h2.some((f) => f.includes(`table=40,`) && f.includes(`dl_dst=${fw1.mac}`) && f.endsWith('goto_table:60')), 'no conntrack at a service-function port');
+  t.same(fwSec.length, 3, 'a firewall port: its own IPv4 and ARP (normal path), others\' IPv4 (to the chain table)');
+  t.match(fwSec.find((f) => f.includes('arp'))!, `arp_spa=${fw1.ip! >>> 24}.`, 'ARP only from its own address');
+  t.match(fwSec.find((f) => f.includes('priority=90'))!, /^[^ ]+ table=5, priority=90,ip,reg14=0x[0-9a-f]+,metadata=0x[0-9a-f]+,dl_src=[0-9a-f:]+ actions=goto_table:20$/, 'others\' IPv4, below its own: straight to the chain table');
+  t.ok(h2.some((f) => f.includes(`table=40, priority=100,`) && f.includes(`dl_dst=${fw1.mac}`) && f.endsWith('goto_table:60')), 'no conntrack for what a service function is sent to forward');
+  t.ok(h2.some((f) => f.includes(`table=40, priority=105,ip,`) && f.includes(`dl_dst=${fw1.mac}`) && f.endsWith('goto_table:50')), 'conntrack for what is sent to its own address');
   t.equal(h2.filter((f) => f.includes('table=20,') && f.includes(`group:${chainGroup(chain.key, 1, false)}`)).length, 2, 'both firewalls -> the IDS');
   t.equal(h2.filter((f) => f.includes('table=20,') && f.includes('nw_src=10.1.0.20') && f.endsWith('goto_table:25')).length, 2, 'replies out of a firewall go on to the client');
   t.notOk(r.host('host3').flows.some((f) => f.tableId === T.CHAIN && f.cookie === cookie && formatFlow(f).includes('reg14=0x' + model.tenants[0]!.endpoints.find((e) => e.name === 'client')!.port.toString(16) + ',')), 'nothing classifies the client on host3');
@@ -184,4 +186,44 @@ t.test('the reconciler\'s diff after a chain change: only the chain\'s flows and
       t.ok([...d.addGroups, ...d.changeGroups, ...d.removeGroups].every((g) => g.groupId >= 0x80000000), `${what}, ${h.name}: only chain groups change`);
     }
   }
+});
+
+t.test('service-function ports: no spoofing, no policy bypass', async (t) => {
+  const r = compile(model);
+  const tracer = new Tracer(r);
+  const [fw1, client, server, other] = ['fw-1', 'client', 'server', 'other'].map((n) => findEndpoint(model, `acme/${n}`)) as [Endpoint, Endpoint, Endpoint, Endpoint];
+  const port = r.ctx.placement.hosts['host2']!.ports[fw1.id]!;
+  const from = (to: Endpoint, spec: Parameters<typeof headersBetween>[2]) => tracer.trace('host2', port, headersBetween(fw1, to, spec));
+  const spoof = (src: Endpoint) => ({ nw_src: BigInt(src.ip!) });
+  // At its chain position (leaving a firewall to server tcp/80, as the client): on to the IDS.
+  t.same(from(server, { protocol: 'tcp', dport: 80, set: spoof(client) }).passes, ['acme/ids-1@host3'], 'a chain position: others\' packets go on to the next hop');
+  // (Within a chain position the source address is not checked: docs/PIPELINE.md "Service-function ports".)
+  // Foreign sources anywhere else: dropped in table 20.
+  for (const [what, to, spec] of [
+    ['tcp/22 to the server as the client', server, { protocol: 'tcp', dport: 22, set: spoof(client) }],
+    ['icmp to the server as the client', server, { protocol: 'icmp', set: spoof(client) }],
+    ['tcp/80 to another endpoint as the client', other, { protocol: 'tcp', dport: 80, set: spoof(client) }],
+    ['udp/80 to the server as the client', server, { protocol: 'udp', dport: 80, set: spoof(client) }],
+  ] as const) {
+    const v = verdicts(from(to, spec));
+    t.match(v, [/dropped on host2 at table 20 \(chain\)/], `foreign source, ${what}: dropped (${v.join('; ')})`);
+  }
+  const arp = verdicts(from(server, { protocol: 'arp', set: { arp_spa: BigInt(client.ip!) } }));
+  t.match(arp, [/dropped on host2 at table 5 \(port_security\)/], `ARP claiming the client's address: dropped (${arp.join('; ')})`);
+  const arpSha = verdicts(from(server, { protocol: 'arp', set: { arp_sha: 0x0a0000000001n } }));
+  t.match(arpSha, [/dropped on host2 at table 5/], 'ARP with a foreign sha: dropped');
+  const ip6 = verdicts(tracer.trace('host2', port, new Map([['dl_src', BigInt('0x' + fw1.mac.replace(/:/g, ''))], ['dl_dst', BigInt('0x' + server.mac.replace(/:/g, ''))], ['dl_type', 0x86ddn], ['ipv6_src', 0xfd00n << 112n], ['ipv6_dst', (0xfd00n << 112n) | 2n], ['nw_proto', 58n]])));
+  t.match(ip6, [/dropped on host2 at table 5/], 'IPv6 from a service function (not its own address): dropped');
+  // Its own address: port security, then the tenant's policy (table 10), like any endpoint.
+  const own = from(server, { protocol: 'tcp', dport: 22 });
+  t.ok(own.steps.some((s) => s.table === T.ACL_IN), 'its own traffic goes through the tenant policy (table 10)');
+  t.same(verdicts(own), verdicts(traceBetween(r, 'acme/other', 'acme/server', { protocol: 'tcp', dport: 22 })), 'and gets the verdict any endpoint gets');
+});
+
+t.test('two chains that put the same flow on a host (validation bypassed): a typed error naming both', async (t) => {
+  const m = loadTopology(doc());
+  const c = m.tenants[0]!.chains[0]!;
+  m.tenants[0]!.chains.push({ ...c, id: 'acme/web-copy', name: 'web-copy', key: c.key + 1 });
+  t.throws(() => compile(m), { name: 'ChainConflictError', code: 'ECHAINCONFLICT', message: /chains "acme\/web" and "acme\/web-copy" both classify table=20,priority=100,/ });
+  t.doesNotThrow(() => compile(model), 'each chain once: fine');
 });
