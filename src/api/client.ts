@@ -4,9 +4,10 @@
  * topology, the validator's `issues`.
  */
 import WebSocket from 'ws';
-import type { ApplyResult, ChainInfo, ControllerStatus, EndpointInfo, HostStatus, Plan } from '../controller/types.js';
+import type { ApplyResult, ChainInfo, ControllerStatus, EndpointInfo, HostStatus, Plan } from '../controller/index.js';
 import type { ValidationIssue } from '../model/index.js';
 import { TenetError } from '../util/errors.js';
+import { formatIssues } from '../util/issues.js';
 import { EVENTS_PATH, type ApiErrorBody, type EventMessage } from './protocol.js';
 import type { NetworkInfo, TenantInfo } from './views.js';
 
@@ -29,18 +30,13 @@ export class ApiError extends TenetError {
   }
 }
 
-/** "  /path: message" per issue (the root as "/"), one per line. */
-export function formatIssues(issues: readonly ValidationIssue[]): string {
-  return issues.map((i) => `  ${i.path || '/'}: ${i.message}`).join('\n');
-}
-
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 export interface ApiClientOptions {
   /** Base URL, e.g. http://127.0.0.1:6680. */
   url: string;
   token?: string;
-  /** Per request (GET /v1/wait adds its own timeout on top). */
+  /** Per request (GET /v1/wait adds its own timeout on top), and for the event stream's opening handshake. */
   timeoutMs?: number;
 }
 
@@ -120,7 +116,8 @@ export class ApiClient {
   events(onMessage: (m: EventMessage) => void, onClose?: (err?: Error) => void): Promise<() => void> {
     const url = new URL(this.url + EVENTS_PATH);
     url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
-    const ws = new WebSocket(url, { headers: this.token ? { authorization: `Bearer ${this.token}` } : {} });
+    // Without a handshake timeout a server that accepts but never answers the upgrade would hang the caller.
+    const ws = new WebSocket(url, { headers: this.token ? { authorization: `Bearer ${this.token}` } : {}, handshakeTimeout: this.timeoutMs });
     return new Promise((resolve, reject) => {
       let open = false;
       const fail = (err: Error) => (open ? onClose?.(err) : reject(err));
@@ -128,7 +125,7 @@ export class ApiClient {
         fail(new ApiError(res.statusCode ?? 0, res.statusCode === 401 ? 'unauthorized' : 'refused', `event stream refused: ${res.statusCode} ${res.statusMessage}`));
         ws.terminate();
       });
-      ws.on('error', (err) => fail(new ApiError(0, 'unreachable', `cannot open the event stream at ${url.href}: ${err.message}`)));
+      ws.on('error', (err) => fail(new ApiError(0, 'unreachable', `cannot open the event stream at ${url.href}: ${err.message}`, [], { url: url.href })));
       ws.on('open', () => {
         open = true;
         resolve(() => ws.close());
@@ -160,6 +157,7 @@ export class ApiClient {
     if (this.token) headers.authorization = `Bearer ${this.token}`;
     if (body !== undefined) headers['content-type'] = 'application/json';
     let res: Response;
+    let text: string;
     try {
       res = await fetch(this.url + path, {
         method,
@@ -167,12 +165,13 @@ export class ApiClient {
         ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
         signal: AbortSignal.timeout(timeoutMs),
       });
+      // Inside the try: the connection can also break (or the timeout fire) while the body arrives.
+      text = await res.text();
     } catch (err) {
       const e = err as Error & { cause?: Error };
       const why = e.name === 'TimeoutError' ? `no answer within ${timeoutMs / 1000} s` : (e.cause?.message ?? e.message);
-      throw new ApiError(0, 'unreachable', `cannot reach the controller API at ${this.url}: ${why}`, [], { url: this.url });
+      throw new ApiError(0, 'unreachable', `cannot reach the controller API at ${this.url} (${method} ${path}): ${why}`, [], { url: this.url, method, path });
     }
-    const text = await res.text();
     if (res.ok) return { status: res.status, text };
     let b: Partial<ApiErrorBody> = {};
     try {

@@ -1,5 +1,5 @@
 /** What goes over the wire between the API server and its clients (no server code: the CLI imports it). */
-import type { ControllerEvent, ControllerStatus } from '../controller/types.js';
+import type { ControllerEvent, ControllerStatus } from '../controller/index.js';
 import type { ValidationIssue } from '../model/index.js';
 
 export const EVENTS_PATH = '/v1/events';

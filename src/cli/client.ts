@@ -2,14 +2,12 @@
  * `tenet apply|plan|get|delete|status`: clients of the controller's REST API
  * (`tenet controller`). The formatting is pure and exported for tests.
  */
-import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
-import { ApiClient, DEFAULT_API_URL } from '../api/client.js';
-import type { EventMessage } from '../api/protocol.js';
-import type { NetworkInfo, TenantInfo } from '../api/views.js';
-import type { ChainInfo, ControllerStatus, EndpointInfo, HostStatus, Plan } from '../controller/types.js';
+import { ApiClient, DEFAULT_API_URL, type EventMessage, type NetworkInfo, type TenantInfo } from '../api/index.js';
+import type { ChainInfo, ControllerStatus, EndpointInfo, HostStatus, Plan } from '../controller/index.js';
 import type { SelectorDoc } from '../model/index.js';
 import { TenetError, UsageError } from '../util/errors.js';
+import { readJsonFile } from '../util/json-file.js';
 import { readTokenFile } from '../util/token.js';
 
 /** Read when neither --token nor --token-file is given (the controller's default state dir). */
@@ -17,31 +15,10 @@ export const DEFAULT_TOKEN_FILE = '/var/lib/tenet/token';
 
 type Write = (s: string) => void;
 
-/** The document file is unreadable or not JSON (the API never saw it). */
-export class TopologyFileError extends TenetError {
-  constructor(file: string, message: string) {
-    super('ETOPOLOGY_FILE', message, { file });
-  }
-}
-
 /** Some host did not realize the applied generation (unreachable, error or timeout). */
 export class NotRealizedError extends TenetError {
   constructor(message: string, context: Record<string, unknown>) {
     super('ENOTREALIZED', message, context);
-  }
-}
-
-export function readDocFile(file: string): unknown {
-  let text: string;
-  try {
-    text = file === '-' ? readFileSync(0, 'utf8') : readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new TopologyFileError(file, `cannot read ${file}: ${(e as Error).message}`);
-  }
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new TopologyFileError(file, `${file} is not JSON: ${(e as Error).message}`);
   }
 }
 
@@ -178,7 +155,7 @@ export function connect(o: ConnectOptions): ApiClient {
 }
 
 export async function planCommand(client: ApiClient, file: string, verbose: boolean, write: Write): Promise<Plan> {
-  const plan = await client.plan(readDocFile(file));
+  const plan = await client.plan(readJsonFile(file));
   write(formatPlan(plan, verbose));
   return plan;
 }
@@ -195,7 +172,7 @@ export interface ApplyFlags {
  * generation (GET /v1/wait decides when; the stream only prints progress as it happens).
  */
 export async function applyCommand(client: ApiClient, file: string, flags: ApplyFlags, write: Write): Promise<void> {
-  const doc = readDocFile(file);
+  const doc = readJsonFile(file);
   write(formatPlan(await client.plan(doc), flags.verbose));
   if (flags.dryRun) {
     write('dry run: nothing applied\n');

@@ -4,6 +4,7 @@
  * executable against the real controller daemon: test/integration/api/cli.test.ts.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -98,8 +99,8 @@ t.test('client and commands against the API (in process)', async (t) => {
   t.equal(inv.out, '');
   t.match(inv.err, { status: 400, message: /^invalid topology: 2 error\(s\)\n {2}\/tenants\/0\/networks\/1\/subnet: .*overlap.*\n {2}\/tenants\/0\/endpoints\/0\/network: / });
   t.notOk(ctl.calls.includes('apply'));
-  t.match((await run((w) => planCommand(client, notJson, false, w))).err, { code: 'ETOPOLOGY_FILE', message: /is not JSON/ });
-  t.match((await run((w) => planCommand(client, join(dir, 'absent.json'), false, w))).err, { code: 'ETOPOLOGY_FILE', message: /cannot read/ });
+  t.match((await run((w) => planCommand(client, notJson, false, w))).err, { code: 'EFILE', message: /is not JSON/ });
+  t.match((await run((w) => planCommand(client, join(dir, 'absent.json'), false, w))).err, { code: 'EFILE', message: /cannot read/ });
 
   const plan = await run((w) => planCommand(client, good, true, w));
   t.equal(plan.err, undefined);
@@ -150,4 +151,37 @@ t.test('client and commands against the API (in process)', async (t) => {
   t.throws(() => connect({ api: api.url, tokenFile: join(dir, 'absent') }), { code: 'EUSAGE', message: /cannot read a token/ });
   writeFileSync(join(dir, 'token'), `${TOKEN}\n`);
   t.equal((await connect({ api: api.url, tokenFile: join(dir, 'token') }).status()).generation, 5);
+});
+
+t.test('client failures name the API: a silent event-stream handshake, a body cut short', async (t) => {
+  // Accepts connections and never answers: the upgrade must time out, not hang `tenet apply`.
+  const silent = createServer(() => undefined);
+  // Promises 1000 bytes, sends 2, then drops the connection.
+  const cut = createServer((s) => {
+    s.once('data', () => {
+      s.write('HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{"');
+      setImmediate(() => s.destroy());
+    });
+  });
+  const sockets = new Set<Socket>();
+  for (const srv of [silent, cut]) srv.on('connection', (s) => sockets.add(s));
+  await Promise.all([silent, cut].map((srv) => new Promise<void>((r) => srv.listen(0, '127.0.0.1', r))));
+  t.teardown(async () => {
+    for (const s of sockets) s.destroy();
+    await Promise.all([silent, cut].map((srv) => new Promise((r) => srv.close(r))));
+  });
+  const url = (srv: typeof silent) => `http://127.0.0.1:${(srv.address() as AddressInfo).port}`;
+
+  const hung = Symbol('hung');
+  const guard = <T>(p: Promise<T>) => Promise.race([p, new Promise<typeof hung>((r) => setTimeout(() => r(hung), 20_000).unref())]);
+  const ev = await guard(new ApiClient({ url: url(silent), timeoutMs: 200 }).events(() => undefined).then(
+    (close) => (close(), 'opened'),
+    (e: unknown) => e,
+  ));
+  t.not(ev, hung, 'the handshake gives up');
+  t.match(ev, { constructor: ApiError, status: 0, message: /event stream/ });
+
+  const err = await new ApiClient({ url: url(cut) }).status().catch((e: unknown) => e);
+  t.ok(err instanceof ApiError, 'an ApiError, not a bare TypeError');
+  t.match(err, { status: 0, message: new RegExp(`${url(cut)}.*GET /v1/status`), context: { url: url(cut), path: '/v1/status' } });
 });
