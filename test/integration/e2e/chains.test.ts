@@ -5,15 +5,18 @@
  * addresses, forwarding service functions with nftables counters. Shows the
  * controller carries chains unchanged (it calls the same compile()): select groups
  * on the switches, every client packet through a firewall and then the IDS.
- * (Health-driven instance removal needs the controller to feed `unhealthy` to
- * compile(); test/integration/pipeline/chains.test.ts covers it without the daemon.)
+ * Health through the daemon: `tenet get chains` shows each instance; a firewall
+ * whose eth0 goes down leaves its group (link_state from OVSDB) while a
+ * long-lived connection through the other goes on, and rejoins when up; a
+ * firewall whose container is deleted leaves its group (its port is gone).
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { ApiClient } from '../../../src/api/client.js';
+import type { ChainInfo } from '../../../src/controller/types.js';
 import { addEndpointContainers, delContainer, endpointContainerName, startLabController, warmUnderlay, withLabHosts } from '../../../src/lab/index.js';
 import { tenet } from '../../helpers/cli.js';
 import { withLab } from '../../helpers/lab.js';
@@ -37,14 +40,24 @@ const one = () => new Promise((res) => {
 });
 (async () => { let ok = 0; for (let i = 0; i < n; i++) ok += (await one()) ? 1 : 0; console.log(ok); })();
 `;
+/** One long-lived connection: prints "port N" once connected, then echoes each stdin line back. */
+const PERSISTENT = `
+const s = require('node:net').connect({ host: '${SERVER}', port: 80 });
+s.setNoDelay(true);
+s.on('connect', () => console.log('port ' + s.localPort));
+s.on('data', (d) => process.stdout.write('echo ' + d));
+s.on('error', (e) => console.log('error ' + e.message));
+process.stdin.on('data', (d) => s.write(d));
+`;
 const RULES = (ttl: number) => `table inet tenet {
   counter forwarded {}
   counter c2s {}
   counter c2s_ttl {}
+  set c2s_ports { type inet_service; flags dynamic; }
   chain through {
     type filter hook forward priority 0; policy accept;
     counter name "forwarded"
-    ip saddr ${CLIENT} ip daddr ${SERVER} tcp dport 80 counter name "c2s"
+    ip saddr ${CLIENT} ip daddr ${SERVER} tcp dport 80 counter name "c2s" add @c2s_ports { tcp sport }
     ip saddr ${CLIENT} ip daddr ${SERVER} tcp dport 80 ip ttl ${ttl} counter name "c2s_ttl"
   }
 }
@@ -107,6 +120,74 @@ t.test('controller end to end: a service chain across 3 hosts', async (t) => {
     const [g1, g2, g3] = await Promise.all(['fw-1', 'fw-2', 'ids-1'].map(read));
     t.same([g1!['forwarded'], g2!['forwarded'], g3!['forwarded']], [f1!['forwarded'], f2!['forwarded'], ids!['forwarded']], 'and passes no service function');
 
+    // tenet get chains: every instance bound and healthy.
+    const getChains = async (): Promise<ChainInfo[]> => {
+      const r = await tenet(['get', 'chains', '-o', 'json', '--api', ctl.url, '--token', ctl.token!]);
+      if (r.code !== 0) throw new Error(`tenet get chains: ${r.stderr}`);
+      return JSON.parse(r.stdout) as ChainInfo[];
+    };
+    const healthOf = (cs: ChainInfo[]) => cs.flatMap((ch) => ch.hops.map((h) => `${h.state}: ${h.instances.map((i) => `${i.endpoint.split('/')[1]} ${i.health}`).join(', ')}`));
+    const ofports = Object.fromEntries((await api.endpoints()).map((e) => [e.id, e.ofport])); // bound by now
+    const chains0 = await getChains();
+    t.same(healthOf(chains0), ['ok: fw-1 healthy, fw-2 healthy', 'ok: ids-1 healthy'], 'tenet get chains: both hops ok, every instance healthy');
+    t.same(
+      chains0[0]!.hops.flatMap((h) => h.instances.map((i) => [i.endpoint, i.host, i.weight, i.ofport])),
+      [['acme/fw-1', 'host2', 1, ofports['acme/fw-1']], ['acme/fw-2', 'host2', 2, ofports['acme/fw-2']], ['acme/ids-1', 'host3', 1, ofports['acme/ids-1']]],
+      'instances with their host, weight and ofport (as GET /v1/endpoints shows it)',
+    );
+    const table = await tenet(['get', 'chains', '--api', ctl.url, '--token', ctl.token!]);
+    t.match(table.stdout, /^acme\/web: endpoints=client -> endpoints=server tcp\/80 \(network net, symmetric, failMode closed\)\n/, 'the table names the classifier');
+
+    // Port down: a long-lived connection through one firewall; the other one's eth0 goes down.
+    const setOf = async (sf: string) => {
+      const out = JSON.parse((await lab.exec(c(sf), ['nft', '-j', 'list', 'set', 'inet', 'tenet', 'c2s_ports'])).stdout) as { nftables: { set?: { elem?: number[] } }[] };
+      return out.nftables.flatMap((o) => o.set?.elem ?? []);
+    };
+    // fw-1 fails; a long-lived connection that the hash put on fw-2 (weight 2: 2 in 3 do) must not notice.
+    const carrier = 'fw-2';
+    const failed = 'fw-1';
+    let conn1: Persistent | undefined;
+    for (let i = 0; i < 8 && !conn1; i++) {
+      const p = await persistent(t, lab.container(c('client')).namespace);
+      if (!(await p.say('first'))) continue;
+      if ((await setOf(carrier)).includes(p.port)) conn1 = p;
+    }
+    if (!conn1) throw new Error('no long-lived connection through fw-2 in 8 tries');
+    t.pass(`a long-lived connection through ${carrier} (port ${conn1.port})`);
+    const failedMac = eps.find((e) => e.name === failed)!.mac;
+    const events: string[] = [];
+    const closeEvents = await api.events((m) => {
+      if (m.type === 'link') events.push(`${m.ifaceId} ${m.up ? 'up' : 'down'}`);
+    });
+    t.teardown(closeEvents);
+    const tDown = Date.now();
+    await lab.exec(c(failed), ['ip', 'link', 'set', 'eth0', 'down']);
+    await until(`${failed} left the select group on host1`, async () => !(await lab.ofctl('host1', 'dump-groups', 'br-int')).stdout.includes(failedMac), 30_000, 50);
+    const downS = (Date.now() - tDown) / 1000;
+    t.comment(`${failed} eth0 down -> out of host1's group after ${downS.toFixed(2)} s (link_state through OVSDB, recompile, group mod)`);
+    t.same(events, [`acme/${failed} down`], 'the event stream reported the link going down');
+    const chainsDown = await getChains();
+    t.same(healthOf(chainsDown), [`degraded: ${['fw-1', 'fw-2'].map((f) => `${f} ${f === failed ? 'link down' : 'healthy'}`).join(', ')}`, 'ok: ids-1 healthy'], `tenet get chains: ${failed} link down, hop degraded`);
+    t.ok(await conn1.say('second'), `the connection through ${carrier} goes on`);
+    const b = await Promise.all(['fw-1', 'fw-2'].map(read));
+    const m = 8;
+    t.equal(await conn(m), m, `${m} new connections with ${failed} down`);
+    const a = await Promise.all(['fw-1', 'fw-2'].map(read));
+    const idx = (f: string) => (f === 'fw-1' ? 0 : 1);
+    t.equal(a[idx(failed)]!['forwarded'], b[idx(failed)]!['forwarded'], `${failed} got no packet`);
+    t.ok(a[idx(carrier)]!['c2s']! - b[idx(carrier)]!['c2s']! >= m * 3, `${carrier} took them all (${a[idx(carrier)]!['c2s']! - b[idx(carrier)]!['c2s']!} packets)`);
+    t.ok(await conn1.say('third'), `and the long-lived connection through ${carrier} still works`);
+
+    const tUp = Date.now();
+    await lab.exec(c(failed), ['ip', 'link', 'set', 'eth0', 'up']);
+    await until(`${failed} back in the select group on host1`, async () => (await lab.ofctl('host1', 'dump-groups', 'br-int')).stdout.includes(failedMac), 30_000, 50);
+    t.comment(`${failed} eth0 up -> back in host1's group after ${((Date.now() - tUp) / 1000).toFixed(2)} s`);
+    t.same(healthOf(await getChains()), ['ok: fw-1 healthy, fw-2 healthy', 'ok: ids-1 healthy'], 'tenet get chains: healthy again');
+    t.same(events, [`acme/${failed} down`, `acme/${failed} up`], 'and the event stream the link coming back');
+    const b2 = await read(failed);
+    await until(`new connections reach ${failed} again`, async () => (await conn(3), ((await read(failed))['c2s'] ?? 0) > (b2['c2s'] ?? 0)), 30_000, 200);
+    t.ok(await conn1.say('fourth'), `the long-lived connection through ${carrier} survived it all`);
+
     // An instance's container goes away: its port unbinds, the controller recompiles without it.
     const fw1 = eps.find((e) => e.name === 'fw-1')!;
     const t0 = Date.now();
@@ -120,5 +201,46 @@ t.test('controller end to end: a service chain across 3 hosts', async (t) => {
     const viaFw2 = after[0]!['c2s']! - before[0]!['c2s']!;
     t.ok(viaFw2 >= n * 3, `fw-2 carried them all (${viaFw2} packets)`);
     t.equal(after[1]!['c2s']! - before[1]!['c2s']!, viaFw2, 'and the IDS after it');
+    t.same(healthOf(await getChains()), ['degraded: fw-1 port missing, fw-2 healthy', 'ok: ids-1 healthy'], 'tenet get chains: fw-1 port missing');
   });
 });
+
+interface Persistent {
+  port: number;
+  /** Sends a line and waits for its echo; false after 3 s. */
+  say(line: string): Promise<boolean>;
+}
+
+async function persistent(t: Test, namespace: string): Promise<Persistent> {
+  const p: ChildProcess = spawn('ip', ['netns', 'exec', namespace, process.execPath, '-e', PERSISTENT], { stdio: ['pipe', 'pipe', 'inherit'] });
+  t.teardown(() => {
+    if (p.exitCode === null) p.kill('SIGKILL');
+  });
+  let buf = '';
+  const waiters: ((line: string) => void)[] = [];
+  p.stdout!.on('data', (d: Buffer) => {
+    buf += d.toString();
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      waiters.shift()?.(line);
+    }
+  });
+  const next = (ms: number) =>
+    new Promise<string>((res) => {
+      const tm = setTimeout(() => res('timeout'), ms);
+      waiters.push((l) => (clearTimeout(tm), res(l)));
+    });
+  const first = await next(20_000); // node's start in the namespace can take seconds under load
+  const m = /^port (\d+)$/.exec(first);
+  if (!m) throw new Error(`persistent client: ${first}`);
+  return {
+    port: Number(m[1]),
+    say: async (line) => {
+      const w = next(3000);
+      p.stdin!.write(line + '\n');
+      return (await w) === `echo ${line}`;
+    },
+  };
+}
