@@ -27,6 +27,12 @@ const UNIT_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(@[a-z0-9-]{1,63}|@\d{1,6}
 const TEMPLATE = /^(.*)@(\d+)\.\.(\d+)$/;
 /** Most instances one template may expand to. */
 export const MAX_TEMPLATE_INSTANCES = 100_000;
+/**
+ * Most units a document may hold after template expansion, all templates together:
+ * validation runs on every PUT and plan, and a few bytes of `uN@1..99999` would
+ * otherwise cost seconds of CPU and hundreds of MB.
+ */
+export const MAX_EXPANDED_UNITS = 100_000;
 /** Globs over unit names: letters, digits, "-", "@", "." and the wildcards * and ?. */
 const GLOB = /^[a-z0-9*?@.-]{1,140}$/;
 
@@ -50,9 +56,10 @@ export function parseMemory(v: number | string): number {
   return Math.ceil(Number(m[1]) * MEM_SUFFIX[m[2] ?? '']!);
 }
 
-/** 536870912 → "512Mi", 8053063680 → "7.5Gi": for explanations. */
+/** 536870912 → "512Mi", 8053063680 → "7.5Gi", -1073741824 → "-1Gi": for explanations. */
 export function formatMemory(bytes: number): string {
   if (!Number.isFinite(bytes)) return 'unlimited';
+  if (bytes < 0) return `-${formatMemory(-bytes)}`;
   for (const [suffix, f] of [['Ti', 2 ** 40], ['Gi', 2 ** 30], ['Mi', 2 ** 20], ['Ki', 2 ** 10]] as const) {
     if (bytes >= f) return `${+(bytes / f).toFixed(bytes % f === 0 ? 0 : 1)}${suffix}`;
   }
@@ -158,23 +165,48 @@ export interface UnitSpec {
   desiredState: DesiredState;
 }
 
+/** `a → b → c → a` starting at cycle[start]; long cycles keep the first names and the count. */
+export function cycleText(cycle: readonly string[], start: number): string {
+  const MAX = 10;
+  const from = cycle[start]!;
+  const names: string[] = [];
+  for (let i = 0; i < Math.min(cycle.length, MAX); i++) names.push(cycle[(start + i) % cycle.length]!);
+  if (cycle.length > MAX) names.push(`… (${cycle.length - MAX} more)`);
+  names.push(from);
+  return names.join(' → ');
+}
+
 const sub = (s: string, instance: string | undefined) => (instance === undefined ? s : s.replaceAll('%i', instance));
+
+/** Units one document unit expands to: 1, a template's range size, or 0 for a bad range. */
+function rangeSize(u: Pick<UnitDoc, 'name'>): number {
+  const m = TEMPLATE.exec(u.name);
+  if (!m) return 1;
+  const lo = Number(m[2]);
+  const hi = Number(m[3]);
+  return hi >= lo && hi - lo < MAX_TEMPLATE_INSTANCES ? hi - lo + 1 : 0;
+}
+
+/** How many units expandUnits would make, without making them. */
+export function expandedCount(units: readonly Pick<UnitDoc, 'name'>[]): number {
+  let n = 0;
+  for (const u of units) n += rangeSize(u);
+  return n;
+}
 
 /**
  * Expands templates and normalizes a document's units. Expansion of a bad range
- * (reversed or too large) yields nothing; validateUnits reports it.
+ * (reversed or too large) yields nothing, and so does a document that would expand
+ * to more than MAX_EXPANDED_UNITS; validateUnits reports both.
  */
 export function expandUnits(units: readonly UnitDoc[]): UnitSpec[] {
   const out: UnitSpec[] = [];
+  if (expandedCount(units) > MAX_EXPANDED_UNITS) return out;
   units.forEach((u, source) => {
     const m = TEMPLATE.exec(u.name);
     const instances: Array<[string, string | undefined]> = [];
     if (!m) instances.push([u.name, u.name.includes('@') ? u.name.slice(u.name.indexOf('@') + 1) : undefined]);
-    else {
-      const lo = Number(m[2]);
-      const hi = Number(m[3]);
-      if (hi >= lo && hi - lo < MAX_TEMPLATE_INSTANCES) for (let i = lo; i <= hi; i++) instances.push([`${m[1]}@${i}`, String(i)]);
-    }
+    else if (rangeSize(u) > 0) for (let i = Number(m[2]); i <= Number(m[3]); i++) instances.push([`${m[1]}@${i}`, String(i)]);
     const c = u.constraints;
     const hostLabels: Record<string, string[]> = {};
     for (const [k, v] of Object.entries(c.hostLabels ?? {})) hostLabels[k] = typeof v === 'string' ? [v] : [...new Set(v)];
@@ -235,6 +267,12 @@ export function validateUnits(doc: TopologyDoc, errors: ValidationIssue[]): Unit
     });
   });
 
+  // Counted before anything is expanded: the cost of expanding is what the cap prevents.
+  const total = expandedCount(doc.units);
+  if (total > MAX_EXPANDED_UNITS) {
+    err('/units', `the units expand to ${total} units (templates included); at most ${MAX_EXPANDED_UNITS} are allowed`);
+    return [];
+  }
   const specs = expandUnits(doc.units);
   const byName = new Map<string, UnitSpec>();
   for (const s of specs) {
@@ -245,6 +283,26 @@ export function validateUnits(doc: TopologyDoc, errors: ValidationIssue[]): Unit
     } else byName.set(s.name, s);
   }
   const single = (s: UnitSpec) => !s.global && s.replicas === 1;
+  // Whether a unit lies on a machineOf cycle, found in one pass over each chain and
+  // remembered for every unit on it: a long chain costs O(length), not O(length²).
+  const cycles = new Map<UnitSpec, { names: string[]; at: number } | null>();
+  const cycleOf = (s: UnitSpec): { names: string[]; at: number } | undefined => {
+    const path: UnitSpec[] = [];
+    const onPath = new Map<UnitSpec, number>();
+    let cur: UnitSpec | undefined = s;
+    while (cur && !cycles.has(cur) && !onPath.has(cur)) {
+      onPath.set(cur, path.length);
+      path.push(cur);
+      cur = cur.machineOf === undefined ? undefined : byName.get(cur.machineOf);
+    }
+    const start = cur === undefined ? undefined : onPath.get(cur);
+    for (const x of path) cycles.set(x, null);
+    if (start !== undefined) {
+      const names = path.slice(start).map((x) => x.name);
+      for (let i = start; i < path.length; i++) cycles.set(path[i]!, { names, at: i - start });
+    }
+    return cycles.get(s) ?? undefined;
+  };
   const reported = new Set<number>();
   for (const s of specs) {
     if (s.machineOf === undefined) continue;
@@ -260,17 +318,8 @@ export function validateUnits(doc: TopologyDoc, errors: ValidationIssue[]): Unit
     else if (target === s) once(`unit "${s.name}" cannot be machineOf itself`);
     else if (!single(s) || !single(target)) once(`machineOf needs single-instance units (no replicas, not global): "${s.name}" → "${target.name}"`);
     else {
-      // Follow the chain; a cycle brings us back to a unit already on the path.
-      const path = [s.name];
-      let cur: UnitSpec | undefined = target;
-      while (cur) {
-        if (path.includes(cur.name)) {
-          if (cur.name === s.name) once(`machineOf cycle: ${[...path, cur.name].join(' → ')}`);
-          break;
-        }
-        path.push(cur.name);
-        cur = cur.machineOf === undefined ? undefined : byName.get(cur.machineOf);
-      }
+      const cycle = cycleOf(s);
+      if (cycle) once(`machineOf cycle: ${cycleText(cycle.names, cycle.at)}`);
     }
   }
   return specs;

@@ -18,7 +18,6 @@ export interface LoadedHost {
   count: number;
   /** Bumped on every change of share or count. */
   version: number;
-  alive: boolean;
 }
 
 interface Entry<H> {
@@ -49,12 +48,11 @@ export class LoadHeap<H extends LoadedHost> {
     a[i] = e;
   }
 
-  /** The least loaded live host (taken out: push it back when done), or undefined. */
+  /** The least loaded host (taken out: push it back when done), or undefined. */
   pop(): H | undefined {
     for (;;) {
       const e = this.take();
       if (!e) return undefined;
-      if (!e.host.alive) continue;
       if (e.version !== e.host.version) {
         this.push(e.host);
         continue;

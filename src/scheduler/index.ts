@@ -4,6 +4,6 @@
  * agents that act on the assignments live elsewhere (issue 9, later).
  */
 export { place, instanceIds, globalId } from './place.js';
-export { compileGlob, type NameMatcher } from './glob.js';
+export { compileGlob, GlobCache, type NameMatcher } from './glob.js';
 export type { Assignment, CurrentPlacement, Exclusion, Move, PlacementHost, PlacementResult, PlacementUnit, Unplaceable } from './types.js';
 export { hostsOf } from './hosts.js';

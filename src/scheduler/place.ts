@@ -13,8 +13,8 @@
  * 4. Whatever cannot be placed comes back with an explanation computed by running the
  *    filters one by one over the hosts and naming what each excluded.
  */
-import { formatCpu, formatMemory } from '../model/index.js';
-import { compileGlob, type NameMatcher } from './glob.js';
+import { cycleText, formatCpu, formatMemory } from '../model/index.js';
+import { GlobCache, type NameMatcher } from './glob.js';
 import { LoadHeap, type LoadedHost } from './heap.js';
 import type { Assignment, CurrentPlacement, Exclusion, Move, PlacementHost, PlacementResult, PlacementUnit, Unplaceable } from './types.js';
 
@@ -105,6 +105,8 @@ class Run {
   private readonly unplaceable: Unplaceable[] = [];
   private readonly pending: Array<() => void> = [];
   private readonly explained = new Map<string, { reason: string; excluded: Exclusion[]; settledByResources: boolean }>();
+  /** Per run, so a long-lived caller does not accumulate patterns of units long gone. */
+  private readonly globs = new GlobCache();
 
   constructor(hostList: readonly PlacementHost[]) {
     const sorted = [...hostList].sort((a, b) => cmp(a.name, b.name));
@@ -122,7 +124,6 @@ class Run {
         share: 0,
         count: 0,
         version: 0,
-        alive: true,
         units: new Map(),
         conflicters: new Map(),
       };
@@ -150,7 +151,7 @@ class Run {
         inactive.add(u.name);
         continue;
       }
-      const matchers = u.conflicts.length ? u.conflicts.map(compileGlob) : NO_MATCHERS;
+      const matchers = u.conflicts.length ? u.conflicts.map((g) => this.globs.get(g)) : NO_MATCHERS;
       const rec: UnitRec = { spec: u, name: u.name, matchers, selfConflict: matchers.length > 0 && matchers.some((m) => m(u.name)), group: undefined };
       recs.set(u.name, rec);
       if (u.global) globals.push(rec);
@@ -159,19 +160,51 @@ class Run {
 
     // ---- machineOf groups
     const groups: Group[] = [];
+    // Each unit's group root (or why it has none), memoized: one walk per chain, so a
+    // long machineOf chain costs O(length), not O(length²).
+    const rootMemo = new Map<UnitRec, UnitRec | string>();
     const rootOf = (r: UnitRec): UnitRec | string => {
-      if (r.spec.machineOf === undefined) return r;
-      const seen: string[] = [];
+      const path: UnitRec[] = [];
+      const onPath = new Map<UnitRec, number>();
       let cur = r;
-      while (cur.spec.machineOf !== undefined) {
-        seen.push(cur.name);
+      let end: UnitRec | string | undefined;
+      let cycleAt = -1;
+      for (;;) {
+        const known = rootMemo.get(cur);
+        if (known !== undefined) {
+          end = known;
+          break;
+        }
+        if (cur.spec.machineOf === undefined) {
+          end = cur;
+          break;
+        }
+        onPath.set(cur, path.length);
+        path.push(cur);
         const next = recs.get(cur.spec.machineOf);
-        if (!next) return inactive.has(cur.spec.machineOf) ? `machineOf "${cur.spec.machineOf}": that unit is inactive` : `machineOf "${cur.spec.machineOf}": no such unit`;
-        if (seen.includes(next.name)) return `machineOf cycle: ${[...seen.slice(seen.indexOf(next.name)), next.name].join(' → ')}`;
-        if (cur.spec.replicas > 1 || next.spec.global || next.spec.replicas > 1) return `machineOf needs single-instance units (no replicas, not global): "${cur.name}" → "${next.name}"`;
+        if (!next) {
+          end = inactive.has(cur.spec.machineOf) ? `machineOf "${cur.spec.machineOf}": that unit is inactive` : `machineOf "${cur.spec.machineOf}": no such unit`;
+          break;
+        }
+        const at = onPath.get(next);
+        if (at !== undefined) {
+          cycleAt = at;
+          break;
+        }
+        if (cur.spec.replicas > 1 || next.spec.global || next.spec.replicas > 1) {
+          end = `machineOf needs single-instance units (no replicas, not global): "${cur.name}" → "${next.name}"`;
+          break;
+        }
         cur = next;
       }
-      return cur;
+      if (cycleAt >= 0) {
+        // Units on the cycle name it from themselves; units leading into it, from where they enter.
+        const cycle = path.slice(cycleAt).map((x) => x.name);
+        cycle.forEach((_, i) => rootMemo.set(path[cycleAt + i]!, `machineOf cycle: ${cycleText(cycle, i)}`));
+        const entry = rootMemo.get(path[cycleAt]!)!;
+        for (let i = 0; i < cycleAt; i++) rootMemo.set(path[i]!, entry);
+      } else for (const x of path) rootMemo.set(x, end!);
+      return rootMemo.get(r) ?? end!;
     };
     const orphans: Array<[UnitRec, string]> = [];
     for (const r of recs.values()) {
@@ -214,7 +247,11 @@ class Run {
         continue;
       }
       const { id, unit } = ref;
-      if (this.where.has(id)) continue;
+      if (this.where.has(id)) {
+        // Another entry already stands for this instance (`web` and `web.1`): this one is extra.
+        removed.push({ id: id0, unit: unit.name, host: hostName });
+        continue;
+      }
       const host = this.byName.get(hostName);
       if (unit.spec.global) {
         if (ref.globalHost !== hostName) removed.push({ id: id0, unit: unit.name, host: hostName });
@@ -535,13 +572,22 @@ class Run {
   }
 
   private placeGroup(g: Group, wasOn: Map<string, string>, moves: Map<string, { unit: string; from: string; reason: string }>): void {
-    const missing = g.members.filter((m) => !this.where.has(m.name));
-    if (!missing.length) return;
     if (g.broken) {
-      for (const m of missing) this.fail(m.name, m.name, g.broken, []);
+      for (const m of g.members) if (!this.where.has(m.name)) this.fail(m.name, m.name, g.broken, []);
       return;
     }
     const rootAt = this.where.get(g.root.name)?.host;
+    if (rootAt) {
+      // Members kept on another host than their target follow it.
+      for (const m of g.members) {
+        const from = this.where.get(m.name)?.host;
+        if (from === undefined || from === rootAt) continue;
+        this.unassign(m.name);
+        if (!moves.has(m.name)) moves.set(m.name, { unit: m.name, from: from.name, reason: `follows its machineOf target ${g.root.name}` });
+      }
+    }
+    const missing = g.members.filter((m) => !this.where.has(m.name));
+    if (!missing.length) return;
     if (rootAt) {
       // The target stays put; the rest joins it there or not at all.
       const cpu = missing.reduce((s, m) => s + m.spec.cpu, 0);
@@ -633,8 +679,8 @@ class Run {
         `cpu ${formatCpu(cpu)}`,
         (h) => h.cpuUsed + cpu <= h.cpuCap,
         (top, all, count) => {
-          if (all) return `no host has that much free (${names(top, (h) => `has ${formatCpu(cpuFree(h))} free`, count)})`;
-          return `not enough free on ${names(top, (h) => `(${formatCpu(cpuFree(h))} free)`, count)}`;
+          if (all) return `no host has that much free (${names(top, (h) => `has ${freeText(cpuFree(h), formatCpu)}`, count)})`;
+          return `not enough free on ${names(top, (h) => `(${freeText(cpuFree(h), formatCpu)})`, count)}`;
         },
         byFree(cpuFree),
       );
@@ -643,8 +689,8 @@ class Run {
         `memory ${formatMemory(mem)}`,
         (h) => h.memUsed + mem <= h.memCap,
         (top, all, count) => {
-          if (all) return `no host has that much free (${names(top, (h) => `has ${formatMemory(memFree(h))} free`, count)})`;
-          return `not enough free on ${names(top, (h) => `(${formatMemory(memFree(h))} free)`, count)}`;
+          if (all) return `no host has that much free (${names(top, (h) => `has ${freeText(memFree(h), formatMemory)}`, count)})`;
+          return `not enough free on ${names(top, (h) => `(${freeText(memFree(h), formatMemory)})`, count)}`;
         },
         byFree(memFree),
       );
@@ -667,6 +713,11 @@ class Run {
     }
     return { reason: parts.join('; '), excluded, settledByResources };
   }
+}
+
+/** "2Gi free", or for a host that kept instances beyond its capacity "nothing free, 1Gi over". */
+function freeText(free: number, format: (n: number) => string): string {
+  return free >= 0 ? `${format(free)} free` : `nothing free, ${format(-free)} over`;
 }
 
 function isEmpty(o: object): boolean {

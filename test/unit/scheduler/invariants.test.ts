@@ -119,6 +119,7 @@ function check(t: Test, units: PlacementUnit[], hosts: PlacementHost[], r: Place
 t.test('invariants over 150 random clusters', async (t) => {
   let placed = 0;
   let unplaceable = 0;
+  let splits = 0;
   for (let seed = 1; seed <= 150; seed++) {
     const { hosts, units } = cluster(seed);
     const r = place(units, hosts);
@@ -142,7 +143,25 @@ t.test('invariants over 150 random clusters', async (t) => {
     }
     check(t, units, survivors, again, kept);
     for (const m of again.moved) t.equal(m.from, hosts[0]!.name, `seed ${seed}: ${m.id} moved off the removed host only`);
+    // Current placements that split machineOf members from their targets (R1 #4): the
+    // members follow their targets again, as moves, and every invariant still holds.
+    const split: Record<string, string> = { ...current };
+    const wereSplit: string[] = [];
+    for (const u of units) {
+      const from = split[u.name];
+      if (u.machineOf === undefined || from === undefined) continue;
+      split[u.name] = hosts.find((h) => h.name !== from)!.name;
+      wereSplit.push(u.name);
+    }
+    splits += wereSplit.length;
+    const joined = place(units, hosts, split);
+    check(t, units, hosts, joined, new Set(joined.assignments.filter((a) => split[a.id] === a.host).map((a) => a.id)));
+    for (const id of wereSplit) {
+      const m = joined.moved.find((x) => x.id === id);
+      if (!m || m.from !== split[id]) t.fail(`seed ${seed}: ${id} split from its target but not moved`);
+    }
   }
+  t.ok(splits > 20, `${splits} machineOf members split from their targets`);
   t.ok(placed > 1000, `${placed} placed`);
   t.ok(unplaceable > 20, `${unplaceable} unplaceable: the clusters are tight enough to matter`);
 });

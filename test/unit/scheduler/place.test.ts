@@ -303,5 +303,58 @@ t.test('current placements of units that are gone, inactive or scaled down are r
 t.test('kept placements count even when over capacity; new ones do not overcommit', async (t) => {
   const r = place([U('a', { memory: 3 * Gi }), U('b', { memory: Gi })], [H('h1', {}, { memory: 2 * Gi })], { a: 'h1' });
   t.same(hostOf(r), { a: 'h1' });
-  t.match(reasons(r).b, /h1 has -1Gi free|h1 has 0B free|memory 1Gi/);
+  t.equal(reasons(r).b, 'memory 1Gi: no host has that much free (h1 has nothing free, 1Gi over)');
+  // cpu the same way, and the "not enough free on" form when another host passes.
+  const c = place([U('a', { cpu: 3000 }), U('b', { cpu: 1000, hostLabels: { zone: ['a'] } })], [H('h1', { zone: 'a' }, { cpu: 1000 }), H('h2', { zone: 'b' }, { cpu: 8000 })], { a: 'h1' });
+  t.equal(reasons(c).b, 'hostLabels zone=a: excludes h2 (zone=b); cpu 1000m: no host has that much free (h1 has nothing free, 2000m over)');
+  const both = place([U('a', { memory: 3 * Gi }), U('b', { memory: 2 * Gi, replicas: 2, conflicts: ['b'] })], [H('h1', {}, { memory: 2 * Gi }), H('h2', {}, { memory: 4 * Gi })], { a: 'h1' });
+  t.equal(reasons(both)['b.2'], 'memory 2Gi: not enough free on h1 (nothing free, 1Gi over); conflicts b: excludes h2 (runs b)');
+});
+
+t.test('a machineOf pair kept on two hosts is joined again (R1 #4)', async (t) => {
+  const hosts = [H('h1'), H('h2')];
+  const r = place([U('a'), U('b', { machineOf: 'a' })], hosts, { a: 'h1', b: 'h2' });
+  t.same(hostOf(r), { a: 'h1', b: 'h1' });
+  t.same(r.moved, [{ id: 'b', unit: 'b', from: 'h2', reason: 'follows its machineOf target a', to: 'h1' }]);
+  t.same(r.placed.map((p) => p.id), ['b']);
+  // A chain: c follows b, which follows a; the member already with a stays.
+  const chain = place([U('a'), U('b', { machineOf: 'a' }), U('c', { machineOf: 'b' })], hosts, { a: 'h2', b: 'h2', c: 'h1' });
+  t.same(hostOf(chain), { a: 'h2', b: 'h2', c: 'h2' });
+  t.same(chain.moved.map((m) => [m.id, m.from, m.to]), [['c', 'h1', 'h2']]);
+  // No room with the target: the member leaves its old host and is unplaceable there.
+  const full = place([U('a', { memory: Gi }), U('b', { memory: Gi, machineOf: 'a' })], [H('h1', {}, { memory: Gi }), H('h2')], { a: 'h1', b: 'h2' });
+  t.same(hostOf(full), { a: 'h1' });
+  t.same(full.moved, [{ id: 'b', unit: 'b', from: 'h2', reason: 'follows its machineOf target a' }]);
+  t.equal(reasons(full).b, 'machineOf a (on h1): memory 1Gi: no host has that much free (h1 has 0B free)');
+});
+
+t.test('two current entries for one instance: the extra one is removed (R1 #5)', async (t) => {
+  const hosts = [H('h1'), H('h2')];
+  const r = place([U('web')], hosts, { web: 'h1', 'web.1': 'h2' });
+  t.same(hostOf(r), { web: 'h1' });
+  t.same(r.removed, [{ id: 'web.1', unit: 'web', host: 'h2' }]);
+  // Either order, and for replicas (`web` stands for `web.1`).
+  const m = place([U('web')], hosts, new Map([['web.1', 'h2'], ['web', 'h1']]));
+  t.same(hostOf(m), { web: 'h2' });
+  t.same(m.removed, [{ id: 'web', unit: 'web', host: 'h1' }]);
+  const rep = place([U('web', { replicas: 2 })], hosts, { 'web.1': 'h1', web: 'h2' });
+  t.same(hostOf(rep), { 'web.1': 'h1', 'web.2': 'h2' });
+  t.same(rep.removed, [{ id: 'web', unit: 'web', host: 'h2' }]);
+  t.same(rep.placed.map((p) => p.id), ['web.2']);
+});
+
+t.test('a long machineOf chain is placed in one pass (R1 #6)', async (t) => {
+  // 3,000 units, each machineOf the previous: walking each chain from every unit took seconds.
+  const n = 3000;
+  const units = Array.from({ length: n }, (_, i) => U(`c${i}`, i ? { machineOf: `c${i - 1}` } : {}));
+  const r = place(units, [H('h1'), H('h2')]);
+  t.equal(r.placed.length, n);
+  t.same(new Set(r.assignments.map((a) => a.host)), new Set(['h1']));
+  t.same(r.unplaceable, []);
+  // The same chain closed into a cycle: every unit unplaceable, each message bounded.
+  const cyc = place([U('c0', { machineOf: `c${n - 1}` }), ...units.slice(1)], [H('h1')]);
+  t.equal(cyc.unplaceable.length, n);
+  t.equal(reasons(cyc).c5, `machineOf cycle: c5 → c4 → c3 → c2 → c1 → c0 → c${n - 1} → c${n - 2} → c${n - 3} → c${n - 4} → … (${n - 10} more) → c5`);
+  const short = place([U('a', { machineOf: 'b' }), U('b', { machineOf: 'a' }), U('x', { machineOf: 'a' })], [H('h1')]);
+  t.same(reasons(short), { a: 'machineOf cycle: a → b → a', b: 'machineOf cycle: b → a → b', x: 'machineOf cycle: a → b → a' });
 });
