@@ -537,10 +537,10 @@ export class HostRuntime {
     else if (this.applyError) next = 'error';
     else if (!this.configured) next = 'connecting';
     else if (this.tunnelErrors.length) next = 'error';
-    else if (!this.tunnelsReady) next = 'connecting';
-    else if (this.deps.waitingFor(this.name).length) next = 'connecting';
+    else if (!this.tunnelsReady || this.deps.waitingFor(this.name).length) next = 'connecting';
     else next = 'ready';
-    const waiting = next === 'connecting' && this.configured ? this.waitReason() : undefined;
+    // Both connections up and configured, yet not reconciling: say what it waits for.
+    const waiting = next === 'connecting' && this.configured && this.ovsdbUp && this.conn ? this.waitReason() : undefined;
     if (next === 'error' && !this.applyError) this.lastError = `tunnels without an ofport: ${this.tunnelErrors.join('; ')}`;
     else if (waiting) this.lastError = waiting;
     // Ready again: a connection error from before is history (a failing setup is still news).
