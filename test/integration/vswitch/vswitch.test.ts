@@ -160,6 +160,14 @@ t.test('host switch manager on a lab host', async (t) => {
       t.equal(sw.ofport('ep-c1'), of, 'ofport as ovs-vsctl shows it');
       t.ok(events.some((e) => e.kind === 'added' && e.ifaceId === 'ep-c1'));
       t.ok(sw.listBindings().some((b) => b.ifaceId === 'ep-c1' && b.ofport === of));
+      const linkUp = () => sw.listBindings().find((b) => b.ifaceId === 'ep-c1')?.linkUp;
+      await until('ep-c1 link up (link_state)', () => linkUp() === true, HANG_GUARD_MS);
+      await lab.exec(h.name, ['ip', 'link', 'set', c.hostIface, 'down']);
+      await until('ep-c1 link down', () => linkUp() === false, HANG_GUARD_MS);
+      t.ok(events.some((e) => e.kind === 'changed' && e.binding?.linkUp === false && e.previous?.linkUp === true), "link_state down: a 'changed' binding event");
+      await lab.exec(h.name, ['ip', 'link', 'set', c.hostIface, 'up']);
+      await until('ep-c1 link up again', () => linkUp() === true, HANG_GUARD_MS);
+      t.equal(sw.ofport('ep-c1'), of, 'same ofport throughout');
       await vsctl('set', 'Interface', c.hostIface, 'ofport_request=77');
       await until('ofport 77 for ep-c1', () => sw.ofport('ep-c1') === 77, HANG_GUARD_MS);
       t.ok(events.some((e) => e.kind === 'changed' && e.binding?.ofport === 77 && e.previous?.ofport === of));
