@@ -1,42 +1,30 @@
 /** `tenet validate|compile|trace FILE`: the topology model, compiler and tracer, offline. */
-import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { validate, type Model } from '../model/index.js';
 import { formatFlow, formatGroup } from '../openflow/index.js';
 import { compile, defaultPlacement } from '../pipeline/index.js';
 import { formatTrace, traceBetween, verdicts, type PacketSpec } from '../trace/index.js';
 import { TenetError, UsageError } from '../util/errors.js';
+import { formatIssues } from '../util/issues.js';
+import { readJsonFile } from '../util/json-file.js';
 
+/** The file is JSON but not a valid topology (its issues in the message). */
 export class InvalidTopologyFile extends TenetError {
   constructor(file: string, message: string) {
     super('ETOPOLOGY', message, { file });
   }
 }
 
-function readDoc(file: string): unknown {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new UsageError(`cannot read ${file}: ${(e as Error).message}`, { file });
-  }
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new InvalidTopologyFile(file, `${file} is not JSON: ${(e as Error).message}`);
-  }
-}
-
 function modelOf(file: string): Model {
-  const r = validate(readDoc(file));
-  if (!r.ok) throw new InvalidTopologyFile(file, `${file} is invalid:\n${r.errors.map((e) => `  ${e.path || '/'}: ${e.message}`).join('\n')}`);
+  const r = validate(readJsonFile(file));
+  if (!r.ok) throw new InvalidTopologyFile(file, `${file} is invalid:\n${formatIssues(r.errors)}`);
   return r.model;
 }
 
 /** Output of `tenet validate` (exit code 1 when invalid). */
 export function validateText(file: string): { ok: boolean; text: string } {
-  const r = validate(readDoc(file));
-  if (!r.ok) return { ok: false, text: `${file}: ${r.errors.length} error(s)\n${r.errors.map((e) => `  ${e.path || '/'}: ${e.message}`).join('\n')}\n` };
+  const r = validate(readJsonFile(file));
+  if (!r.ok) return { ok: false, text: `${file}: ${r.errors.length} error(s)\n${formatIssues(r.errors)}\n` };
   const m = r.model;
   const eps = m.tenants.reduce((n, t) => n + t.endpoints.length, 0);
   const nets = m.tenants.reduce((n, t) => n + t.networks.length, 0);

@@ -3,40 +3,23 @@
  * placement, offline (no controller, no agents). The live commands (submit, start,
  * stop, destroy, list) join this group with the scheduler daemon.
  */
-import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { expandUnits, validate, type TopologyDoc } from '../model/index.js';
 import { hostsOf, place, type PlacementResult } from '../scheduler/index.js';
-import { TenetError, UsageError } from '../util/errors.js';
+import { formatIssues } from '../util/issues.js';
+import { JsonFileError, readJsonFile } from '../util/json-file.js';
 
-export class InvalidUnitsFile extends TenetError {
-  constructor(file: string, message: string) {
-    super('ETOPOLOGY', message, { file });
-  }
-}
+/** `invalid`: the topology failed validation (its issues in `text`, for stderr), as opposed to a placement that is not ok. */
+type Output = { ok: boolean; text: string; invalid?: true };
 
-function readJson(file: string): unknown {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new UsageError(`cannot read ${file}: ${(e as Error).message}`, { file });
-  }
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new InvalidUnitsFile(file, `${file} is not JSON: ${(e as Error).message}`);
-  }
-}
-
-function docOf(file: string): { ok: true; doc: TopologyDoc } | { ok: false; text: string } {
-  const r = validate(readJson(file));
-  if (!r.ok) return { ok: false, text: `${file}: ${r.errors.length} error(s)\n${r.errors.map((e) => `  ${e.path || '/'}: ${e.message}`).join('\n')}\n` };
+function docOf(file: string): { ok: true; doc: TopologyDoc } | { ok: false; text: string; invalid: true } {
+  const r = validate(readJsonFile(file));
+  if (!r.ok) return { ok: false, invalid: true, text: `${file}: ${r.errors.length} error(s)\n${formatIssues(r.errors)}\n` };
   return { ok: true, doc: r.doc };
 }
 
 /** Output of `tenet units validate` (exit code 1 when invalid). */
-export function unitsValidateText(file: string): { ok: boolean; text: string } {
+export function unitsValidateText(file: string): Output {
   const r = docOf(file);
   if (!r.ok) return r;
   const specs = expandUnits(r.doc.units);
@@ -50,7 +33,7 @@ export function unitsValidateText(file: string): { ok: boolean; text: string } {
 
 /** Reads `--current`: a JSON object instance id → host, or a previous `units place --format json` output. */
 function currentOf(file: string): Record<string, string> {
-  const j = readJson(file);
+  const j = readJsonFile(file);
   const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
   if (isObj(j) && Array.isArray(j.assignments)) {
     const out: Record<string, string> = {};
@@ -58,11 +41,11 @@ function currentOf(file: string): Record<string, string> {
     return out;
   }
   if (isObj(j) && Object.values(j).every((v) => typeof v === 'string')) return j as Record<string, string>;
-  throw new InvalidUnitsFile(file, `${file}: --current must be {"<instance id>": "<host>", …} or the JSON output of "tenet units place"`);
+  throw new JsonFileError(file, `${file}: --current must be {"<instance id>": "<host>", …} or the JSON output of "tenet units place"`);
 }
 
 /** Output of `tenet units place` (exit code 1 when the topology is invalid or something is unplaceable). */
-export function unitsPlaceText(file: string, opts: { format: 'text' | 'json'; current?: string }): { ok: boolean; text: string } {
+export function unitsPlaceText(file: string, opts: { format: 'text' | 'json'; current?: string }): Output {
   const r = docOf(file);
   if (!r.ok) return r;
   const result = place(expandUnits(r.doc.units), hostsOf(r.doc), opts.current ? currentOf(opts.current) : undefined);
@@ -118,7 +101,8 @@ export function register(program: Command): void {
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
     .action((opts: { file: string; current?: string; format: 'text' | 'json' }) => {
       const r = unitsPlaceText(opts.file, opts);
-      process.stdout.write(r.text);
+      // Validation errors on stderr as in `units validate`; an unplaceable placement is still the command's output.
+      (r.invalid ? process.stderr : process.stdout).write(r.text);
       if (!r.ok) process.exitCode = 1;
     });
 }

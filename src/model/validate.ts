@@ -40,6 +40,7 @@ import {
   type Cidr6,
 } from '../ipam/index.js';
 import { TenetError } from '../util/errors.js';
+import { formatIssues } from '../util/issues.js';
 import { Topology, type SelectorDoc, type TopologyDoc } from './schema.js';
 import type { Endpoint, Host, Model, Network, Policy, Tenant, ValidationIssue } from './types.js';
 import { checkChainKeys, resolveChains } from './chains.js';
@@ -47,7 +48,7 @@ import { validateUnits } from './units.js';
 
 export class TopologyError extends TenetError {
   constructor(readonly issues: ValidationIssue[]) {
-    super('ETOPOLOGY', `invalid topology: ${issues.length} error(s)\n${issues.map((i) => `  ${i.path || '/'}: ${i.message}`).join('\n')}`, { issues });
+    super('ETOPOLOGY', `invalid topology: ${issues.length} error(s)\n${formatIssues(issues)}`, { issues });
   }
 }
 

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { TenetError } from './errors.js';
 
-/** The file is unreadable or not JSON (nothing has looked at its content yet). */
+/** The file is unreadable, not JSON, or not the shape the command reads (before any validation of its meaning). */
 export class JsonFileError extends TenetError {
   constructor(file: string, message: string, cause?: unknown) {
     super('EFILE', message, { file }, { cause });

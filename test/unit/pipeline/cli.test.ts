@@ -20,8 +20,8 @@ t.test('validate', async (t) => {
   t.match(r.text, /\/tenants\/0\/networks\/0\/subnet: 10.0.0.1\/24 has host bits set/);
   const notJson = join(dir, 'x.json');
   writeFileSync(notJson, '{');
-  t.throws(() => validateText(notJson), { code: 'ETOPOLOGY', message: /not JSON/ });
-  t.throws(() => validateText(join(dir, 'missing.json')), { code: 'EUSAGE' });
+  t.throws(() => validateText(notJson), { code: 'EFILE', message: /not JSON/ });
+  t.throws(() => validateText(join(dir, 'missing.json')), { code: 'EFILE', message: /cannot read/ });
   t.throws(() => compileText(bad, { format: 'ofctl' }), /is invalid/);
 });
 

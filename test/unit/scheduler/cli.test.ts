@@ -33,8 +33,8 @@ t.test('units validate', async (t) => {
     r.text,
     `${bad}: 3 error(s)\n  /units/0/network: unknown network "nope" in tenant "acme"\n  /units/1/constraints/machineOf: machineOf cycle: b → c → b\n  /units/2/constraints/machineOf: machineOf cycle: c → b → c\n`,
   );
-  t.throws(() => unitsValidateText(join(dir, 'missing.json')), { code: 'EUSAGE' });
-  t.throws(() => unitsValidateText(write('x.json', '{')), { code: 'ETOPOLOGY', message: /not JSON/ });
+  t.throws(() => unitsValidateText(join(dir, 'missing.json')), { code: 'EFILE', message: /cannot read/ });
+  t.throws(() => unitsValidateText(write('x.json', '{')), { code: 'EFILE', message: /not JSON/ });
 });
 
 t.test('units place: table, explanations, JSON, current placements', async (t) => {
@@ -64,7 +64,7 @@ t.test('units place: table, explanations, JSON, current placements', async (t) =
   t.match(m.text, /moved \(2\):\n {2}log@1: host3 → \(nowhere\) \(host host3 is gone\)\n {2}web@1: host3 → \(nowhere\)/);
   t.match(m.text, /\n {2}web@1: machineOf group web@1, log@1: conflicts web@\*: excludes host1 \(runs web@3\), host2 \(runs web@2\)\n/);
   t.match(m.text, /removed \(1\):\n {2}metrics:host3 from host3/);
-  t.throws(() => unitsPlaceText(example, { format: 'text', current: write('cur.json', [1]) }), /--current must be/);
+  t.throws(() => unitsPlaceText(example, { format: 'text', current: write('cur.json', [1]) }), { code: 'EFILE', message: /--current must be/ });
 });
 
 t.test('the tenet executable', async (t) => {
@@ -74,6 +74,10 @@ t.test('the tenet executable', async (t) => {
   const bad = await tenet(['units', 'validate', '-f', write('bad2.json', { ...doc, units: [{ name: 'a', tenant: 'nope', network: 'web', command: 'x' }] })]);
   t.equal(bad.code, 1);
   t.match(bad.stderr, /\/units\/0\/tenant: unknown tenant "nope"/);
+  const badPlace = await tenet(['units', 'place', '-f', write('bad3.json', { ...doc, units: [{ name: 'a', tenant: 'nope', network: 'web', command: 'x' }] })]);
+  t.equal(badPlace.code, 1);
+  t.match(badPlace.stderr, /\/units\/0\/tenant: unknown tenant "nope"/, 'units place: validation errors on stderr too');
+  t.equal(badPlace.stdout, '');
   const usage = await tenet(['units', 'place']);
   t.equal(usage.code, 1);
   t.match(usage.stderr, /required option '-f, --file <file>'/);
