@@ -204,7 +204,8 @@ async function main(): Promise<void> {
   try {
     let state = loadLab(NAME);
     ctl = await startLabController(state, { stateDir: join(workDir, 'state'), driftIntervalS: 0, logLevel: 'warn' });
-    const client = new ApiClient({ url: ctl.url, token: ctl.token! });
+    // Generous: on a loaded machine an apply of 100 endpoints took longer than the default 30 s.
+    const client = new ApiClient({ url: ctl.url, token: ctl.token!, timeoutMs: 180_000 });
     const hostsOnly = await client.apply(topology(state, eps, false));
     const ready = await client.wait(hostsOnly.generation, 60);
     if (!ready.realized) throw new Error(`hosts not ready: ${JSON.stringify(ready.hosts.map((h) => [h.name, h.state, h.lastError]))}`);
