@@ -116,7 +116,6 @@ t.test('controller API over HTTP (real controller, unreachable hosts)', async (t
   t.equal(malformed.status, 400);
   t.equal(malformed.json.error, 'invalid JSON');
   t.same((await api('GET', '/v1/topology')).json, { generation: 0, doc: null }, 'nothing stored after the 400s');
-  t.same((await api('GET', '/v1/status')).json.hosts, [], 'no host was touched');
 
   // Plan, then apply: stored as generation 1; hosts planned as unreachable.
   const plan = (await api('POST', '/v1/plan', doc)).json as Plan;
@@ -155,6 +154,14 @@ t.test('controller API over HTTP (real controller, unreachable hosts)', async (t
   t.same((await api('GET', '/v1/tenants')).json.map((x: { name: string; endpoints: number }) => [x.name, x.endpoints]), [['blue', 1], ['red', 2]]);
   t.same((await api('GET', '/v1/networks')).json.map((n: { id: string; subnet: string }) => [n.id, n.subnet]), [['blue/web', '10.0.0.0/24'], ['red/web', '10.0.0.0/24']]);
 
+  // An invalid document (and an empty body) once generation 1 is stored: a 400 that touches nothing.
+  const hostsBefore = ((await api('GET', '/v1/hosts')).json as ControllerStatus['hosts']).map((x) => [x.name, x.realizedGeneration]);
+  t.equal((await api('PUT', '/v1/topology', badHost)).status, 400);
+  t.equal((await api('PUT', '/v1/topology', undefined, { raw: '' })).json.error, 'empty body');
+  t.same((await api('GET', '/v1/topology')).json, { generation: 1, doc }, 'generation 1 and its document stay');
+  t.same((await api('GET', '/v1/endpoints')).json, eps, 'the endpoints and their addresses stay');
+  t.same(((await api('GET', '/v1/hosts')).json as ControllerStatus['hosts']).map((x) => [x.name, x.realizedGeneration]), hostsBefore, 'no host was given anything new to realize');
+
   // A change is planned against the stored state: one more endpoint adds flows only.
   const more = structuredClone(doc);
   more.tenants[0]!.endpoints.push({ name: 'd', network: 'web', host: 'host2' });
@@ -168,7 +175,7 @@ t.test('controller API over HTTP (real controller, unreachable hosts)', async (t
   t.match(m.headers.get('content-type'), /^text\/plain/);
   t.match(m.text, /\ntenet_topology_generation 1\n/);
   t.match(m.text, /tenet_host_state\{host="host1",state="unreachable"\} 1/);
-  t.match(m.text, /tenet_api_requests_total\{method="PUT",route="\/v1\/topology",code="400"\} 2\n/);
+  t.match(m.text, /tenet_api_requests_total\{method="PUT",route="\/v1\/topology",code="400"\} 4\n/);
 
   // Deletes.
   t.equal((await api('DELETE', '/v1/tenants/green')).status, 404);
