@@ -19,7 +19,9 @@
  *   chain's destination and instance ingress), so an instance shared by two chains
  *   or an instance that is another chain's source or destination is checked too;
  *   a chain's own port ranges must not overlap either (they would compile to the
- *   same flow twice);
+ *   same flow twice). A tcp/udp chain also classifies IP fragments (OVS looks them
+ *   up as port 0), so two chains between the same endpoints and protocol overlap
+ *   whatever their ports;
  * - no chain on a network with an IPv6 subnet: the classifiers match IPv4 only,
  *   so IPv6 between chained endpoints would pass no service function;
  * - the chains' group keys (a 22-bit hash of the id) are unique in the document.
@@ -239,14 +241,14 @@ function checkShadowing(chains: Chain[], eps: Endpoint[], err: (path: string, me
       const a = chains[i]!;
       const b = chains[j]!;
       if (a.protocol !== 'any' && b.protocol !== 'any' && a.protocol !== b.protocol) continue;
-      const pa = a.ports.length ? a.ports : [[1, 65535] as [number, number]];
-      const pb = b.ports.length ? b.ports : [[1, 65535] as [number, number]];
+      const pa = classifiedPorts(a);
+      const pb = classifiedPorts(b);
       const port = pa.flatMap(([lo, hi]) => pb.filter(([l2, h2]) => l2 <= hi && lo <= h2).map(([l2]) => Math.max(lo, l2)))[0];
       const proto = a.protocol !== 'any' ? a.protocol : b.protocol;
       const s = [...sets[i]!.src].find((e) => sets[j]!.src.has(e));
       const d = sets[i]!.dst.find((e) => sets[j]!.dst.includes(e));
       if (s && d && port !== undefined) {
-        const what = `${proto === 'any' ? 'a packet' : `${proto}${proto === 'tcp' || proto === 'udp' ? ` port ${port}` : ''}`} from "${s.name}" to "${d.name}"`;
+        const what = `${proto === 'any' ? 'a packet' : `${proto}${proto === 'tcp' || proto === 'udp' ? (port === 0 ? ' fragments (OVS sees no ports in them)' : ` port ${port}`) : ''}`} from "${s.name}" to "${d.name}"`;
         err(paths.get(b)!, `classifier overlaps chain "${a.name}" (${paths.get(a)}): ${what} matches both chains`);
         reported.add(`${i} ${j}`);
         continue;
@@ -279,11 +281,19 @@ interface PortClassifier {
   field: 'dst' | 'src';
 }
 
+/**
+ * The ports a chain's classifier matches: its ranges and 0, which is how OVS sees
+ * IP fragments (pipeline/chains.ts steers them with the chain); none given: all.
+ */
+function classifiedPorts(c: Chain): [number, number][] {
+  return c.ports.length ? [...c.ports, [0, 0]] : [[0, 65535]];
+}
+
 /** Whether two chains' L4 matches (protocol, ports on `fa`/`fb`) can both hold for one packet. */
 function l4Overlap(a: Chain, fa: 'dst' | 'src', b: Chain, fb: 'dst' | 'src'): [number, number] | 'any' | undefined {
   if (a.protocol !== 'any' && b.protocol !== 'any' && a.protocol !== b.protocol) return undefined;
   if (!a.ports.length || !b.ports.length || fa !== fb) return 'any';
-  for (const [lo, hi] of a.ports) for (const [l2, h2] of b.ports) if (l2 <= hi && lo <= h2) return [Math.max(lo, l2), fa === 'dst' ? 1 : 0];
+  for (const [lo, hi] of classifiedPorts(a)) for (const [l2, h2] of classifiedPorts(b)) if (l2 <= hi && lo <= h2) return [Math.max(lo, l2), fa === 'dst' ? 1 : 0];
   return undefined;
 }
 
@@ -344,7 +354,7 @@ function checkPortClassifiers(chains: Chain[], eps: Endpoint[], reported: Readon
           if (!from) continue;
         } else from = p.src ? [...p.src][0] : q.src ? [...q.src][0] : undefined;
         const proto = a.protocol !== 'any' ? a.protocol : b.protocol;
-        const what = `${proto === 'any' ? 'a packet' : proto}${l4 !== 'any' ? ` ${l4[1] ? 'to' : 'from'} port ${l4[0]}` : ''}${from ? ` from "${from.name}"` : ''} to "${to.name}"`;
+        const what = `${proto === 'any' ? 'a packet' : proto}${l4 === 'any' ? '' : l4[0] === 0 ? ' fragments (OVS sees no ports in them)' : ` ${l4[1] ? 'to' : 'from'} port ${l4[0]}`}${from ? ` from "${from.name}"` : ''} to "${to.name}"`;
         done.add(`${i} ${j}`);
         const [first, second] = p.chain < q.chain ? [p, q] : [q, p];
         const c1 = chains[first.chain]!;

@@ -55,7 +55,10 @@ function l4(c: Chain, reply: boolean): L4[] {
   const proto = c.protocol === 'tcp' ? M.tcp : M.udp;
   if (!c.ports.length) return [[M.ip, proto]];
   const fld = reply ? (c.protocol === 'tcp' ? FLD.tcp_src : FLD.udp_src) : c.protocol === 'tcp' ? FLD.tcp_dst : FLD.udp_dst;
-  return c.ports.flatMap(([lo, hi]) => portMasks(lo, hi).map(([v, m]) => [M.ip, proto, tlv(fld, Uint8Array.of(v >> 8, v & 255), Uint8Array.of(m >> 8, m & 255))]));
+  // Port 0: IP fragments. OVS (frag handling "normal", the default) looks fragments up with
+  // their ports zeroed, first ones included, so without this a fragmented datagram of the
+  // chain's traffic would go around it (and out of a service function be dropped).
+  return [[0, 0] as [number, number], ...c.ports].flatMap(([lo, hi]) => portMasks(lo, hi).map(([v, m]) => [M.ip, proto, tlv(fld, Uint8Array.of(v >> 8, v & 255), Uint8Array.of(m >> 8, m & 255))]));
 }
 
 const nwSrc = (e: Endpoint) => tlv(FLD.nw_src, u32(e.ip!));

@@ -81,7 +81,10 @@ t.test('classifiers that overlap in a tenant: both chains named', async (t) => {
     { path: '/tenants/0/chains/1', message: 'classifier overlaps chain "web" (/tenants/0/chains/0): tcp port 80 from "client" to "server" matches both chains' },
   ]);
   t.same(errs(doc([base, { ...other, protocol: 'any', ports: undefined }])).map((e) => e.path), ['/tenants/0/chains/1'], 'any protocol overlaps tcp');
-  t.same(errs(doc([base, { ...other, ports: [443] }])), [], 'different ports do not overlap');
+  t.same(errs(doc([base, { ...other, ports: [443] }])), [
+    { path: '/tenants/0/chains/1', message: 'classifier overlaps chain "web" (/tenants/0/chains/0): tcp fragments (OVS sees no ports in them) from "client" to "server" matches both chains' },
+  ], 'different ports between the same endpoints: their fragments cannot be told apart');
+  t.same(errs(doc([base, { ...other, ports: [443], to: { endpoints: ['fw-b'] }, hops: [{ instances: ['ids'] }] }])).map((e) => e.message), [], 'different ports and destinations do not overlap');
   t.same(errs(doc([base, { ...other, protocol: 'udp', ports: [80] }])), [], 'different protocols do not overlap');
   t.same(errs(doc([base, { ...other, from: { endpoints: ['fw-b'] }, hops: [{ instances: ['ids'] }] }])).map((e) => e.message), [
     'classifier overlaps chain "web" (/tenants/0/chains/0) at the port of "ids" (an instance of hop 0 of this chain, an instance of hop 1 of "web"): tcp to port 80 to "server" entering from "ids" matches both chains, which steer it differently',
@@ -126,7 +129,10 @@ t.test('classifiers that overlap at a port the chains share (instances, sources,
     },
   ], 'an instance shared by two chains with the same destination and port (the reviewer\'s example)');
   t.same(errs(doc([a, { ...b, hops: [{ instances: ['ids'] }, { instances: ['fw'] }] }], {}, eps)).map((e) => e.path), ['/tenants/0/chains/1'], 'reversed hop orders (would bounce fw <-> ids)');
-  t.same(errs(doc([a, { ...b, ports: [443] }], {}, eps)), [], 'a shared instance, other ports: told apart');
+  t.same(errs(doc([a, { ...b, ports: [443] }], {}, eps)).map((e) => e.message), [
+    'classifier overlaps chain "a" (/tenants/0/chains/0) at the port of "fw" (an instance of hop 0 of this chain, an instance of hop 0 of "a"): tcp fragments (OVS sees no ports in them) to "db" entering from "fw" matches both chains, which steer it differently',
+  ], 'a shared instance, other ports, same destination: fragments leaving it cannot be told apart');
+  t.same(errs(doc([a, { ...b, protocol: 'udp' }], {}, eps)), [], 'a shared instance, other protocol: told apart');
   t.same(errs(doc([a, { ...b, hops: [{ instances: ['fw2'] }] }], {}, [...eps, { name: 'fw2', network: 'net', host: 'h2' }])), [], 'same destination and port, other sources and instances: told apart');
   t.same(errs(doc([a, { ...b, to: { endpoints: ['web'] } }], {}, eps)), [], 'a shared instance, other destinations: told apart');
   t.same(errs(doc([a, { ...b, protocol: 'any', ports: undefined }], {}, eps)).map((e) => e.path), ['/tenants/0/chains/1'], 'a shared instance, any protocol');
@@ -135,7 +141,7 @@ t.test('classifiers that overlap at a port the chains share (instances, sources,
   t.same(errs(doc([a, c], {}, eps)).map((e) => e.message), [
     'classifier overlaps chain "a" (/tenants/0/chains/0) at the port of "fw" (a source of this chain, an instance of hop 0 of "a"): tcp to port 80 to "db" entering from "fw" matches both chains, which steer it differently',
   ], 'an instance that is another chain\'s source');
-  t.same(errs(doc([a, { ...c, ports: [22] }], {}, eps)), [], 'an instance that is another chain\'s source, other ports');
+  t.same(errs(doc([a, { ...c, ports: [22], to: { endpoints: ['app'] } }], {}, eps)), [], 'an instance that is another chain\'s source, other destination');
   // Symmetric: a's replies db -> web enter from each instance's ingress (by source port 80);
   // d classifies fw -> web (tcp/8080) at fw: a reply from db:80 to web:8080 leaving fw matches both.
   const d = { name: 'd', from: { endpoints: ['fw'] }, to: { endpoints: ['web'] }, protocol: 'tcp', ports: [8080], hops: [{ instances: ['ids'] }] };

@@ -24,7 +24,8 @@ t.test('compiled flows and groups: table 20 steering, select groups, service-fun
   t.same(problems, [], 'every flow and group conforms to the table map');
   const h1 = r.host('host1');
   const ch = h1.flows.filter((f) => f.cookie === cookie).map(formatFlow);
-  t.equal(ch.length, 2, 'host1: the client is classified, and (symmetric) the server\'s replies');
+  t.equal(ch.length, 4, 'host1: the client is classified, and (symmetric) the server\'s replies; each also as fragments (port 0)');
+  t.match(ch.join('\n'), /tcp,reg14=0x[0-9a-f]+,metadata=0x[0-9a-f]+,nw_dst=10\.1\.0\.20,tp_dst=0 actions=group:\d+/, 'fragments (OVS zeroes their ports) are steered too');
   t.match(ch.join('\n'), /table=20, priority=100,tcp,reg14=0x[0-9a-f]+,metadata=0x[0-9a-f]+,nw_dst=10\.1\.0\.20,tp_dst=80 actions=group:\d+/);
   t.match(ch.join('\n'), /tcp,reg14=0x[0-9a-f]+,metadata=0x[0-9a-f]+,nw_dst=10\.1\.0\.10,tp_src=80 actions=group:\d+/);
   const g0 = h1.groups.find((g) => g.groupId === chainGroup(chain.key, 0, false))!;
@@ -41,8 +42,8 @@ t.test('compiled flows and groups: table 20 steering, select groups, service-fun
   t.match(fwSec.find((f) => f.includes('priority=90'))!, /^[^ ]+ table=5, priority=90,ip,reg14=0x[0-9a-f]+,metadata=0x[0-9a-f]+,dl_src=[0-9a-f:]+ actions=goto_table:20$/, 'others\' IPv4, below its own: straight to the chain table');
   t.ok(h2.some((f) => f.includes(`table=40, priority=100,`) && f.includes(`dl_dst=${fw1.mac}`) && f.endsWith('goto_table:60')), 'no conntrack for what a service function is sent to forward');
   t.ok(h2.some((f) => f.includes(`table=40, priority=105,ip,`) && f.includes(`dl_dst=${fw1.mac}`) && f.endsWith('goto_table:50')), 'conntrack for what is sent to its own address');
-  t.equal(h2.filter((f) => f.includes('table=20,') && f.includes(`group:${chainGroup(chain.key, 1, false)}`)).length, 2, 'both firewalls -> the IDS');
-  t.equal(h2.filter((f) => f.includes('table=20,') && f.includes('nw_src=10.1.0.20') && f.endsWith('goto_table:25')).length, 2, 'replies out of a firewall go on to the client');
+  t.equal(h2.filter((f) => f.includes('table=20,') && f.includes(`group:${chainGroup(chain.key, 1, false)}`)).length, 4, 'both firewalls -> the IDS (port 80 and fragments)');
+  t.equal(h2.filter((f) => f.includes('table=20,') && f.includes('nw_src=10.1.0.20') && f.endsWith('goto_table:25')).length, 4, 'replies out of a firewall go on to the client');
   t.notOk(r.host('host3').flows.some((f) => f.tableId === T.CHAIN && f.cookie === cookie && formatFlow(f).includes('reg14=0x' + model.tenants[0]!.endpoints.find((e) => e.name === 'client')!.port.toString(16) + ',')), 'nothing classifies the client on host3');
 });
 
@@ -72,6 +73,16 @@ t.test('trace: every hop in order, replies back through the same instances', asy
   // arriving over the tunnel, nothing is classified again
   const tunnelSteps = ttl.steps.filter((s, i) => i > 0 && s.host === 'host1' && ttl.steps.slice(0, i).some((x) => x.host === 'host3'));
   t.notOk(tunnelSteps.some((s) => s.table === T.CHAIN), 'back on host1 from the tunnel: table 20 is not visited');
+});
+
+t.test('fragments (looked up with ports 0) follow the chain, out of the service functions too', async (t) => {
+  const r = compile(model);
+  const fwd = traceBetween(r, 'acme/client', 'acme/server', { protocol: 'tcp', sport: 0, dport: 0 });
+  t.same(verdicts(fwd), ['delivered to acme/server on host1']);
+  t.equal(fwd.passes.length, 2, 'through a firewall and the IDS');
+  const rep = traceBetween(r, 'acme/server', 'acme/client', { protocol: 'tcp', sport: 0, dport: 0 });
+  t.same(verdicts(rep), ['delivered to acme/client on host1']);
+  t.equal(rep.passes.length, 2, 'replies\' fragments back through both hops');
 });
 
 t.test('unclassified traffic is not steered; non-symmetric replies go straight back', async (t) => {
