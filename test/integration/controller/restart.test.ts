@@ -2,7 +2,10 @@
  * Restarts, with the daemon as a real process (`node bin/tenet.js controller`):
  * - hitless controller restart: a ping every 10 ms between containers on two hosts
  *   while the controller is killed with SIGKILL and started again loses nothing,
- *   no flow is deleted and re-added, and the new process sends no flow_mod;
+ *   no flow is deleted and re-added, and the new process sends no flow_mod; a
+ *   service chain from host1 to host2 through an instance on host3 keeps its
+ *   select groups (they list host3's instance, whose placement host1 and host2
+ *   must wait for);
  * - ovs-vswitchd restart: the controller reprograms the empty switch and traffic
  *   resumes (the time is measured and printed, not asserted).
  */
@@ -64,7 +67,11 @@ t.test('controller and vswitchd restarts', async (t) => {
 
     let daemon = await startDaemon();
     const api = new ApiClient({ url: `http://127.0.0.1:${apiPort}`, token: readFileSync(join(stateDir, 'token'), 'utf8').trim() });
-    const applied = await api.apply(smallTopology(lab.state));
+    const topology = smallTopology(lab.state);
+    const acme = topology.tenants[0]! as { endpoints: unknown[]; chains?: unknown[] };
+    acme.endpoints.push({ name: 'fw', network: 'web', host: 'host3' });
+    acme.chains = [{ name: 'web', from: { endpoints: ['web-1'] }, to: { endpoints: ['web-2'] }, protocol: 'tcp', ports: [80], hops: [{ instances: ['fw'] }], symmetric: true, failMode: 'closed' }];
+    const applied = await api.apply(topology);
     const realized = await api.wait(applied.generation, 30);
     t.ok(realized.realized, 'generation realized through the daemon');
     const eps = await api.endpoints();
@@ -80,6 +87,9 @@ t.test('controller and vswitchd restarts', async (t) => {
     // ---- 3. hitless restart
     await sleep(1100);
     const flowsBefore = new Map(await Promise.all(['host1', 'host2'].map(async (h) => [h, await dumpFlows(lab, h)] as const)));
+    const groups = async (h: string) => (await lab.ofctl(h, 'dump-groups', 'br-int')).stdout.split('\n').filter((l) => l.includes('group_id')).sort();
+    const groupsBefore = new Map(await Promise.all(['host1', 'host2'].map(async (h) => [h, await groups(h)] as const)));
+    for (const [h, g] of groupsBefore) t.ok(g.some((l) => l.includes('type=select') && l.includes('bucket=')), `${h}: the chain's select group lists host3's instance`);
     const c1 = lab.container(endpointContainerName(web1));
     // A fixed count (20 s or more at 10 ms): ping then waits for the last reply, so nothing is in flight when it reports
     // (stopping it with SIGINT would count an echo still on the wire as lost).
@@ -121,6 +131,7 @@ t.test('controller and vswitchd restarts', async (t) => {
       const now = await dumpFlows(lab, h);
       t.same([...now.keys()].sort(), [...before.keys()].sort(), `${h}: the same flows`);
       t.ok([...now].every(([f, d]) => d > before.get(f)!), `${h}: every flow kept its duration (none deleted and re-added)`);
+      t.same(await groups(h), groupsBefore.get(h), `${h}: the same groups (the chain's instance on host3 kept)`);
     }
 
     // ---- 4. vswitchd restart on host2

@@ -94,5 +94,13 @@ t.test('reconciler against ovs-vswitchd', async (t) => {
     t.same([...(await dump()).keys()].sort(), before, 'switch unchanged after the rejected bundle');
     const recovered = await rec.reconcile(v2);
     t.equal(recovered.messages, 0, 'after a failure the reconciler re-reads the switch and finds it unchanged');
+
+    // plan() on a reconciler that tracks nothing yet reads the switch but does not track that dump (it may run
+    // alongside a reconcile): a change made after the plan is still seen by the first reconcile.
+    const fresh = new SwitchReconciler(sw, { isOurs: ours });
+    t.equal((await fresh.plan(v2)).addFlows.length, 0, 'plan of a fresh reconciler: nothing to add');
+    await lab.ofctl('host1', '--strict', 'del-flows', 'br-int', victim);
+    const first = await fresh.reconcile(v2);
+    t.equal(first.summary, '+1 flows', 'the first reconcile after a plan reads the switch itself (finds the deleted flow)');
   });
 });
