@@ -342,6 +342,30 @@ t.test('service chain client -> firewall (2 instances) -> IDS -> server across 3
       t.ok(after['fw-1']!.counters['forwarded']! + after['fw-2']!.counters['forwarded']! > before['fw-1']!.counters['forwarded']! + before['fw-2']!.counters['forwarded']!, 'the firewalls got it');
     });
 
+    await t.test('service-function ports: own traffic both ways, a spoofed source does not get through', async (t) => {
+      // Its own address: port security, policy and conntrack like any endpoint (conntrack at its
+      // own address on the way in, so its replies are +est on the way out).
+      const own = await lab.exec('fw-1', ['ping', '-c', '2', '-W', '2', '-i', '0.3', IP.server], { allowFailure: true });
+      t.equal(own.code, 0, `fw-1 pings the server ${own.stdout.split('\n').find((l) => l.includes('transmitted')) ?? own.stderr}`);
+      const back = await lab.exec('server', ['ping', '-c', '2', '-W', '2', '-i', '0.3', IP['fw-1']], { allowFailure: true });
+      t.equal(back.code, 0, 'the server pings fw-1 (its replies pass table 10 as +est)');
+      // A source address that is not its own, to the server, at none of its chain positions.
+      const SPOOF = '10.1.0.77';
+      const serverMac = acme.endpoints.find((e) => e.name === 'server')!.mac;
+      for (const cmd of [['nft', 'add', 'counter', 'inet', 'tenet', 'spoofed'], ['nft', 'add', 'rule', 'inet', 'tenet', 'in', 'ip', 'saddr', SPOOF, 'counter', 'name', 'spoofed']]) {
+        const r = await lab.exec('server', cmd, { allowFailure: true });
+        t.equal(r.code, 0, `server: ${cmd.join(' ')} ${r.stderr}`);
+      }
+      for (const cmd of [['ip', 'addr', 'add', `${SPOOF}/32`, 'dev', 'eth0'], ['ip', 'neigh', 'replace', IP.server, 'lladdr', serverMac, 'dev', 'eth0']]) {
+        const r = await lab.exec('fw-1', cmd, { allowFailure: true });
+        t.equal(r.code, 0, `fw-1: ${cmd.join(' ')} ${r.stderr}`);
+      }
+      const spoofed = await lab.exec('fw-1', ['ping', '-c', '3', '-W', '1', '-i', '0.3', '-I', SPOOF, IP.server], { allowFailure: true });
+      t.not(spoofed.code, 0, 'fw-1 pinging the server from an address not its own gets no answer');
+      t.equal((await readNft(lab, 'server')).counters['spoofed'], 0, 'and the server never saw a packet from that address');
+      await lab.exec('fw-1', ['ip', 'addr', 'del', `${SPOOF}/32`, 'dev', 'eth0'], { allowFailure: true });
+    });
+
     await t.test('health: an unhealthy instance leaves its group; an empty hop follows failMode', async (t) => {
       // a long-lived connection through one firewall; then the other one fails
       const conn = await persistent(t, lab, 'client');
