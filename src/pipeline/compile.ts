@@ -259,7 +259,7 @@ export class Ctx {
   /** by logical port key * 2^32 + ofport (a per-compile cache: it grows with the ports in use) */
   private readonly pairCache = new Map<number, PairCache>();
   readonly pipelineFlows: FlowMod[];
-  /** Endpoints that are instances of some chain (service functions: MAC-only port security, no ACLs). */
+  /** Endpoints that are instances of some chain (service functions: also forward others' IPv4 at their chain positions; see chains.ts sfFlows). */
   readonly serviceFunctions = new Set<Endpoint>();
 
   constructor(
