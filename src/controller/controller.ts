@@ -23,7 +23,7 @@ import type { HostSwitchOptions } from '../vswitch/index.js';
 import { HostRuntime } from './host.js';
 import { createMetrics, type ControllerMetrics } from './metrics.js';
 import { chainInfos, unhealthyEndpoints, type HealthView } from './chains.js';
-import { chainHostDeps, endpointInfo, tunnelPeers } from './pure.js';
+import { chainHostDeps, compileFailure, endpointInfo, tunnelPeers } from './pure.js';
 import type { ApplyResult, ChainInfo, ControllerApi, ControllerEvent, ControllerStatus, EndpointInfo, HostStatus, Plan } from './types.js';
 
 export const TOPOLOGY_KEY = '/tenet/topology';
@@ -433,13 +433,13 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
 
   private async planModel(model: Model, generation: number): Promise<{ plan: Plan; result: CompileResult; placementVersion: number }> {
     const placementVersion = this.placementVersion;
-    const result = uncompilable(() => compile(model, this.placement(), { unhealthy: this.unhealthy(model) }));
+    const result = uncompilable(model, () => compile(model, this.placement(), { unhealthy: this.unhealthy(model) }));
     const hosts = await Promise.all(
       model.hosts.map(async (h) => {
-        const desired = uncompilable(() => result.host(h.name), h.name);
+        const desired = uncompilable(model, () => result.host(h.name), h.name);
         const rt = this.runtimes.get(h.name);
         const state = { flows: desired.flows, groups: desired.groups };
-        uncompilable(() => diffState(state, NOTHING), h.name); // two flows with one identity: a 400, not a plan that fails later
+        uncompilable(model, () => diffState(state, NOTHING), h.name); // two flows with one identity: a 400, not a plan that fails later
         if (rt) return rt.plan(state);
         return new HostRuntime(h, [], NO_DEPS).plan(state); // a new host: planned against an empty switch
       }),
@@ -480,19 +480,12 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
 
 const NOTHING = { flows: [], groups: [] };
 
-/**
- * Runs a compile step of a validated document; a failure (a conflict validation
- * let through) becomes a TopologyError, so plan/apply answer 400 with the path
- * the compiler names (context.path), and nothing is stored.
- */
-function uncompilable<T>(f: () => T, host?: string): T {
+/** Runs a compile step of a validated document; a failure throws compileFailure's TopologyError. */
+function uncompilable<T>(model: Model, f: () => T, host?: string): T {
   try {
     return f();
   } catch (err) {
-    if (err instanceof TopologyError) throw err;
-    const path = err instanceof TenetError && typeof err.context.path === 'string' ? err.context.path : '';
-    const message = `cannot be compiled${host ? ` for host ${host}` : ''}: ${err instanceof Error ? err.message : String(err)}`;
-    throw new TopologyError([{ path, message }]);
+    throw compileFailure(model, err, host);
   }
 }
 

@@ -2,4 +2,4 @@
 export type * from './types.js';
 export { Controller, ConflictError, TOPOLOGY_KEY, type ControllerOptions } from './controller.js';
 export { HostRuntime } from './host.js';
-export { datapathIdOf, tunnelPeers, endpointInfo, hostPlanOf, driftLines } from './pure.js';
+export { datapathIdOf, tunnelPeers, endpointInfo, hostPlanOf, driftLines, compileFailure } from './pure.js';

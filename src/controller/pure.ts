@@ -5,7 +5,8 @@
 import { formatFlow, formatGroup } from '../openflow/index.js';
 import { fnv32, formatIp4, formatIp6 } from '../ipam/index.js';
 import type { Diff } from '../reconcile/index.js';
-import { chainDestinations, chainSources, type Endpoint, type Model } from '../model/index.js';
+import { chainDestinations, chainSources, TopologyError, type Endpoint, type Model } from '../model/index.js';
+import { TenetError } from '../util/errors.js';
 import type { EndpointInfo, HostPlan } from './types.js';
 
 /** Prefix of every datapath id Tenet assigns; the low 32 bits are the pipeline's host key fnv32(`host:NAME`) (unique: validation rejects collisions). */
@@ -109,4 +110,26 @@ export function chainHostDeps(model: Model): Map<string, Set<string>> {
           }
     }
   return out;
+}
+
+/**
+ * A compile or diff failure of a validated document (a conflict validation let
+ * through) as a TopologyError, so plan/apply answer 400, store nothing, and name
+ * a path: the compiler's `context.path`, else the first chain it names
+ * (`context.chains`, ids "tenant/chain"), else the document root.
+ */
+export function compileFailure(model: Model, err: unknown, host?: string): TopologyError {
+  if (err instanceof TopologyError) return err;
+  let path = '';
+  if (err instanceof TenetError) {
+    if (typeof err.context.path === 'string') path = err.context.path;
+    else if (Array.isArray(err.context.chains)) {
+      const id = err.context.chains[0];
+      model.tenants.forEach((t, ti) => t.chains.forEach((c, ci) => {
+        if (!path && c.id === id) path = `/tenants/${ti}/chains/${ci}`;
+      }));
+    }
+  }
+  const message = `cannot be compiled${host ? ` for host ${host}` : ''}: ${err instanceof Error ? err.message : String(err)}`;
+  return new TopologyError([{ path, message }]);
 }

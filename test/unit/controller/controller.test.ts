@@ -11,8 +11,9 @@ import { join } from 'node:path';
 import pino from 'pino';
 import t from 'tap';
 import { parseHostPort, startDaemon, storeConfig } from '../../../src/daemon/index.js';
-import { Controller, TOPOLOGY_KEY, datapathIdOf, driftLines, hostPlanOf, tunnelPeers, type ControllerEvent } from '../../../src/controller/index.js';
+import { Controller, TOPOLOGY_KEY, compileFailure, datapathIdOf, driftLines, hostPlanOf, tunnelPeers, type ControllerEvent } from '../../../src/controller/index.js';
 import { loadTopology, TopologyError } from '../../../src/model/index.js';
+import { ChainConflictError } from '../../../src/pipeline/index.js';
 import { parseFlow, parseGroup } from '../../../src/openflow/index.js';
 import { diffState } from '../../../src/reconcile/index.js';
 import { EmbeddedStore } from '../../../src/store/index.js';
@@ -67,6 +68,21 @@ t.test('pure helpers', async (t) => {
   t.equal(hp.hitless, false, 'removing a flow is disruptive');
   t.match(hp.delete[0], /in_port=2/);
   t.same(driftLines(withDelete), [hp.delete.map((f) => `- ${f}`)[0]]);
+});
+
+t.test('a compile failure is a TopologyError with a path', async (t) => {
+  const d = doc(await hosts());
+  const acme = d.tenants[0]! as { endpoints: unknown[]; chains?: unknown[] };
+  acme.endpoints.push({ name: 'fw', network: 'db', host: 'host2' }, { name: 'd2', network: 'db', host: 'host2' });
+  acme.chains = [
+    { name: 'one', from: { endpoints: ['d2'] }, to: { endpoints: ['d1'] }, protocol: 'tcp', ports: [80], hops: [{ instances: ['fw'] }] },
+    { name: 'two', from: { endpoints: ['d1'] }, to: { endpoints: ['d2'] }, protocol: 'tcp', ports: [443], hops: [{ instances: ['fw'] }] },
+  ];
+  const m = loadTopology(d);
+  const conflict = compileFailure(m, new ChainConflictError('host1', 'table=20,...', ['acme/two', 'acme/one']), 'host1');
+  t.ok(conflict instanceof TopologyError, 'a TopologyError (the API answers 400 with its issues)');
+  t.match(conflict.issues, [{ path: '/tenants/0/chains/1', message: /cannot be compiled for host host1: chains "acme\/two" and "acme\/one"/ }], 'the path of the first chain named');
+  t.match(compileFailure(m, new TypeError('desired state has two flows with identity x')).issues, [{ path: '', message: /cannot be compiled: desired state has two flows/ }], 'any other failure: the document root');
 });
 
 t.test('stored topology', async (t) => {
