@@ -63,6 +63,18 @@ const RULES = (ttl: number) => `table inet tenet {
 }
 `;
 
+/** At the server: what arrives from the client to port 80, and how much of it crossed exactly two forwarding hops. */
+const SERVER_RULES = `table inet tenet {
+  counter c2s {}
+  counter c2s_ttl62 {}
+  chain in {
+    type filter hook input priority 0; policy accept;
+    ip saddr ${CLIENT} ip daddr ${SERVER} tcp dport 80 counter name "c2s"
+    ip saddr ${CLIENT} ip daddr ${SERVER} tcp dport 80 ip ttl 62 counter name "c2s_ttl62"
+  }
+}
+`;
+
 t.test('controller end to end: a service chain across 3 hosts', async (t) => {
   await withLab(t, { hosts: 3 }, async (lab) => {
     const stateDir = mkdtempSync(join(tmpdir(), 'tenet-e2e-chains-'));
@@ -90,6 +102,9 @@ t.test('controller end to end: a service chain across 3 hosts', async (t) => {
       writeFileSync(f, RULES(sf === 'ids-1' ? 62 : 63));
       await lab.exec(c(sf), ['nft', '-f', f]);
     }
+    const serverRules = join(stateDir, 'server.nft');
+    writeFileSync(serverRules, SERVER_RULES);
+    await lab.exec(c('server'), ['nft', '-f', serverRules]);
     const server = spawn('ip', ['netns', 'exec', lab.container(c('server')).namespace, process.execPath, '-e', ECHO], { stdio: ['ignore', 'pipe', 'inherit'] });
     t.teardown(() => {
       if (server.exitCode === null) server.kill('SIGKILL');
@@ -110,7 +125,12 @@ t.test('controller end to end: a service chain across 3 hosts', async (t) => {
       const out = JSON.parse((await lab.exec(c(sf), ['nft', '-j', 'list', 'counters'])).stdout) as { nftables: { counter?: { name: string; packets: number } }[] };
       return Object.fromEntries(out.nftables.flatMap((o) => (o.counter ? [[o.counter.name, o.counter.packets]] : []))) as Record<string, number>;
     };
+    const srv = await read('server'); // first: whatever it counted, the IDS counted before
     const [f1, f2, ids] = await Promise.all(['fw-1', 'fw-2', 'ids-1'].map(read));
+    // The server's own view: a bypass (a packet straight from the client) would arrive with TTL 64.
+    t.ok(srv['c2s']! >= n * 3, `the server got the client's packets (${srv['c2s']})`);
+    t.equal(srv['c2s_ttl62'], srv['c2s'], 'every one of them after exactly two forwarding hops (TTL 62)');
+    t.ok(srv['c2s']! <= ids!['c2s']!, `no more than the IDS forwarded (${ids!['c2s']})`);
     t.ok(f1!['c2s']! > 0 && f2!['c2s']! > 0, `both firewalls carried connections (${f1!['c2s']} and ${f2!['c2s']} packets)`);
     t.equal(ids!['c2s'], f1!['c2s']! + f2!['c2s']!, `the IDS forwarded every packet the firewalls did (${ids!['c2s']})`);
     t.equal(f1!['c2s_ttl']! + f2!['c2s_ttl']!, f1!['c2s']! + f2!['c2s']!, 'the firewalls saw them first');
