@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { ApiClient } from '../../../src/api/client.js';
+import { cookieOf } from '../../../src/pipeline/index.js';
 import type { ChainInfo } from '../../../src/controller/types.js';
 import { addEndpointContainers, delContainer, endpointContainerName, startLabController, warmUnderlay, withLabHosts } from '../../../src/lab/index.js';
 import { tenet } from '../../helpers/cli.js';
@@ -222,6 +223,39 @@ t.test('controller end to end: a service chain across 3 hosts', async (t) => {
     t.ok(viaFw2 >= n * 3, `fw-2 carried them all (${viaFw2} packets)`);
     t.equal(after[1]!['c2s']! - before[1]!['c2s']!, viaFw2, 'and the IDS after it');
     t.same(healthOf(await getChains()), ['degraded: fw-1 port missing, fw-2 healthy', 'ok: ids-1 healthy'], 'tenet get chains: fw-1 port missing');
+
+    // A chain change touches only the chain's flows on the real switches: every other flow is
+    // left in place (its duration keeps counting, so it was not re-added).
+    const chainCookie = `cookie=0x${(cookieOf('chain:acme/web', 1) >> 32n).toString(16).padStart(8, '0')}`;
+    const dump = async (h: string) => {
+      const out = new Map<string, number>();
+      for (const l of (await lab.ofctl(h, 'dump-flows', 'br-int')).stdout.split('\n')) {
+        const m = /duration=([\d.]+)s/.exec(l);
+        if (!m) continue;
+        out.set(l.replace(/ (duration|n_packets|n_bytes|idle_age|hard_age)=[^,]*,/g, '').trim(), Number(m[1]));
+      }
+      return out;
+    };
+    const hostNames = lab.hosts.map((x) => x.name);
+    const flowsBefore = await Promise.all(hostNames.map(dump));
+    const doc2 = JSON.parse(readFileSync(docFile, 'utf8')) as { tenants: { chains: { ports: number[] }[] }[] };
+    doc2.tenants[0]!.chains[0]!.ports = [80, 8080];
+    writeFileSync(docFile, JSON.stringify(doc2));
+    const re = await tenet(['apply', '-f', docFile, '--api', ctl.url, '--token', ctl.token!, '--timeout', '60']);
+    t.equal(re.code, 0, `tenet apply of the chain with port 8080 added exits 0\n${re.stdout}${re.stderr}`);
+    const flowsAfter = await Promise.all(hostNames.map(dump));
+    let kept = 0;
+    const lost: string[] = [];
+    hostNames.forEach((h, i) => {
+      for (const [f, d] of flowsBefore[i]!) {
+        if (f.startsWith(chainCookie)) continue;
+        const d2 = flowsAfter[i]!.get(f);
+        if (d2 === undefined || d2 < d) lost.push(`${h}: ${f} (${d} s -> ${d2 ?? 'gone'})`);
+        else kept++;
+      }
+    });
+    t.same(lost, [], `every flow other than the chain's kept its duration (${kept} flows on ${hostNames.length} hosts)`);
+    t.ok(flowsAfter[0]!.size > 0 && [...flowsAfter[0]!.keys()].some((f) => f.startsWith(chainCookie) && f.includes('tp_dst=8080')) && ![...flowsBefore[0]!.keys()].some((f) => f.includes('tp_dst=8080')), 'and the chain\'s flows did change (port 8080 classified on host1)');
   });
 });
 
