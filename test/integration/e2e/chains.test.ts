@@ -41,6 +41,24 @@ const one = () => new Promise((res) => {
 });
 (async () => { let ok = 0; for (let i = 0; i < n; i++) ok += (await one()) ? 1 : 0; console.log(ok); })();
 `;
+/** A stream of new connections, one every GAP ms, COUNT in all, each with 10 s to complete: prints "go" at the first, then the number that completed. */
+const STREAM = `
+const net = require('node:net');
+const [count, gap] = [Number(process.argv[1]), Number(process.argv[2])];
+const one = () => new Promise((res) => {
+  const s = net.connect({ host: '${SERVER}', port: 80 });
+  const done = (ok) => { clearTimeout(tm); s.destroy(); res(ok); };
+  const tm = setTimeout(() => done(false), 10000);
+  s.on('connect', () => s.write('during the failover\\n'));
+  s.on('data', () => { s.end(); done(true); });
+  s.on('error', () => done(false));
+});
+(async () => {
+  const ps = [];
+  for (let i = 0; i < count; i++) { ps.push(one()); if (i === 0) console.log('go'); await new Promise((r) => setTimeout(r, gap)); }
+  console.log((await Promise.all(ps)).filter(Boolean).length);
+})();
+`;
 /** One long-lived connection: prints "port N" once connected, then echoes each stdin line back. */
 const PERSISTENT = `
 const s = require('node:net').connect({ host: '${SERVER}', port: 80 });
@@ -181,10 +199,27 @@ t.test('controller end to end: a service chain across 3 hosts', async (t) => {
       if (m.type === 'link') events.push(`${m.ifaceId} ${m.up ? 'up' : 'down'}`);
     });
     t.teardown(closeEvents);
+    // New connections keep starting while the instance fails (before, during and after the window
+    // in which the switches still hash some of them to it): each must complete (TCP retransmits its
+    // SYN; by then the group has changed).
+    const STREAM_N = 40;
+    const stream = spawn('ip', ['netns', 'exec', lab.container(c('client')).namespace, process.execPath, '-e', STREAM, String(STREAM_N), '100'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    t.teardown(() => {
+      if (stream.exitCode === null) stream.kill('SIGKILL');
+    });
+    let streamOut = '';
+    const streamGo = new Promise<void>((res) => stream.stdout!.on('data', (d: Buffer) => ((streamOut += d.toString()), streamOut.includes('go') && res())));
+    const streamDone = new Promise<number>((res) => stream.once('exit', () => res(Number(streamOut.trim().split('\n').pop()))));
+    await streamGo;
+    const tStream = Date.now();
+    await new Promise((r) => setTimeout(r, 500)); // a few connections before the failure
     const tDown = Date.now();
     await lab.exec(c(failed), ['ip', 'link', 'set', 'eth0', 'down']);
     await until(`${failed} left the select group on host1`, async () => !(await lab.ofctl('host1', 'dump-groups', 'br-int')).stdout.includes(failedMac), 30_000, 50);
     const downS = (Date.now() - tDown) / 1000;
+    const completed = await streamDone;
+    t.comment(`connection stream: ${STREAM_N} started 100 ms apart from ${((tDown - tStream) / 1000).toFixed(1)} s before the link went down; the group changed ${downS.toFixed(2)} s after it`);
+    t.equal(completed, STREAM_N, `every connection started before, during and after the failover completed (${completed}/${STREAM_N})`);
     t.comment(`${failed} eth0 down -> out of host1's group after ${downS.toFixed(2)} s (link_state through OVSDB, recompile, group mod)`);
     t.same(events, [`acme/${failed} down`], 'the event stream reported the link going down');
     const chainsDown = await getChains();
