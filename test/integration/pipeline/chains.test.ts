@@ -301,15 +301,19 @@ t.test('service chain client -> firewall (2 instances) -> IDS -> server across 3
       const c2s = s['server']!.counters['c2s']!;
       const s2c = s['client']!.counters['s2c']!;
       t.ok(c2s >= conns.length * 3, `server received ${c2s} client packets`);
-      t.equal(fw('c2s'), c2s, `firewalls forwarded all ${c2s} client->server packets`);
-      t.equal(s['ids']!.counters['c2s'], c2s, `the IDS forwarded all ${c2s}`);
-      t.equal(fw('c2s_ttl'), c2s, 'the firewalls saw them first (TTL 64, 63 after their decrement)');
-      t.equal(s['ids']!.counters['c2s_ttl'], c2s, 'the IDS saw them second (TTL 63, 62 after its decrement)');
+      // Order is proven per packet by TTL: each hop's TTL-matched counter equals its total.
+      // Counts along the path may only shrink, by a packet or two at most: the underlay can
+      // lose a segment after a hop counted it (seen once in CI: 145 forwarded, 144 arrived),
+      // and TCP retransmits it through the chain again.
+      const ids = s['ids']!.counters;
+      const lossless = (a: number, b: number) => a >= b && a - b <= 2;
+      t.ok(lossless(fw('c2s'), ids['c2s']!) && lossless(ids['c2s']!, c2s), `client->server: firewalls forwarded ${fw('c2s')}, the IDS ${ids['c2s']}, the server got ${c2s}`);
+      t.equal(fw('c2s_ttl'), fw('c2s'), 'the firewalls saw them first (TTL 64, 63 after their decrement)');
+      t.equal(ids['c2s_ttl'], ids['c2s'], 'the IDS saw them second (TTL 63, 62 after its decrement)');
       t.equal(s['server']!.counters['c2s_ttl62'], c2s, 'the server got them after exactly two hops (TTL 62)');
-      t.equal(s['ids']!.counters['s2c'], s2c, `replies: the IDS forwarded all ${s2c}`);
-      t.equal(s['ids']!.counters['s2c_ttl'], s2c, 'the IDS saw the replies first (TTL 64, 63 after its decrement)');
-      t.equal(fw('s2c'), s2c, 'the firewalls forwarded all replies');
-      t.equal(fw('s2c_ttl'), s2c, 'the firewalls saw them second (TTL 63, 62 after their decrement)');
+      t.ok(lossless(ids['s2c']!, fw('s2c')) && lossless(fw('s2c'), s2c), `replies: the IDS forwarded ${ids['s2c']}, the firewalls ${fw('s2c')}, the client got ${s2c}`);
+      t.equal(ids['s2c_ttl'], ids['s2c'], 'the IDS saw the replies first (TTL 64, 63 after its decrement)');
+      t.equal(fw('s2c_ttl'), fw('s2c'), 'the firewalls saw them second (TTL 63, 62 after their decrement)');
       t.equal(s['client']!.counters['s2c_ttl62'], s2c, 'the client got every reply after two hops (TTL 62)');
 
       // two instances: connections spread, each pinned to one, replies through the same one
