@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- converge [--runs N] [--hosts 4] [--tenants 5] [--per-tenant 20]`
+ * `npm run bench -- converge [--runs N] [--hosts 4] [--tenants 5] [--per-tenant 20] [--probers-after]`
  *
  * Convergence of the controller, against OVN's figures in the same layout: a lab
  * of 4 hosts × 25 containers in 5 tenants that all use 10.0.0.0/24; one apply of
