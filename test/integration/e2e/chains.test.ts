@@ -10,7 +10,7 @@
  * long-lived connection through the other goes on, and rejoins when up; a
  * firewall whose container is deleted leaves its group (its port is gone).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,6 +22,7 @@ import { addEndpointContainers, delContainer, endpointContainerName, startLabCon
 import { tenet } from '../../helpers/cli.js';
 import { withLab } from '../../helpers/lab.js';
 import { until } from '../../helpers/net.js';
+import { persistentClient, type Persistent } from '../../helpers/persistent.js';
 
 const TOPOLOGY = new URL('../../../topologies/chain-three-hosts.json', import.meta.url);
 const SERVER = '10.1.0.20';
@@ -60,14 +61,6 @@ const one = () => new Promise((res) => {
 })();
 `;
 /** One long-lived connection: prints "port N" once connected, then echoes each stdin line back. */
-const PERSISTENT = `
-const s = require('node:net').connect({ host: '${SERVER}', port: 80 });
-s.setNoDelay(true);
-s.on('connect', () => console.log('port ' + s.localPort));
-s.on('data', (d) => process.stdout.write('echo ' + d));
-s.on('error', (e) => console.log('error ' + e.message));
-process.stdin.on('data', (d) => s.write(d));
-`;
 const RULES = (ttl: number) => `table inet tenet {
   counter forwarded {}
   counter c2s {}
@@ -187,7 +180,7 @@ t.test('controller end to end: a service chain across 3 hosts', async (t) => {
     const failed = 'fw-1';
     let conn1: Persistent | undefined;
     for (let i = 0; i < 8 && !conn1; i++) {
-      const p = await persistent(t, lab.container(c('client')).namespace);
+      const p = await persistentClient(t, lab.container(c('client')).namespace, SERVER, 80, 20_000 /* node's start in the namespace can take seconds under load */);
       if (!(await p.say('first'))) continue;
       if ((await setOf(carrier)).includes(p.port)) conn1 = p;
     }
@@ -294,42 +287,3 @@ t.test('controller end to end: a service chain across 3 hosts', async (t) => {
   });
 });
 
-interface Persistent {
-  port: number;
-  /** Sends a line and waits for its echo; false after 3 s. */
-  say(line: string): Promise<boolean>;
-}
-
-async function persistent(t: Test, namespace: string): Promise<Persistent> {
-  const p: ChildProcess = spawn('ip', ['netns', 'exec', namespace, process.execPath, '-e', PERSISTENT], { stdio: ['pipe', 'pipe', 'inherit'] });
-  t.teardown(() => {
-    if (p.exitCode === null) p.kill('SIGKILL');
-  });
-  let buf = '';
-  const waiters: ((line: string) => void)[] = [];
-  p.stdout!.on('data', (d: Buffer) => {
-    buf += d.toString();
-    let i;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      waiters.shift()?.(line);
-    }
-  });
-  const next = (ms: number) =>
-    new Promise<string>((res) => {
-      const tm = setTimeout(() => res('timeout'), ms);
-      waiters.push((l) => (clearTimeout(tm), res(l)));
-    });
-  const first = await next(20_000); // node's start in the namespace can take seconds under load
-  const m = /^port (\d+)$/.exec(first);
-  if (!m) throw new Error(`persistent client: ${first}`);
-  return {
-    port: Number(m[1]),
-    say: async (line) => {
-      const w = next(3000);
-      p.stdin!.write(line + '\n');
-      return (await w) === `echo ${line}`;
-    },
-  };
-}

@@ -18,6 +18,7 @@ import { compile, type CompileResult, type Placement } from '../../../src/pipeli
 import { traceBetween } from '../../../src/trace/index.js';
 import { warmUnderlay } from '../../../src/lab/index.js';
 import { withLab, type TestLab } from '../../helpers/lab.js';
+import { persistentClient, type Persistent } from '../../helpers/persistent.js';
 
 const IP = { client: '10.1.0.10', server: '10.1.0.20', other: '10.1.0.30', 'fw-1': '10.1.0.41', 'fw-2': '10.1.0.42', ids: '10.1.0.51' } as const;
 type Name = keyof typeof IP;
@@ -116,55 +117,7 @@ const one = () => new Promise((res) => {
 `;
 
 /** One long-lived connection: prints "port N" once connected, then echoes each stdin line back as it comes. */
-const PERSISTENT = `
-const net = require('node:net');
-const s = net.connect({ host: process.argv[1], port: Number(process.argv[2]) });
-s.setNoDelay(true);
-s.on('connect', () => console.log('port ' + s.localPort));
-s.on('data', (d) => process.stdout.write('echo ' + d));
-s.on('error', (e) => console.log('error ' + e.message));
-process.stdin.on('data', (d) => s.write(d));
-`;
 
-interface Persistent {
-  port: number;
-  /** Sends a line and waits for its echo; false after the timeout. */
-  say(line: string): Promise<boolean>;
-}
-
-async function persistent(t: Test, lab: TestLab, from: string): Promise<Persistent> {
-  const p = spawn('ip', ['netns', 'exec', lab.container(from).namespace, process.execPath, '-e', PERSISTENT, IP.server, '80'], { stdio: ['pipe', 'pipe', 'inherit'] });
-  t.teardown(() => {
-    if (p.exitCode === null) p.kill('SIGKILL');
-  });
-  let buf = '';
-  const waiters: ((line: string) => void)[] = [];
-  p.stdout!.on('data', (d: Buffer) => {
-    buf += d.toString();
-    let i;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      waiters.shift()?.(line);
-    }
-  });
-  const next = (ms: number) =>
-    new Promise<string>((res) => {
-      const tm = setTimeout(() => res('timeout'), ms);
-      waiters.push((l) => (clearTimeout(tm), res(l)));
-    });
-  const first = await next(5000);
-  const m = /^port (\d+)$/.exec(first);
-  if (!m) throw new Error(`persistent client: ${first}`);
-  return {
-    port: Number(m[1]),
-    say: async (line) => {
-      const w = next(3000);
-      p.stdin!.write(line + '\n');
-      return (await w) === `echo ${line}`;
-    },
-  };
-}
 
 interface Counters {
   counters: Record<string, number>;
@@ -372,7 +325,7 @@ t.test('service chain client -> firewall (2 instances) -> IDS -> server across 3
 
     await t.test('health: an unhealthy instance leaves its group; an empty hop follows failMode', async (t) => {
       // a long-lived connection through one firewall; then the other one fails
-      const conn = await persistent(t, lab, 'client');
+      const conn = await persistentClient(t, lab.container('client').namespace, IP.server, 80, 5000);
       t.ok(await conn.say('first'), 'a long-lived connection through the chain');
       const s0 = await snap();
       const carrier = s0['fw-1']!.sets['c2s_ports']!.includes(conn.port) ? 'fw-1' : 'fw-2';
