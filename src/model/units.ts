@@ -116,6 +116,7 @@ export const UnitService = z.strictObject({
 });
 
 export const DESIRED_STATES = ['inactive', 'loaded', 'launched'] as const;
+export const RESTART_POLICIES = ['always', 'on-failure', 'never'] as const;
 
 export const Unit = z.strictObject({
   name: z
@@ -134,12 +135,18 @@ export const Unit = z.strictObject({
   constraints: UnitConstraints.default({}),
   services: z.array(UnitService).default([]),
   desiredState: z.enum(DESIRED_STATES).default('launched').describe('inactive: not scheduled; loaded: placed, not started; launched: placed and running'),
+  restart: z.enum(RESTART_POLICIES).default('always').describe('what the agent does when the process exits: always restart, restart on a non-zero exit, never'),
+  env: z
+    .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, { message: 'must be an environment variable name' }), z.string().max(4096))
+    .default({})
+    .describe('extra environment of the process; "%i" is the template instance'),
 });
 
 export type UnitDoc = z.output<typeof Unit>;
 export type UnitInput = z.input<typeof Unit>;
 export type UnitServiceDoc = z.output<typeof UnitService>;
 export type DesiredState = (typeof DESIRED_STATES)[number];
+export type RestartPolicy = (typeof RESTART_POLICIES)[number];
 
 /** One unit after template expansion: what the scheduler and (later) the agents use. */
 export interface UnitSpec {
@@ -163,6 +170,8 @@ export interface UnitSpec {
   host?: string;
   services: UnitServiceDoc[];
   desiredState: DesiredState;
+  restart: RestartPolicy;
+  env: Record<string, string>;
 }
 
 /** `a → b → c → a` starting at cycle[start]; long cycles keep the first names and the count. */
@@ -225,6 +234,8 @@ export function expandUnits(units: readonly UnitDoc[]): UnitSpec[] {
         conflicts: (c.conflicts ?? []).map((g) => sub(g, inst)),
         services: u.services,
         desiredState: u.desiredState,
+        restart: u.restart,
+        env: Object.fromEntries(Object.entries(u.env).map(([k, v]) => [k, sub(v, inst)])),
       };
       if (u.image !== undefined) spec.image = u.image;
       if (c.machineOf !== undefined) spec.machineOf = sub(c.machineOf, inst);
