@@ -1,0 +1,178 @@
+/**
+ * Unit instances as endpoints (issue-9 contract §2), pure: the document the
+ * controller validates and compiles is the user's document plus one endpoint per
+ * placed instance, on the host the scheduler chose, and plus the hosts that only
+ * agents know. IPAM keys on the endpoint id ("tenant/name"), which does not change
+ * when an instance moves host: a moved instance keeps its IP and MAC.
+ */
+import { expandUnits, Topology, type TopologyDoc, type UnitSpec, type ValidationIssue } from '../model/index.js';
+import { hostsOf } from './hosts.js';
+import type { AgentRegistration, PlacementRecord } from './records.js';
+import type { Assignment, PlacementHost } from './types.js';
+
+/** `web@1` → `web-1`, `web.2` → `web-2`, `metrics:host1` → `metrics-host1`. */
+export function endpointName(instanceId: string): string {
+  return instanceId.replace(/[@.:]/g, '-');
+}
+
+/** One placed instance as the endpoint it becomes. */
+export interface InstanceEndpoint {
+  /** Instance id (`web@1`, `web.2`, `metrics:host1`). */
+  id: string;
+  unit: UnitSpec;
+  host: string;
+  tenant: string;
+  network: string;
+  /** Endpoint name (endpointName(id)); the endpoint id is `tenant/name`. */
+  name: string;
+}
+
+export interface EffectiveDoc {
+  /** The document to validate and compile (the input itself when it has nothing to add). */
+  doc: unknown;
+  /** Clashes between instance endpoints and the document's own endpoints, with paths. */
+  issues: ValidationIssue[];
+  instances: InstanceEndpoint[];
+}
+
+type Raw = Record<string, unknown>;
+const isObj = (v: unknown): v is Raw => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** The document parsed (defaults applied), or undefined when it does not parse (validation will say why). */
+export function parseDoc(doc: unknown): TopologyDoc | undefined {
+  const r = Topology.safeParse(doc);
+  return r.success ? r.data : undefined;
+}
+
+/** A host entry for an agent-only host; undefined when the agent did not say how to reach its switch. */
+function agentHost(name: string, reg: AgentRegistration): Raw | undefined {
+  if (!reg.underlayIp || !reg.ovsdb) return undefined;
+  const h: Raw = { name, underlayIp: reg.underlayIp, ovsdb: reg.ovsdb, labels: { ...(reg.labels ?? {}) } };
+  if (reg.datapathType) h.datapathType = reg.datapathType;
+  const res = resourcesOf(reg);
+  if (res) h.resources = res;
+  return h;
+}
+
+/** Resources in document form: cpu as "<n>m" (a bare number would mean cores), memory in bytes. */
+function resourcesOf(reg: AgentRegistration): Raw | undefined {
+  const r = reg.resources;
+  if (!r || (r.cpu === undefined && r.memory === undefined)) return undefined;
+  const out: Raw = {};
+  if (r.cpu !== undefined) out.cpu = `${Math.round(r.cpu)}m`;
+  if (r.memory !== undefined) out.memory = Math.round(r.memory);
+  return out;
+}
+
+/**
+ * The hosts of the effective document: the document's own (an agent's labels and
+ * resources fill in what the document leaves out), then agent-only hosts by name.
+ */
+function effectiveHosts(rawHosts: unknown[], agents: Readonly<Record<string, AgentRegistration>>): unknown[] {
+  const listed = new Set<string>();
+  const hosts = rawHosts.map((h) => {
+    if (!isObj(h) || typeof h.name !== 'string') return h;
+    listed.add(h.name);
+    const reg = agents[h.name];
+    if (!reg) return h;
+    const out: Raw = { ...h };
+    if (reg.labels && Object.keys(reg.labels).length) out.labels = { ...reg.labels, ...(isObj(h.labels) ? h.labels : {}) };
+    const res = resourcesOf(reg);
+    if (res) out.resources = { ...res, ...(isObj(h.resources) ? h.resources : {}) };
+    return out;
+  });
+  for (const name of Object.keys(agents).sort()) {
+    if (listed.has(name)) continue;
+    const h = agentHost(name, agents[name]!);
+    if (h) hosts.push(h);
+  }
+  return hosts;
+}
+
+/**
+ * The document the controller validates and compiles: `doc` with every placed
+ * instance as an endpoint of its unit's tenant/network on its assigned host, labels
+ * `{unit, service}`, and the agents' hosts. Assignments whose unit is gone or whose
+ * host is not in the effective document are left out (the scheduler moves them).
+ */
+export function effectiveDoc(doc: unknown, placement: Pick<PlacementRecord, 'assignments'> | undefined, agents: Readonly<Record<string, AgentRegistration>> = {}): EffectiveDoc {
+  const parsed = parseDoc(doc);
+  if (!parsed || !isObj(doc)) return { doc, issues: [], instances: [] };
+  const hasAgents = Object.keys(agents).length > 0;
+  if (!placement?.assignments.length && !hasAgents) return { doc, issues: [], instances: [] };
+
+  const out: Raw = { ...doc };
+  const hosts = effectiveHosts(Array.isArray(doc.hosts) ? doc.hosts : [], agents);
+  if (hasAgents) out.hosts = hosts;
+  const hostNames = new Set(hosts.flatMap((h) => (isObj(h) && typeof h.name === 'string' ? [h.name] : [])));
+  const units = new Map(expandUnits(parsed.units).map((u) => [u.name, u]));
+
+  // Hand-written endpoints per tenant: name → path.
+  const declared = new Map<string, string>();
+  parsed.tenants.forEach((t, ti) => t.endpoints.forEach((e, ei) => declared.set(`${t.name}/${e.name}`, `/tenants/${ti}/endpoints/${ei}`)));
+  const tenantIndex = new Map(parsed.tenants.map((t, i) => [t.name, i]));
+
+  const issues: ValidationIssue[] = [];
+  const instances: InstanceEndpoint[] = [];
+  const taken = new Map<string, string>(); // endpoint id → instance id that took it
+  const added = new Map<number, Raw[]>();
+  for (const a of placement?.assignments ?? []) {
+    const unit = units.get(a.unit);
+    if (!unit || unit.desiredState === 'inactive' || !hostNames.has(a.host)) continue;
+    const ti = tenantIndex.get(unit.tenant);
+    if (ti === undefined) continue; // validation reports the unknown tenant at the unit
+    const name = endpointName(a.id);
+    const id = `${unit.tenant}/${name}`;
+    const path = `/units/${unit.source}/name`;
+    const hand = declared.get(id);
+    if (hand) {
+      issues.push({ path, message: `instance "${a.id}" becomes endpoint "${id}", which the document already declares at ${hand}` });
+      continue;
+    }
+    const other = taken.get(id);
+    if (other) {
+      issues.push({ path, message: `instances "${other}" and "${a.id}" would both be endpoint "${id}"` });
+      continue;
+    }
+    taken.set(id, a.id);
+    const labels: Record<string, string> = { unit: endpointName(unit.name) };
+    if (unit.services[0]) labels.service = unit.services[0].name;
+    const list = added.get(ti) ?? [];
+    list.push({ name, network: unit.network, host: a.host, labels });
+    added.set(ti, list);
+    instances.push({ id: a.id, unit, host: a.host, tenant: unit.tenant, network: unit.network, name });
+  }
+  if (added.size) {
+    const rawTenants = Array.isArray(doc.tenants) ? doc.tenants : [];
+    out.tenants = rawTenants.map((t, i) => {
+      const more = added.get(i);
+      if (!more || !isObj(t)) return t;
+      return { ...t, endpoints: [...(Array.isArray(t.endpoints) ? t.endpoints : []), ...more] };
+    });
+  }
+  return { doc: out, issues, instances };
+}
+
+/**
+ * What place() gets: the document's units (templates expanded) and the hosts of the
+ * effective document that have a live agent, with their labels and resources.
+ */
+export function schedulingInput(doc: unknown, live: Readonly<Record<string, AgentRegistration>>): { units: UnitSpec[]; hosts: PlacementHost[] } | undefined {
+  const parsed = parseDoc(doc);
+  if (!parsed) return undefined;
+  const eff = parseDoc({ ...(doc as Raw), hosts: effectiveHosts(Array.isArray((doc as Raw).hosts) ? ((doc as Raw).hosts as unknown[]) : [], live) });
+  const hosts = hostsOf(eff ?? parsed).filter((h) => live[h.name] !== undefined);
+  return { units: expandUnits(parsed.units), hosts };
+}
+
+/** Instance id → host of a placement (place()'s `current`). */
+export function currentOf(placement: Pick<PlacementRecord, 'assignments'> | undefined): Map<string, string> {
+  return new Map((placement?.assignments ?? []).map((a: Assignment) => [a.id, a.host]));
+}
+
+/** Two placements assign the same instances to the same hosts and explain the same unplaceable ones. */
+export function samePlacement(a: Pick<PlacementRecord, 'assignments' | 'unplaceable'> | undefined, b: Pick<PlacementRecord, 'assignments' | 'unplaceable'>): boolean {
+  const key = (p: Pick<PlacementRecord, 'assignments' | 'unplaceable'>) =>
+    JSON.stringify([[...p.assignments].map((x) => `${x.id}=${x.host}`).sort(), [...p.unplaceable].map((u) => `${u.id}:${u.reason}`).sort()]);
+  return a !== undefined && key(a) === key(b);
+}
