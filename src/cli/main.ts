@@ -21,6 +21,7 @@ const groups: Array<{ commands: string[]; load: () => Promise<CommandGroup> }> =
   { commands: ['units'], load: () => import('./units.js') },
   { commands: ['apply', 'plan', 'get', 'delete', 'status'], load: () => import('./client.js') },
   { commands: ['controller'], load: () => import('./controller.js') },
+  { commands: ['host'], load: () => import('./host.js') },
 ];
 
 /** The program with the groups `argv` needs (all of them for help or an unknown command). */
