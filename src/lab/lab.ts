@@ -17,11 +17,9 @@ import { TenetError, UsageError } from '../util/errors.js';
 import {
   HOST_MGMT_IFACE,
   HOST_UNDERLAY_IFACE,
-  INTEGRATION_BRIDGE,
   MAX_HOSTS,
   MAX_LABS,
   OVSDB_TCP_PORT,
-  UNDERLAY_BRIDGE,
   UNDERLAY_PREFIX_LEN,
   checkPrefix,
   fabricNamespace,
@@ -35,6 +33,7 @@ import {
 } from './naming.js';
 import { labDir, labRoot, readState, writeState, type LabHost, type LabState } from './state.js';
 import { isAlive } from '../util/process.js';
+import { ovsEnv, ovsPaths, setupHost, startVswitchd as startHostVswitchd } from '../host/index.js';
 
 export type Progress = (message: string) => void;
 
@@ -44,7 +43,6 @@ export interface LabUpOptions {
   onProgress?: Progress;
 }
 
-const OVS_SCHEMA = '/usr/share/openvswitch/vswitch.ovsschema';
 const FABRIC_BRIDGE = 'fabric';
 
 /** Thrown when `up` fails part-way; the lab has already been torn down again. */
@@ -63,7 +61,7 @@ export function requireRoot(what = 'the lab'): void {
 
 /** Environment that makes plain `ovs-vsctl`, `ovs-ofctl br-int` and `ovs-appctl` address one lab host. */
 export function hostEnv(host: Pick<LabHost, 'runDir'>): NodeJS.ProcessEnv {
-  return { ...process.env, OVS_RUNDIR: host.runDir, OVS_DBDIR: host.runDir, OVS_LOGDIR: host.runDir };
+  return ovsEnv(host.runDir);
 }
 
 /** `ovs-vsctl` against one lab host's database (runs in the root namespace over the unix socket). */
@@ -122,20 +120,20 @@ function releaseIndex(name: string, k: number): void {
 
 function makeHostRecord(state: LabState, index: number): LabHost {
   const name = hostName(index);
-  const runDir = join(state.dir, name);
+  const paths = ovsPaths(join(state.dir, name));
   const mgmtIp = mgmtSubnet(state.index).host(index);
   return {
     name,
     index,
     namespace: hostNamespace(state.name, name),
-    runDir,
-    ovsdbSocket: join(runDir, 'db.sock'),
+    runDir: paths.runDir,
+    ovsdbSocket: paths.ovsdbSocket,
     ovsdbTcp: `tcp:${mgmtIp}:${OVSDB_TCP_PORT}`,
     mgmtIp,
     underlayIp: underlayIp(index),
-    brIntMgmt: `unix:${join(runDir, `${INTEGRATION_BRIDGE}.mgmt`)}`,
-    pidfiles: { ovsdbServer: join(runDir, 'ovsdb-server.pid'), ovsVswitchd: join(runDir, 'ovs-vswitchd.pid') },
-    logs: { ovsdbServer: join(runDir, 'ovsdb-server.log'), ovsVswitchd: join(runDir, 'ovs-vswitchd.log') },
+    brIntMgmt: paths.brIntMgmt,
+    pidfiles: paths.pidfiles,
+    logs: paths.logs,
   };
 }
 
@@ -230,53 +228,27 @@ async function createHost(state: LabState, host: LabHost): Promise<void> {
   await ipIn(state.fabric.namespace, 'link', 'set', fabricPort(host.index), 'master', FABRIC_BRIDGE, 'up');
   await ipIn(ns, 'link', 'set', HOST_UNDERLAY_IFACE, 'up');
 
-  // Open vSwitch: database, then switch daemon, both inside the host namespace.
-  const env = hostEnv(host);
-  const db = join(host.runDir, 'conf.db');
-  await run(['ovsdb-tool', 'create', db, OVS_SCHEMA]);
-  await run(
-    [
-      'ip', 'netns', 'exec', ns, 'ovsdb-server', db,
-      `--remote=punix:${host.ovsdbSocket}`,
-      `--remote=ptcp:${OVSDB_TCP_PORT}:${host.mgmtIp}`,
-      '--remote=db:Open_vSwitch,Open_vSwitch,manager_options',
-      `--pidfile=${host.pidfiles.ovsdbServer}`,
-      `--log-file=${host.logs.ovsdbServer}`,
-      '--detach',
-    ],
-    { env },
-  );
-  const vsctl = (...args: string[]) => hostVsctl(host, ...args);
-  await vsctl('--no-wait', 'init', '--', 'set', 'Open_vSwitch', '.', `external_ids:system-id=${state.name}-${host.name}`, `external_ids:hostname=${host.name}`);
-  await startVswitchd(host);
-  // Bridges. Without --no-wait, ovs-vsctl returns once vswitchd has created them.
-  await vsctl(
-    '--', 'add-br', UNDERLAY_BRIDGE, '--', 'set', 'Bridge', UNDERLAY_BRIDGE, 'datapath_type=netdev',
-    '--', 'add-port', UNDERLAY_BRIDGE, HOST_UNDERLAY_IFACE,
-    '--', 'add-br', INTEGRATION_BRIDGE, '--', 'set', 'Bridge', INTEGRATION_BRIDGE, 'datapath_type=netdev',
-    'fail_mode=secure', 'other_config:disable-in-band=true', 'protocols=OpenFlow10,OpenFlow13,OpenFlow14,OpenFlow15',
-  );
-  // The underlay IP sits on br-phy's internal port: the userspace datapath's
-  // native tunnelling routes and ARPs through it.
-  await ipIn(ns, 'addr', 'add', `${host.underlayIp}/${UNDERLAY_PREFIX_LEN}`, 'dev', UNDERLAY_BRIDGE);
-  await ipIn(ns, 'link', 'set', UNDERLAY_BRIDGE, 'up');
-  await ipIn(ns, 'link', 'set', INTEGRATION_BRIDGE, 'up');
+  // Open vSwitch, br-phy with the underlay address, br-int: the same per-host setup
+  // a real machine runs (`tenet host setup`, vagrant/provision.sh).
+  await setupHost({
+    name: host.name,
+    systemId: `${state.name}-${host.name}`,
+    namespace: ns,
+    ovs: 'own',
+    runDir: host.runDir,
+    ovsdbListen: `${host.mgmtIp}:${OVSDB_TCP_PORT}`,
+    underlayIp: `${host.underlayIp}/${UNDERLAY_PREFIX_LEN}`,
+    underlayIface: HOST_UNDERLAY_IFACE,
+    datapathType: 'netdev',
+  });
 }
 
 /**
  * Starts a lab host's ovs-vswitchd (detached, in the host's namespace, with its
- * own run directory). `up` uses it; tests use it to restart a killed vswitchd.
+ * own run directory). Tests use it to restart a killed vswitchd.
  */
 export async function startVswitchd(host: LabHost): Promise<void> {
-  await run(
-    [
-      'ip', 'netns', 'exec', host.namespace, 'ovs-vswitchd', `unix:${host.ovsdbSocket}`,
-      `--pidfile=${host.pidfiles.ovsVswitchd}`,
-      `--log-file=${host.logs.ovsVswitchd}`,
-      '--detach',
-    ],
-    { env: hostEnv(host) },
-  );
+  await startHostVswitchd(ovsPaths(host.runDir), host.namespace);
 }
 
 /**

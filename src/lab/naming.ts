@@ -46,9 +46,7 @@ export const fabricPort = (index: number): string => `h${index}`;
 export const HOST_MGMT_IFACE = 'mgmt0';
 export const HOST_UNDERLAY_IFACE = 'phy0';
 export const CONTAINER_IFACE = 'eth0';
-export const INTEGRATION_BRIDGE = 'br-int';
-export const UNDERLAY_BRIDGE = 'br-phy';
-export const OVSDB_TCP_PORT = 6640;
+export { INTEGRATION_BRIDGE, UNDERLAY_BRIDGE, OVSDB_TCP_PORT } from '../host/plan.js';
 
 /** Host-side veth name of a container (unique within the host, at most 15 characters). */
 export function containerHostIface(name: string): string {
