@@ -4,10 +4,11 @@
  * convention). No image, no process: callers run what they need with `exec`.
  */
 import { Address4, Address6 } from 'ip-address';
-import { run, runSync, type RunOptions, type RunResult } from '../util/exec.js';
+import { run, type RunOptions, type RunResult } from '../util/exec.js';
 import { UsageError } from '../util/errors.js';
-import { hostEnv, hostVsctl, ip, ipIn, requireRoot } from './lab.js';
-import { CONTAINER_IFACE, INTEGRATION_BRIDGE, checkContainerName, containerHostIface, containerNamespace } from './naming.js';
+import { plugPort, unplugPort } from '../netns/index.js';
+import { hostEnv, requireRoot } from './lab.js';
+import { CONTAINER_IFACE, checkContainerName, containerHostIface, containerNamespace } from './naming.js';
 import { readState, writeState, type LabContainer, type LabHost, type LabState } from './state.js';
 
 export interface ContainerSpec {
@@ -72,27 +73,20 @@ export async function addContainer(labName: string, hostName: string, name: stri
 
   const ns = containerNamespace(state.name, name);
   const hostIface = containerHostIface(name);
-  const vsctl = (...args: string[]) => hostVsctl(host, ...args);
+  const port = await plugPort({
+    namespace: ns,
+    hostIface,
+    hostNamespace: host.namespace,
+    ovsdb: `unix:${host.ovsdbSocket}`,
+    env: hostEnv(host),
+    ip: spec.ip,
+    ...(spec.mac ? { mac: spec.mac } : {}),
+    ...(spec.gateway ? { gateway: spec.gateway } : {}),
+    ifaceId: spec.ifaceId,
+    externalIds: { 'tenet-lab-container': name },
+  });
+  const { mac, ofport } = port;
   try {
-    await ip('netns', 'add', ns);
-    await ipIn(ns, 'link', 'set', 'lo', 'up');
-    await ipIn(ns, 'link', 'add', CONTAINER_IFACE, 'type', 'veth', 'peer', 'name', hostIface, 'netns', host.namespace);
-    if (spec.mac) await ipIn(ns, 'link', 'set', CONTAINER_IFACE, 'address', spec.mac);
-    const family = spec.ip.includes(':') ? ['-6'] : [];
-    await run(['ip', '-n', ns, ...family, 'addr', 'add', spec.ip, 'dev', CONTAINER_IFACE, ...(family.length ? ['nodad'] : [])]);
-    await ipIn(ns, 'link', 'set', CONTAINER_IFACE, 'up');
-    // The userspace datapath does not complete checksums offloaded by a veth:
-    // without this, ping works but every TCP/UDP segment arrives corrupt.
-    await run(['ip', 'netns', 'exec', ns, 'ethtool', '-K', CONTAINER_IFACE, 'tx', 'off'], { timeoutMs: 10_000 });
-    if (spec.gateway) await ipIn(ns, 'route', 'add', 'default', 'via', spec.gateway);
-    await ipIn(host.namespace, 'link', 'set', hostIface, 'up');
-    const mac = (await ipIn(ns, '-br', 'link', 'show', CONTAINER_IFACE)).stdout.trim().split(/\s+/)[2] ?? '';
-    await vsctl(
-      '--', 'add-port', INTEGRATION_BRIDGE, hostIface,
-      '--', 'set', 'Interface', hostIface, `external_ids:iface-id=${spec.ifaceId}`, `external_ids:attached-mac=${mac}`,
-      `external_ids:tenet-lab-container=${name}`,
-    );
-    const ofport = Number((await vsctl('get', 'Interface', hostIface, 'ofport')).stdout.trim());
     const container: LabContainer = {
       name,
       host: host.name,
@@ -128,18 +122,7 @@ export async function delContainer(labName: string, name: string): Promise<void>
 }
 
 function removeContainerResources(host: LabHost, ns: string, hostIface: string): void {
-  runSync(['ovs-vsctl', `--db=unix:${host.ovsdbSocket}`, '--timeout=10', '--if-exists', 'del-port', INTEGRATION_BRIDGE, hostIface], {
-    allowFailure: true,
-    env: hostEnv(host),
-  });
-  for (const pid of runSync(['ip', 'netns', 'pids', ns], { allowFailure: true }).stdout.split('\n').filter(Boolean)) {
-    try {
-      process.kill(Number(pid), 'SIGKILL');
-    } catch {
-      /* gone */
-    }
-  }
-  runSync(['ip', 'netns', 'delete', ns], { allowFailure: true });
+  unplugPort({ namespace: ns, hostIface, ovsdb: `unix:${host.ovsdbSocket}`, env: hostEnv(host) });
 }
 
 /** Namespace and environment for running a command "on" a lab host or in a container. */
