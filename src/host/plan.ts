@@ -79,7 +79,7 @@ export interface LinkAddress {
 export function parseIpAddrLines(out: string): LinkAddress[] {
   const found: LinkAddress[] = [];
   for (const line of out.split('\n')) {
-    const m = /^\d+:\s+([^\s@:]+)\s+inet\s+(\S+)/.exec(line);
+    const m = /^\d+:\s+([^\s@:]+)(?:@\S+)?\s+inet\s+(\S+)/.exec(line);
     if (m) found.push({ link: m[1]!, cidr: m[2]! });
   }
   return found;

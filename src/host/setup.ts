@@ -172,6 +172,12 @@ export async function setupHost(opts: HostSetupOptions): Promise<HostSetupResult
   const listen = opts.ovsdbListen ? ovsdbListen(opts.ovsdbListen) : undefined;
   const { mode, paths } = await resolveOvs(opts);
   const started: string[] = [];
+  // The underlay NIC first: a refused setup starts nothing.
+  const holder = linkHolding(parseIpAddrLines((await ipCmd(ns, '-o', '-4', 'addr', 'show')).stdout), underlay.ip);
+  const iface = opts.underlayIface ?? (holder && holder.link !== UNDERLAY_BRIDGE ? holder.link : undefined);
+  if (!iface && holder?.link !== UNDERLAY_BRIDGE) {
+    throw new UsageError(`no interface holds ${underlay.ip}: name the underlay NIC (--underlay-iface)`, { underlayIp: underlay.cidr });
+  }
 
   // 1. Open vSwitch.
   if (mode === 'own') {
@@ -192,11 +198,6 @@ export async function setupHost(opts: HostSetupOptions): Promise<HostSetupResult
   say(`${opts.name}: Open vSwitch (${mode}) in ${paths.runDir}${started.length ? `, started ${started.join(', ')}` : ''}`);
 
   // 2. Bridges and the underlay address.
-  const holder = linkHolding(parseIpAddrLines((await ipCmd(ns, '-o', '-4', 'addr', 'show')).stdout), underlay.ip);
-  const iface = opts.underlayIface ?? (holder && holder.link !== UNDERLAY_BRIDGE ? holder.link : undefined);
-  if (!iface && holder?.link !== UNDERLAY_BRIDGE) {
-    throw new UsageError(`no interface holds ${underlay.ip}: name the underlay NIC (--underlay-iface)`, { underlayIp: underlay.cidr });
-  }
   // Without --no-wait, ovs-vsctl returns once vswitchd has created the bridges.
   await vsctl(paths, ...bridgeArgs({ datapathType, ...(iface ? { underlayIface: iface } : {}) }));
   if (datapathType === 'netdev') {
