@@ -7,6 +7,7 @@ export {
   HttpError,
   type ApiOptions,
   type ApiServer,
+  type ApiExtension,
 } from './server.js';
 export { EVENTS_PATH, type ApiErrorBody, type SnapshotMessage, type EventMessage } from './protocol.js';
 export { tenantInfos, networkInfos, type TenantInfo, type NetworkInfo } from './views.js';

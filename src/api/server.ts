@@ -13,6 +13,7 @@
  *   GET    /v1/chains[?tenant=T]           service chains: hops, instances, health
  *   GET    /v1/wait?generation=N&timeout=S  ControllerStatus once realized (realized:false at timeout)
  *   WS     /v1/events                     { type:'snapshot', status } then one ControllerEvent per message
+ *   /v1/services/...                     the service registry, when the daemon passes it as an extension
  * Every route but /healthz needs `Authorization: Bearer <token>` when a token is set
  * (the WebSocket also accepts `?token=`).
  */
@@ -47,6 +48,19 @@ export interface ApiOptions {
   /** express/body-parser size string; larger bodies get 413. */
   bodyLimit?: string;
   maxEventBacklogBytes?: number;
+  /** More routes served on the same server (the daemon mounts the service registry this way; src/api does not import it). */
+  extensions?: ApiExtension[];
+}
+
+/**
+ * A router mounted at `path` ahead of the API's own token check (it checks the token
+ * itself: the registry's router does), optionally with a WebSocket endpoint.
+ */
+export interface ApiExtension {
+  path: string;
+  router: express.RequestHandler;
+  /** The extension's WebSocket path and how to serve it on the API's HTTP server (returns a detach). */
+  websocket?: { path: string; attach(server: Server): () => Promise<void> };
 }
 
 export interface ApiServer {
@@ -157,6 +171,8 @@ export function createApiApp(controller: ControllerApi, opts: Omit<ApiOptions, '
     res.json({ ok: true, generation: controller.status().generation });
   });
 
+  for (const x of opts.extensions ?? []) app.use(x.path, x.router);
+
   app.use((req, res, next) => {
     if (bearerOk(req.headers.authorization, opts.token)) return next();
     res.status(401).set('WWW-Authenticate', 'Bearer').json({ error: 'unauthorized', message: 'missing or wrong bearer token' } satisfies ApiErrorBody);
@@ -245,7 +261,8 @@ export function createApiApp(controller: ControllerApi, opts: Omit<ApiOptions, '
  * The event stream on `server` at EVENTS_PATH. One listener on the controller fans
  * out to every client; a client that stops reading is dropped, not buffered forever.
  */
-export function attachEventStream(server: Server, controller: ControllerApi, opts: Pick<ApiOptions, 'token' | 'logger' | 'maxEventBacklogBytes'>): () => Promise<void> {
+export function attachEventStream(server: Server, controller: ControllerApi, opts: Pick<ApiOptions, 'token' | 'logger' | 'maxEventBacklogBytes' | 'extensions'>): () => Promise<void> {
+  const others = new Set((opts.extensions ?? []).flatMap((x) => (x.websocket ? [x.websocket.path] : [])));
   const wss = new WebSocketServer({ noServer: true, maxPayload: 4096 });
   const clients = new Set<WebSocket>();
   const maxBacklog = opts.maxEventBacklogBytes ?? DEFAULT_EVENT_BACKLOG_BYTES;
@@ -268,6 +285,7 @@ export function attachEventStream(server: Server, controller: ControllerApi, opt
 
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const url = new URL(req.url ?? '/', 'http://x');
+    if (others.has(url.pathname)) return; // an extension's upgrade listener answers it
     if (url.pathname !== EVENTS_PATH) {
       socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       return;
@@ -304,7 +322,11 @@ export async function startApi(controller: ControllerApi, opts: ApiOptions): Pro
   const { host, port } = parseHostPort(opts.listen, 'the API listen address');
   const app = createApiApp(controller, opts);
   const server = createServer(app);
-  const detach = attachEventStream(server, controller, opts);
+  const detachEvents = attachEventStream(server, controller, opts);
+  const detachOthers = (opts.extensions ?? []).flatMap((x) => (x.websocket ? [x.websocket.attach(server)] : []));
+  const detach = async () => {
+    await Promise.all([detachEvents(), ...detachOthers.map((d) => d())]);
+  };
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

@@ -1,7 +1,7 @@
-/** `tenet controller`: the controller daemon (store, OpenFlow listener, OVSDB to every host, REST API). */
+/** `tenet controller`: the controller daemon (store, OpenFlow listener, OVSDB to every host, REST API, service registry + DNS). */
 import { Command, Option } from 'commander';
 import pino from 'pino';
-import { DEFAULT_STATE_DIR, runDaemon } from '../daemon/index.js';
+import { DEFAULT_DNS, DEFAULT_STATE_DIR, runDaemon } from '../daemon/index.js';
 import { UsageError } from '../util/errors.js';
 
 const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -17,8 +17,9 @@ export function register(program: Command): void {
     .option('--store <store>', "'embedded' (<state-dir>/store) or etcd:http://HOST:PORT[,...]", 'embedded')
     .option('--drift-interval <seconds>', 'seconds between drift checks (0 = off)', '10')
     .option('--no-auth', 'serve the API without a bearer token')
+    .option('--dns <host:port|off>', "the service registry's DNS (UDP, and TCP on a fixed port); port 0 = any free port", DEFAULT_DNS)
     .addOption(new Option('--log-level <level>', 'log level').choices(LEVELS).default('info'))
-    .action(async (o: { stateDir: string; api: string; openflow: string; advertise?: string; store: string; driftInterval: string; auth: boolean; logLevel: string }) => {
+    .action(async (o: { stateDir: string; api: string; openflow: string; advertise?: string; store: string; driftInterval: string; auth: boolean; dns: string; logLevel: string }) => {
       const drift = Number(o.driftInterval);
       if (!Number.isFinite(drift) || drift < 0) throw new UsageError(`--drift-interval must be a number of seconds >= 0, got '${o.driftInterval}'`);
       await runDaemon({
@@ -29,6 +30,7 @@ export function register(program: Command): void {
         store: o.store,
         driftIntervalS: drift,
         auth: o.auth,
+        dns: o.dns,
         logger: pino({ level: o.logLevel }, pino.destination(2)),
       });
     });

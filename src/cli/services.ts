@@ -1,7 +1,8 @@
 /**
- * `tenet services list|watch|register|deregister` (clients of the registry's REST API)
- * and `tenet registry serve` (runs the registry's HTTP + DNS on the embedded store or
- * on etcd, until there is a controller daemon to host them).
+ * `tenet services list|watch|register|deregister`: clients of the registry's REST API,
+ * which the controller daemon serves at /v1/services on its API port (same URL and
+ * token as the other client commands). `tenet registry serve` runs the registry alone
+ * (HTTP + DNS on the embedded store or on etcd), without a controller.
  */
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
@@ -9,9 +10,13 @@ import WebSocket from 'ws';
 import { Registry, WATCH_PATH, serveRegistryHttp, startRegistryDns, type Instance } from '../registry/index.js';
 import { openStore } from '../store/index.js';
 import { TenetError, UsageError } from '../util/errors.js';
-import { loadOrCreateToken } from '../util/token.js';
+import { loadOrCreateToken, readTokenFile } from '../util/token.js';
+import { DEFAULT_API_URL } from '../api/client.js';
 
-export const DEFAULT_API = 'http://127.0.0.1:7070';
+/** The controller's API (it hosts the registry); a standalone `tenet registry serve` listens on 7070. */
+export const DEFAULT_API = DEFAULT_API_URL;
+/** Read when neither --token nor --token-file is given (the controller's default state dir). */
+const DEFAULT_TOKEN_FILE = '/var/lib/tenet/token';
 
 /** The registry API answered with an error (or could not be reached). */
 export class ApiError extends TenetError {
@@ -208,19 +213,27 @@ export function watchServices(
   });
 }
 
-const apiOption = () => new Option('--api <url>', 'registry API base URL').env('TENET_API').default(DEFAULT_API);
+const apiOption = () => new Option('--api <url>', 'controller API base URL (or a standalone registry\'s)').env('TENET_API').default(DEFAULT_API);
 const tokenOption = () => new Option('--token <token>', 'bearer token').env('TENET_TOKEN');
+const tokenFileOption = () => new Option('--token-file <file>', `file holding the bearer token (default ${DEFAULT_TOKEN_FILE} if readable)`);
 const outputOption = () => new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table');
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 const out: Write = (s) => process.stdout.write(s);
 
-function client(o: { api: string; token?: string }): ClientOptions {
+/** --token, else --token-file, else the default token file if readable (as the other client commands). */
+function client(o: { api: string; token?: string; tokenFile?: string }): ClientOptions {
   try {
     new URL(o.api);
   } catch {
     throw new UsageError(`--api must be a URL, got '${o.api}'`);
   }
-  return o.token ? { api: o.api, token: o.token } : { api: o.api };
+  let token = o.token;
+  if (!token && o.tokenFile) {
+    token = readTokenFile(o.tokenFile);
+    if (!token) throw new UsageError(`cannot read a token from ${o.tokenFile}`);
+  }
+  token ??= readTokenFile(DEFAULT_TOKEN_FILE);
+  return token ? { api: o.api, token } : { api: o.api };
 }
 
 export function register(program: Command): void {
@@ -234,9 +247,11 @@ export function register(program: Command): void {
     .option('--passing', 'only instances that are not critical')
     .addOption(apiOption())
     .addOption(tokenOption())
+    .addOption(tokenFileOption())
     .addOption(outputOption())
-    .action(async (o: { tenant?: string; service?: string; passing?: boolean; api: string; token?: string; output: string }) => {
-      await listServices({ ...o, ...client(o) }, out);
+    .action(async (o: { tenant?: string; service?: string; passing?: boolean; api: string; token?: string; tokenFile?: string; output: string }) => {
+      const { tokenFile: _f, ...rest } = o;
+      await listServices({ ...rest, ...client(o) }, out);
     });
 
   services
@@ -250,11 +265,13 @@ export function register(program: Command): void {
     })
     .addOption(apiOption())
     .addOption(tokenOption())
+    .addOption(tokenFileOption())
     .addOption(outputOption())
-    .action(async (o: { tenant?: string; service?: string; count?: number; api: string; token?: string; output: string }) => {
+    .action(async (o: { tenant?: string; service?: string; count?: number; api: string; token?: string; tokenFile?: string; output: string }) => {
       const ac = new AbortController();
       process.once('SIGINT', () => ac.abort());
-      await watchServices({ ...o, ...client(o), signal: ac.signal }, out);
+      const { tokenFile: _f, ...rest } = o;
+      await watchServices({ ...rest, ...client(o), signal: ac.signal }, out);
     });
 
   services
@@ -272,7 +289,8 @@ export function register(program: Command): void {
     .option('--deregister-critical-after <duration>', 'deregister after being critical this long')
     .addOption(apiOption())
     .addOption(tokenOption())
-    .action(async (tenant: string, service: string, id: string, o: RegisterFlags & { api: string; token?: string }) => {
+    .addOption(tokenFileOption())
+    .action(async (tenant: string, service: string, id: string, o: RegisterFlags & { api: string; token?: string; tokenFile?: string }) => {
       await registerService(client(o), tenant, service, id, o, out);
     });
 
@@ -281,7 +299,8 @@ export function register(program: Command): void {
     .description('remove an instance')
     .addOption(apiOption())
     .addOption(tokenOption())
-    .action(async (tenant: string, service: string, id: string, o: { api: string; token?: string }) => {
+    .addOption(tokenFileOption())
+    .action(async (tenant: string, service: string, id: string, o: { api: string; token?: string; tokenFile?: string }) => {
       await deregisterService(client(o), tenant, service, id, out);
     });
 

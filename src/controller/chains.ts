@@ -8,8 +8,8 @@
  * `compile(..., { unhealthy })`, built here. Every input is a snapshot the
  * controller passes in, so this file does no I/O.
  */
-import { formatIp4, formatIp6 } from '../ipam/index.js';
 import type { Endpoint, Model } from '../model/index.js';
+import { resolveServices, type RegisteredInstance } from './services.js';
 import type { ChainHopInfo, ChainInfo, ChainInstanceInfo, HopState, InstanceHealth } from './types.js';
 
 /** What the controller knows about one endpoint's port and checks. */
@@ -104,44 +104,10 @@ export function chainInfos(model: Model | null, v: HealthView): ChainInfo[] {
   return out;
 }
 
-/** What chain health reads from a service registry entry (src/registry `Instance`). */
-export interface RegisteredInstance {
-  tenant: string;
-  service: string;
-  address: string;
-  status: 'passing' | 'warning' | 'critical';
-}
-
 /**
- * Endpoint ids of chain instances whose registry health check is critical. Registry
- * instances map to endpoints by tenant and address (the endpoint's IPv4 or IPv6
- * address); for a hop given as a service, only that service's registrations count.
- * An endpoint with no registration is not failing (checks are opt-in).
+ * Endpoint ids of chain instances whose registry health check is critical (see
+ * services.ts for how registrations map to endpoints and hops).
  */
 export function registryCheckFailing(model: Model | null, registered: readonly RegisteredInstance[]): Set<string> {
-  const critical = new Map<string, Set<string>>(); // "tenant address" -> services with a critical registration there
-  for (const r of registered) {
-    if (r.status !== 'critical') continue;
-    const k = `${r.tenant} ${r.address}`;
-    let s = critical.get(k);
-    if (!s) critical.set(k, (s = new Set()));
-    s.add(r.service);
-  }
-  const out = new Set<string>();
-  if (!critical.size) return out;
-  for (const t of model?.tenants ?? [])
-    for (const c of t.chains)
-      for (const hop of c.hops)
-        for (const i of hop.instances)
-          for (const e of [i.ingress, i.egress]) {
-            for (const a of addressesOf(e)) {
-              const s = critical.get(`${t.name} ${a}`);
-              if (s && (hop.service === undefined || s.has(hop.service))) out.add(e.id);
-            }
-          }
-  return out;
-}
-
-function addressesOf(e: Endpoint): string[] {
-  return [...(e.ip !== undefined ? [formatIp4(e.ip)] : []), ...(e.ip6 !== undefined ? [formatIp6(e.ip6)] : [])];
+  return model ? resolveServices(model, registered).checkFailing : new Set();
 }

@@ -23,6 +23,7 @@ import type { HostSwitchOptions } from '../vswitch/index.js';
 import { HostRuntime } from './host.js';
 import { createMetrics, type ControllerMetrics } from './metrics.js';
 import { chainInfos, unhealthyEndpoints, type HealthView } from './chains.js';
+import { resolveServices, type ServiceSource, type ServiceView } from './services.js';
 import { chainHostDeps, compileFailure, endpointInfo, tunnelPeers } from './pure.js';
 import type { ApplyResult, ChainInfo, ControllerApi, ControllerEvent, ControllerStatus, EndpointInfo, HostStatus, Plan } from './types.js';
 
@@ -96,6 +97,10 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
   private closed = false;
   /** How to end each pending waitRealized (as not realized): close() calls them all. */
   private readonly waits = new Set<() => void>();
+  /** The service registry this controller follows (followServices), and its resolution for `current`. */
+  private services: ServiceSource | undefined;
+  private serviceView: { model: Model; view: ServiceView } | undefined;
+  private servicesDue = false;
 
   private constructor(private readonly opts: ControllerOptions) {
     super();
@@ -182,7 +187,56 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
   }
 
   chains(): ChainInfo[] {
-    return chainInfos(this.current, this.health());
+    const v = this.view();
+    return chainInfos(v?.model ?? null, this.health(v?.checkFailing));
+  }
+
+  /**
+   * Follows a service registry: service hops take its registered instances and a
+   * critical registration takes its chain instance out of the group (services.ts).
+   * Each change re-resolves; only a change of members or failing instances recompiles
+   * (the reconciler then sends just the chain's flow and group changes). Returns an unfollow.
+   */
+  followServices(source: ServiceSource): () => void {
+    this.services = source;
+    const off = source.onChange(() => {
+      // A burst of registry events (a lease revoke deletes two keys) resolves once.
+      if (this.servicesDue) return;
+      this.servicesDue = true;
+      setImmediate(() => {
+        this.servicesDue = false;
+        this.servicesChanged();
+      });
+    });
+    this.servicesChanged();
+    return () => {
+      off();
+      if (this.services === source) this.services = undefined;
+    };
+  }
+
+  /** The current model with the registry's members and failing checks (cached until either changes). */
+  private view(): ServiceView | undefined {
+    if (!this.current) return undefined;
+    if (this.serviceView?.model !== this.current) this.serviceView = { model: this.current, view: this.resolved(this.current) };
+    return this.serviceView.view;
+  }
+
+  private resolved(model: Model): ServiceView {
+    return resolveServices(model, this.services?.instances() ?? []);
+  }
+
+  private servicesChanged(): void {
+    if (this.closed || !this.current) return;
+    const before = this.view()!;
+    const after = this.resolved(this.current);
+    this.serviceView = { model: this.current, view: after };
+    if (after.key === before.key) return;
+    this.log.info({ failing: [...after.checkFailing], skipped: after.skipped.length }, 'service registry changed chain members or health: recompiling');
+    this.compiled = undefined;
+    this.placementVersion++; // a plan compiled before this is stale
+    this.chainDeps = chainHostDeps(after.model);
+    for (const rt of this.runtimes.values()) rt.kick();
   }
 
   async plan(doc: unknown): Promise<Plan> {
@@ -325,7 +379,7 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
   private syncRuntimes(model: Model): void {
     if (this.closed) return;
     const peers = tunnelPeers(model);
-    this.chainDeps = chainHostDeps(model);
+    this.chainDeps = chainHostDeps(model === this.current ? (this.view()?.model ?? model) : model);
     const byName = new Map(model.hosts.map((h) => [h.name, h]));
     for (const [name, rt] of this.runtimes) {
       const h = byName.get(name);
@@ -394,8 +448,8 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
    * Instances leaving their groups: unhealthy by port/link/check (chains.ts), plus
    * every chain instance on a lost host (unreachable past the grace period).
    */
-  private unhealthy(model: Model): Set<string> {
-    const out = unhealthyEndpoints(model, this.health());
+  private unhealthy(model: Model, checkFailing?: ReadonlySet<string>): Set<string> {
+    const out = unhealthyEndpoints(model, this.health(checkFailing));
     const lost = new Set([...this.runtimes].filter(([, rt]) => rt.lost).map(([h]) => h));
     if (!lost.size) return out;
     for (const t of model.tenants) for (const c of t.chains) for (const hop of c.hops) for (const i of hop.instances) for (const e of [i.ingress, i.egress]) if (lost.has(e.host)) out.add(e.id);
@@ -409,18 +463,28 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
   }
 
   /** Ports, link states and health checks as chain health sees them (src/controller/chains.ts). */
-  private health(): HealthView {
+  private health(checkFailing: ReadonlySet<string> = this.view()?.checkFailing ?? new Set()): HealthView {
     return {
       // A lost host's last known bindings are not trusted: its instances show as port missing.
       ofport: (host, id) => (this.runtimes.get(host)?.lost ? undefined : this.runtimes.get(host)?.ofport(id)),
       linkDown: (host, id) => this.runtimes.get(host)?.linkDown(id) ?? false,
-      checkFailing: new Set(),
+      checkFailing,
     };
   }
 
   private compileCurrent(): CompileResult | undefined {
-    if (!this.current) return undefined;
-    this.compiled ??= compile(this.current, this.placement(), { unhealthy: this.unhealthy(this.current) });
+    const v = this.view();
+    if (!this.current || !v) return undefined;
+    if (this.compiled) return this.compiled;
+    try {
+      this.compiled = compile(v.model, this.placement(), { unhealthy: this.unhealthy(v.model, v.checkFailing) });
+    } catch (err) {
+      if (v.model === this.current) throw err;
+      // Registered members the validated document did not have made the compile fail (e.g. a
+      // classifier conflict at a registered endpoint's port): run on the labelled members.
+      this.log.error({ err: (err as Error).message }, 'chains with the registry\'s members do not compile: using the labelled members');
+      this.compiled = compile(this.current, this.placement(), { unhealthy: this.unhealthy(this.current, v.checkFailing) });
+    }
     return this.compiled;
   }
 
@@ -433,7 +497,15 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
 
   private async planModel(model: Model, generation: number): Promise<{ plan: Plan; result: CompileResult; placementVersion: number }> {
     const placementVersion = this.placementVersion;
-    const result = uncompilable(model, () => compile(model, this.placement(), { unhealthy: this.unhealthy(model) }));
+    const v = this.resolved(model);
+    const result = uncompilable(model, () => {
+      try {
+        return compile(v.model, this.placement(), { unhealthy: this.unhealthy(v.model, v.checkFailing) });
+      } catch (err) {
+        if (v.model === model) throw err;
+        return compile(model, this.placement(), { unhealthy: this.unhealthy(model, v.checkFailing) }); // as compileCurrent
+      }
+    });
     const hosts = await Promise.all(
       model.hosts.map(async (h) => {
         const desired = uncompilable(model, () => result.host(h.name), h.name);

@@ -1,11 +1,15 @@
 /**
- * The controller daemon: store + Controller + REST API, until SIGINT/SIGTERM.
+ * The controller daemon: store + Controller + service registry + REST API (+ DNS),
+ * until SIGINT/SIGTERM. The registry lives on the controller's store under
+ * REGISTRY_PREFIX, is served at /v1/services on the API's port (same token) and
+ * over DNS, and the controller follows it for chain membership and health.
  * `tenet controller` parses its options into DaemonOptions and calls runDaemon;
  * tests call it in-process.
  */
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { startApi, type ApiServer } from '../api/index.js';
+import { Registry, SERVICES_BASE, WATCH_PATH, attachRegistryWatch, createRegistryRouter, startRegistryDns, type RegistryDnsServer } from '../registry/index.js';
 import { openStore, type Store, type StoreConfig } from '../store/index.js';
 import { UsageError } from '../util/errors.js';
 import { parseHostPort } from '../util/hostport.js';
@@ -27,6 +31,8 @@ export interface DaemonOptions {
   driftIntervalS: number;
   /** false = API without bearer token (`--no-auth`). */
   auth: boolean;
+  /** Registry DNS listen address host:port (port 0 = any free one, UDP only) or 'off'. Default off here; the CLI's default is 127.0.0.1:8600. */
+  dns?: string;
   logger?: Logger;
 }
 
@@ -36,10 +42,16 @@ export interface Daemon {
   store: Store;
   /** The bearer token (null with auth off). */
   token: string | null;
+  registry: Registry;
+  /** The registry's DNS server (undefined with DNS off). */
+  dns: RegistryDnsServer | undefined;
   close(): Promise<void>;
 }
 
 export const DEFAULT_STATE_DIR = '/var/lib/tenet';
+export const DEFAULT_DNS = '127.0.0.1:8600';
+/** Where the registry keeps its instances and health records in the controller's store. */
+export const REGISTRY_PREFIX = '/tenet/registry/';
 
 export function storeConfig(spec: string, stateDir: string): StoreConfig {
   if (spec === 'embedded') return { kind: 'embedded', dir: join(stateDir, 'store') };
@@ -61,9 +73,22 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     advertise = `tcp:${of.host}:${of.port}`;
   }
   if (!/^(tcp|ssl):[^:]+:\d+$|^unix:/.test(advertise)) throw new UsageError(`--advertise must look like tcp:IP:PORT, got '${advertise}'`);
+  const dnsAt = opts.dns === undefined || opts.dns === 'off' ? undefined : parseHostPort(opts.dns, '--dns');
   const token = opts.auth ? loadOrCreateToken(opts.stateDir) : null;
   const store = await openStore(storeConfig(opts.store, opts.stateDir));
   let controller: Controller | undefined;
+  let registry: Registry | undefined;
+  let api: ApiServer | undefined;
+  let dns: RegistryDnsServer | undefined;
+  let unfollow: (() => void) | undefined;
+  const stop = async () => {
+    await dns?.close().catch(() => undefined);
+    await api?.close().catch(() => undefined);
+    unfollow?.();
+    await registry?.close().catch(() => undefined);
+    await controller?.close();
+    await store.close();
+  };
   try {
     controller = await Controller.start({
       store,
@@ -72,25 +97,42 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       driftIntervalMs: opts.driftIntervalS * 1000,
       logger: log,
     });
-    const api = await startApi(controller, { listen: opts.api, token, logger: log });
-    log.info({ api: api.url, openflow: controller.openflowAddress, advertise, store: store.kind, stateDir: opts.stateDir }, 'tenet controller ready');
     const c = controller;
+    // Tenants that may register: the controller's current ones (asked at each registration).
+    const reg = (registry = await Registry.start({ store, prefix: REGISTRY_PREFIX, tenants: (t) => c.model()?.tenants.some((x) => x.name === t) ?? false }));
+    unfollow = c.followServices({ instances: () => reg.list().instances, onChange: (fn) => reg.subscribe({}, () => fn()) });
+    const httpOpts = token ? { token } : {};
+    api = await startApi(c, {
+      listen: opts.api,
+      token,
+      logger: log,
+      extensions: [
+        {
+          path: SERVICES_BASE,
+          router: createRegistryRouter(reg, httpOpts),
+          websocket: { path: WATCH_PATH, attach: (server) => attachRegistryWatch(server, reg, { ...httpOpts, onWatchDropped: (d) => log.warn(d, 'dropped a registry watch client that stopped reading') }) },
+        },
+      ],
+    });
+    // A fixed port serves TCP too (answers that do not fit UDP); port 0 would differ between the two.
+    if (dnsAt) dns = await startRegistryDns(reg, { host: dnsAt.host, port: dnsAt.port, tcp: dnsAt.port !== 0 });
+    log.info(
+      { api: api.url, openflow: c.openflowAddress, advertise, store: store.kind, stateDir: opts.stateDir, dns: dnsAt ? `${dnsAt.host}:${dns!.port}` : 'off' },
+      'tenet controller ready',
+    );
+    const a = api;
     let closing: Promise<void> | undefined;
     return {
       controller: c,
-      api,
+      api: a,
       store,
       token,
-      close: () =>
-        (closing ??= (async () => {
-          await api.close().catch(() => undefined);
-          await c.close();
-          await store.close();
-        })()),
+      registry: reg,
+      dns,
+      close: () => (closing ??= stop()),
     };
   } catch (err) {
-    await controller?.close();
-    await store.close();
+    await stop();
     throw err;
   }
 }

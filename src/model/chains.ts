@@ -8,7 +8,9 @@
  * Rules checked here, each reported with its JSON Pointer:
  * - a hop is `instances` or `service`, not both, not neither; instances name
  *   endpoints of the chain's own tenant (`other/name` is a chain crossing tenants);
- *   a service resolves through the label `service=<name>` in the tenant;
+ *   a service resolves here through the label `service=<name>` in the tenant, and
+ *   may resolve to nothing (instances register in the service registry later; the
+ *   controller resolves registered ones, src/controller/services.ts);
  * - loops: an instance that is also a destination of the chain, or an endpoint
  *   that appears twice in the chain (in one hop or two);
  * - one network per chain: instances and destinations on one network (the
@@ -71,11 +73,10 @@ const paths = new WeakMap<Chain, string>();
 
 /**
  * Resolves a tenant's chains. `endpoints` are the tenant's endpoints that have a
- * network (by name); `doc` is used only to tell "service in another tenant" from
- * "unknown service".
+ * network (by name).
  */
 export function resolveChains(
-  doc: TopologyDoc,
+  _doc: TopologyDoc,
   td: TenantDoc,
   tp: string,
   byName: ReadonlyMap<string, Endpoint>,
@@ -174,23 +175,27 @@ export function resolveChains(
         hops.push({ instances });
         return;
       }
+      // A service hop's instances here are its labelled endpoints (possibly none): the
+      // controller puts the registry's instances of the service in their place when it
+      // has any (src/controller/services.ts), so a service nobody labelled is not an
+      // error; the hop is empty (its failMode applies) until an instance registers.
       const svc = hd.service!;
       for (const e of tenantEps) if (e.labels['service'] === svc) {
         use(e, `${hp}/service`);
         instances.push({ ingress: e, egress: e, weight: 1 });
       }
-      if (!instances.length) {
-        const other = doc.tenants.find((o) => o.name !== td.name && o.endpoints.some((e) => e.labels['service'] === svc));
-        if (other) bad(`${hp}/service`, `chains cannot cross tenants: service "${svc}" has instances only in tenant "${other.name}"`);
-        else bad(`${hp}/service`, `unknown service "${svc}": no endpoint of tenant "${td.name}" has the label service=${svc}`);
-      }
       hops.push({ instances, service: svc });
     });
     if (!ok) return;
 
-    // one network
+    // one network: the instances', else (every hop an empty service) the destinations'
     const inst = [...where.keys()];
-    const network: Network = inst[0]!.network;
+    const named = isAnySelector(cd.to) ? [] : tenantEps.filter((e) => selects(cd.to, e));
+    const network: Network | undefined = inst[0]?.network ?? named[0]?.network;
+    if (!network) {
+      err(`${cp}/to`, isAnySelector(cd.to) ? 'no hop has an instance yet (services nobody labelled) and /to selects every endpoint: name the destinations so the chain\'s network is known' : 'selects no endpoint');
+      return;
+    }
     for (const [e, path] of where) if (e.network !== network) bad(path, `instance "${e.name}" is on network "${e.network.name}", the chain's first instance on "${network.name}": a chain steers within one network`);
     // The classifiers match IPv4 only: on a dual-stack network IPv6 between chained endpoints would bypass the chain.
     if (network.v6) bad(cp, `network "${network.name}" has an IPv6 subnet (subnet6): chains steer IPv4 only, so IPv6 between the chained endpoints would pass no service function; put the chain on an IPv4-only network`);

@@ -62,7 +62,7 @@ t.test('instance health and hop state', async (t) => {
 });
 
 t.test('registry checks mapped to chain instances by address', async (t) => {
-  const reg = (service: string, address: string, status: 'passing' | 'warning' | 'critical', tenant = 'acme') => ({ tenant, service, address, status });
+  const reg = (service: string, address: string, status: 'passing' | 'warning' | 'critical', tenant = 'acme') => ({ tenant, service, id: `${service}-${address}`, address, status });
   t.same([...registryCheckFailing(model, [])], []);
   t.same([...registryCheckFailing(model, [reg('fw', '10.1.0.41', 'critical'), reg('fw', '10.1.0.42', 'passing')])], ['acme/fw-1'], 'an instance hop: any critical registration at its address');
   t.same([...registryCheckFailing(model, [reg('fw', '10.1.0.42', 'warning')])], [], 'warning is not failing');

@@ -56,7 +56,14 @@ t.test('a valid chain resolves: instances, service hop, defaults', async (t) => 
 
 t.test('unknown hops and instances, with their paths', async (t) => {
   t.same(errs(doc([{ ...base, hops: [{ instances: ['nope'] }] }])), [{ path: '/tenants/0/chains/0/hops/0/instances/0', message: 'unknown endpoint "nope" in tenant "acme"' }]);
-  t.same(errs(doc([{ ...base, hops: [{ service: 'dpi' }] }])), [{ path: '/tenants/0/chains/0/hops/0/service', message: 'unknown service "dpi": no endpoint of tenant "acme" has the label service=dpi' }]);
+  // A service nobody labelled is valid: its instances may register in the registry later (the hop is empty until then).
+  const dpi = validate(doc([{ ...base, hops: [{ service: 'dpi' }] }]));
+  t.ok(dpi.ok, 'a service hop without a labelled endpoint is valid');
+  if (dpi.ok) t.same(dpi.model.tenants[0]!.chains[0]!.hops.map((h) => [h.service, h.instances.length]), [['dpi', 0]], 'an empty hop, named by its service');
+  if (dpi.ok) t.equal(dpi.model.tenants[0]!.chains[0]!.network.name, 'net', 'the network of its destinations');
+  t.same(errs(doc([{ ...base, to: {}, hops: [{ service: 'dpi' }] }])), [
+    { path: '/tenants/0/chains/0/to', message: "no hop has an instance yet (services nobody labelled) and /to selects every endpoint: name the destinations so the chain's network is known" },
+  ]);
   t.same(errs(doc([{ ...base, hops: [{}] }])), [{ path: '/tenants/0/chains/0/hops/0', message: 'a hop needs either "instances" or "service"' }]);
   t.same(errs(doc([{ ...base, hops: [{ instances: ['fw'], service: 'ids' }] }])), [{ path: '/tenants/0/chains/0/hops/0', message: 'a hop needs either "instances" or "service"' }]);
   t.same(errs(doc([{ ...base, hops: [{ instances: [{ ingress: 'fw' }] }] }])), [{ path: '/tenants/0/chains/0/hops/0/instances/0', message: 'an instance needs "endpoint", or both "ingress" and "egress"' }]);
@@ -94,7 +101,7 @@ t.test('classifiers that overlap in a tenant: both chains named', async (t) => {
 t.test('chains do not cross tenants or networks', async (t) => {
   t.same(errs(doc([{ ...base, hops: [{ instances: ['beta/vpn'] }] }])), [{ path: '/tenants/0/chains/0/hops/0/instances/0', message: 'chains cannot cross tenants: "beta/vpn" is in tenant "beta", the chain in "acme"' }]);
   t.same(errs(doc([{ ...base, hops: [{ instances: ['acme/fw'] }] }])), [], 'its own tenant spelt out is fine');
-  t.same(errs(doc([{ ...base, hops: [{ service: 'vpn' }] }])), [{ path: '/tenants/0/chains/0/hops/0/service', message: 'chains cannot cross tenants: service "vpn" has instances only in tenant "beta"' }]);
+  t.same(errs(doc([{ ...base, hops: [{ service: 'vpn' }] }])), [], "a service labelled only in another tenant: this tenant's hop is empty (never that tenant's endpoints)");
   t.same(errs(doc([{ ...base, hops: [{ instances: ['fw', 'far'] }] }])).map((e) => e.path), ['/tenants/0/chains/0/hops/0/instances/1'], 'instances on two networks');
   t.same(errs(doc([{ ...base, to: { endpoints: ['far'] } }])).map((e) => e.path), ['/tenants/0/chains/0/to'], 'a destination on another network');
   t.same(errs(doc([{ ...base, from: { cidrs: ['10.0.0.0/8'] } }])).map((e) => e.path), ['/tenants/0/chains/0/from/cidrs']);
