@@ -2,7 +2,7 @@
  * A `tenet controller` daemon for a lab, as its own process (what tests, the demo
  * and benchmarks run): OpenFlow and the REST API listen on the lab's management
  * gateway address, which is unique per lab, so several labs each have their own
- * controller on the default ports. Stopped by its pid only.
+ * controller on the default ports (the registry's DNS too, on DNS_PORT). Stopped by its pid only.
  */
 import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
@@ -14,6 +14,8 @@ import { labAdvertise, OPENFLOW_PORT } from './topology.js';
 import type { LabState } from './state.js';
 
 export const API_PORT = 6680;
+/** The registry's DNS (UDP + TCP) on the lab's management gateway address. */
+export const DNS_PORT = 8600;
 const TENET_BIN = fileURLToPath(new URL('../../bin/tenet.js', import.meta.url));
 
 export interface LabControllerOptions {
@@ -70,6 +72,7 @@ export async function startLabController(state: LabState, opts: LabControllerOpt
     '--api', `${gw}:${API_PORT}`,
     '--openflow', `${gw}:${OPENFLOW_PORT}`,
     '--advertise', labAdvertise(state),
+    '--dns', `${gw}:${DNS_PORT}`,
     '--drift-interval', String(opts.driftIntervalS ?? 10),
     '--log-level', opts.logLevel ?? 'info',
     ...(opts.auth === false ? ['--no-auth'] : []),

@@ -6,5 +6,5 @@ export { applyStaticOverlay, overlayFlows } from './overlay.js';
 export { ping, tcpExchange, type PingResult, type TcpResult } from './probe.js';
 export { readState, listLabs, labRoot, labDir, stateFile, type LabState, type LabHost, type LabContainer } from './state.js';
 export { labTopologyHosts, labAdvertise, labTopologyInfo, withLabHosts, warmUnderlay, addEndpointContainers, endpointContainerName, OPENFLOW_PORT, type TopologyHost, type PlacedEndpoint } from './topology.js';
-export { startLabController, LabControllerError, API_PORT, type LabController, type LabControllerOptions } from './controller.js';
+export { startLabController, LabControllerError, API_PORT, DNS_PORT, type LabController, type LabControllerOptions } from './controller.js';
 export * as naming from './naming.js';

@@ -38,7 +38,7 @@ export async function startApiDaemon(t: Test, opts: ApiDaemonOptions = {}): Prom
   const [apiPort, ofPort] = [await freePort(), await freePort()];
   const logFile = join(stateDir, `controller-${apiPort}.log`);
   const fd = openSync(logFile, 'a');
-  const args = ['controller', '--state-dir', stateDir, '--api', `127.0.0.1:${apiPort}`, '--openflow', `127.0.0.1:${ofPort}`, '--drift-interval', '0', '--log-level', 'info'];
+  const args = ['controller', '--state-dir', stateDir, '--api', `127.0.0.1:${apiPort}`, '--openflow', `127.0.0.1:${ofPort}`, '--drift-interval', '0', '--log-level', 'info', '--dns', '127.0.0.1:0'];
   if (opts.auth === false) args.push('--no-auth');
   const child = spawn(process.execPath, [TENET_BIN, ...args], { stdio: ['ignore', fd, fd] });
   closeSync(fd);

@@ -50,6 +50,7 @@ t.test('controller and vswitchd restarts', async (t) => {
           '--advertise', `tcp:${gw}:${ofPort}`,
           '--drift-interval', '0',
           '--log-level', 'info',
+          '--dns', 'off',
         ],
         { stdio: ['ignore', 'ignore', 'pipe'] },
       );
