@@ -78,23 +78,14 @@ function keyObjs(port: number): KeyCache {
   };
   return port >= 0 && port < 0x10000 ? (KEYS[port] ??= make()) : make();
 }
-/**
- * Instructions that depend only on (logical port key, ofport) or (logical port key,
- * host): keys repeat in every network and ofports on every host, so the benchmark's
- * 100k endpoints need ~10k distinct pairs, and each pair's objects serve all of them.
- */
-interface PairCache {
-  /** table 0: [reg14 := key, reg13 := ofport] */
-  classifyApply?: Instruction;
-  /** table 40, local port: reg15 := key, reg13 := zone, ct_clear, -> acl_egress */
-  l2LocalIns?: Instruction[];
-}
+// No cache per (logical port key, ofport) or (key, host): keys are hashed over 1..0x7fff, so
+// such pairs hardly repeat (99,850 distinct pairs for the benchmark's 100k endpoints); a
+// cache only added a Map entry and an object per endpoint. An endpoint's own objects are
+// built once per compile anyway (its local flows once, its remote ones cached in EpCache).
 /** Objects that depend only on a host (reg11 = its key), per Ctx. */
 interface HostCache {
   reg11: OxmTlv;
   setReg11: Action;
-  /** table 40 on other hosts: reg15 := key, reg11 := this host, -> output; by logical port key */
-  remoteL2Ins: Map<number, Instruction[]>;
 }
 
 /** Where things are on each host: endpoint ofports (from iface-id bindings) and tunnel ofports per peer. */
@@ -256,8 +247,6 @@ export class Ctx {
   private readonly epCache = new WeakMap<Endpoint, EpCache>();
   private readonly netCache = new WeakMap<Network, NetCache>();
   private readonly hostCache = new Map<string, HostCache>();
-  /** by logical port key * 2^32 + ofport (a per-compile cache: it grows with the ports in use) */
-  private readonly pairCache = new Map<number, PairCache>();
   readonly pipelineFlows: FlowMod[];
   /** Endpoints that are instances of some chain (service functions: also forward others' IPv4 at their chain positions; see chains.ts sfFlows). */
   readonly serviceFunctions = new Set<Endpoint>();
@@ -353,15 +342,8 @@ export class Ctx {
     let c = this.hostCache.get(host);
     if (!c) {
       const b = u32(hostKey(host));
-      this.hostCache.set(host, (c = { reg11: tlv(FLD.reg11, b), setReg11: setField(FLD.reg11, b), remoteL2Ins: new Map() }));
+      this.hostCache.set(host, (c = { reg11: tlv(FLD.reg11, b), setReg11: setField(FLD.reg11, b) }));
     }
-    return c;
-  }
-  /** Objects shared by the endpoints with logical port key `port` at `ofport` (see PairCache). */
-  pair(port: number, ofport: number): PairCache {
-    const k = port * 0x100000000 + ofport;
-    let c = this.pairCache.get(k);
-    if (!c) this.pairCache.set(k, (c = {}));
     return c;
   }
 
@@ -385,7 +367,8 @@ export class Ctx {
       arpSha: tlv(FLD.arp_sha, m),
       setReg14: k.setReg14,
       setReg15: k.setReg15,
-      cookie: this.cookie(key),
+      // not through cookie(): the EpCache is the cache, and 100k endpoint keys in that Map cost more than the hash
+      cookie: cookieOf(key, this.generation),
       key,
       nwSrc: undefined,
       nwDst: undefined,
@@ -504,10 +487,9 @@ function endpointFlows(ctx: Ctx, host: string, e: Endpoint, c: EpCache): Contrib
   const ofport = local ? ctx.ofport(e) : undefined;
   const hasNet = ctx.has(host, n);
   const po = ofport !== undefined ? portObjs(ofport) : undefined;
-  const pair = ofport !== undefined ? ctx.pair(e.port, ofport) : undefined;
   const sf = local && ctx.serviceFunctions.has(e);
-  if (local && po && pair) {
-    flows.push(flow(T.CLASSIFY, PRIO.NORMAL, cookie, po.inPortMatch, [(pair.classifyApply ??= apply([c.setReg14, po.setReg13])), nc.writeMeta, goto(T.PORT_SEC)]));
+  if (local && po) {
+    flows.push(flow(T.CLASSIFY, PRIO.NORMAL, cookie, po.inPortMatch, [apply([c.setReg14, po.setReg13]), nc.writeMeta, GOTO_PORT_SEC]));
     // Its own addresses: the normal path (anti-spoofing, then policy), service function or not.
     if (c.nwSrc) flows.push(flow(T.PORT_SEC, PRIO.NORMAL, cookie, [c.dlSrc, M.ip, c.nwSrc, c.reg14, c.meta], TO_ACL_IN));
     // A service function also forwards others' IPv4 packets: straight to the chain table, which
@@ -528,24 +510,24 @@ function endpointFlows(ctx: Ctx, host: string, e: Endpoint, c: EpCache): Contrib
   // L2 lookup + output.
   const l2Match = (c.l2Match ??= [c.dlDst, nc.meta]);
   if (local) {
-    if (po && pair && sf) {
+    // table 40, local port: reg15 := key, reg13 := zone, ct_clear, -> acl_egress
+    if (po && sf) {
       // No conntrack for what a service function forwards (it sees one direction of many
       // connections); traffic to its own addresses is tracked like any endpoint's, so that its
       // replies (normal path, conntrack at the source) are +est.
-      if (c.nwDst) flows.push(flow(T.L2, PRIO.SF_OWN, cookie, [c.dlDst, M.ip, c.nwDst, nc.meta], (pair.l2LocalIns ??= [apply([c.setReg15, po.setReg13, CT_CLEAR]), goto(T.ACL_OUT)])));
-      if (c.ip6Src) flows.push(flow(T.L2, PRIO.SF_OWN, cookie, [c.dlDst, M.ip6, nc.meta], (pair.l2LocalIns ??= [apply([c.setReg15, po.setReg13, CT_CLEAR]), goto(T.ACL_OUT)])));
-      flows.push(flow(T.L2, PRIO.NORMAL, cookie, l2Match, [apply([c.setReg15]), goto(T.OUTPUT)]));
+      const ownIns = [apply([c.setReg15, po.setReg13, CT_CLEAR]), GOTO_ACL_OUT];
+      if (c.nwDst) flows.push(flow(T.L2, PRIO.SF_OWN, cookie, [c.dlDst, M.ip, c.nwDst, nc.meta], ownIns));
+      if (c.ip6Src) flows.push(flow(T.L2, PRIO.SF_OWN, cookie, [c.dlDst, M.ip6, nc.meta], ownIns));
+      flows.push(flow(T.L2, PRIO.NORMAL, cookie, l2Match, [apply([c.setReg15]), GOTO_OUTPUT]));
       flows.push(flow(T.OUTPUT, PRIO.NORMAL, cookie, [c.reg15, nc.meta], po.outIns));
       flows.push(...sfFlows(cookie, c.reg14, nc.meta, c.nwSrc));
-    } else if (po && pair) {
-      flows.push(flow(T.L2, PRIO.NORMAL, cookie, l2Match, (pair.l2LocalIns ??= [apply([c.setReg15, po.setReg13, CT_CLEAR]), goto(T.ACL_OUT)])));
+    } else if (po) {
+      flows.push(flow(T.L2, PRIO.NORMAL, cookie, l2Match, [apply([c.setReg15, po.setReg13, CT_CLEAR]), GOTO_ACL_OUT]));
       flows.push(flow(T.OUTPUT, PRIO.NORMAL, cookie, [c.reg15, nc.meta], po.outIns));
     }
   } else if (!c.l2Remote) {
-    const ho = ctx.hostObjs(e.host);
-    let ins = ho.remoteL2Ins.get(e.port);
-    if (!ins) ho.remoteL2Ins.set(e.port, (ins = [apply([c.setReg15, ho.setReg11]), goto(T.OUTPUT)]));
-    flows.push((c.l2Remote = flow(T.L2, PRIO.NORMAL, cookie, l2Match, ins)));
+    // table 40 on other hosts: reg15 := key, reg11 := the endpoint's host, -> output
+    flows.push((c.l2Remote = flow(T.L2, PRIO.NORMAL, cookie, l2Match, [apply([c.setReg15, ctx.hostObjs(e.host).setReg11]), GOTO_OUTPUT])));
   } else flows.push(c.l2Remote);
   return flows.length ? { flows: flows.slice(), groups: NO_GROUPS } : NONE;
 }
@@ -553,6 +535,9 @@ function endpointFlows(ctx: Ctx, host: string, e: Endpoint, c: EpCache): Contrib
 const LINK_LOCAL_SRC = tlv(FLD.ipv6_src, ip6bytes(0xfe80n << 112n), ip6bytes(((1n << 10n) - 1n) << 118n));
 
 const TO_ACL_IN: Instruction[] = [goto(T.ACL_IN)];
+const GOTO_PORT_SEC = goto(T.PORT_SEC);
+const GOTO_ACL_OUT = goto(T.ACL_OUT);
+const GOTO_OUTPUT = goto(T.OUTPUT);
 const TO_CHAIN: Instruction[] = [goto(T.CHAIN)];
 
 /** ARP reply for `ip` (its 4 bytes, as in `tpa`) from MAC `m`. */
@@ -784,12 +769,19 @@ export function compileHost(ctx: Ctx, host: string): HostContribs {
 /** Canonical order: table asc, priority desc, then generation order (a stable bucket sort, O(n)). */
 export function orderFlows(contribs: Iterable<Contribution>): FlowMod[] {
   const buckets = new Map<number, FlowMod[]>();
+  // Consecutive flows mostly share (table, priority): skip the Map for a repeat.
+  let lastK = -1;
+  let last: FlowMod[] = [];
   for (const c of contribs)
     for (const f of c.flows) {
       const k = f.tableId * 0x10000 + (0xffff - f.priority);
-      let b = buckets.get(k);
-      if (!b) buckets.set(k, (b = []));
-      b.push(f);
+      if (k !== lastK) {
+        let b = buckets.get(k);
+        if (!b) buckets.set(k, (b = []));
+        last = b;
+        lastK = k;
+      }
+      last.push(f);
     }
   const keys = [...buckets.keys()].sort((a, b) => a - b);
   const out: FlowMod[] = [];
