@@ -17,6 +17,8 @@ import type { Allocation } from '../ipam/index.js';
 import { OpenFlowServer, type ListenOptions, type SwitchConnection } from '../openflow/index.js';
 import { compile, type CompileResult, type Placement } from '../pipeline/index.js';
 import { diffState, type DesiredState } from '../reconcile/index.js';
+import type { DesiredState as UnitDesiredState } from '../model/index.js';
+import { effectiveDoc, type AgentAssignment, type AgentInfo, type AgentRecord, type Assignment, type InstanceEndpoint, type InstanceStatus, type Move, type PlacementRecord, type UnitInfo } from '../scheduler/index.js';
 import type { Store } from '../store/index.js';
 import { TenetError, UsageError } from '../util/errors.js';
 import type { HostSwitchOptions } from '../vswitch/index.js';
@@ -25,6 +27,9 @@ import { createMetrics, type ControllerMetrics } from './metrics.js';
 import { chainInfos, unhealthyEndpoints, type HealthView } from './chains.js';
 import { resolveServices, type ServiceSource, type ServiceView } from './services.js';
 import { chainHostDeps, compileFailure, endpointInfo, tunnelPeers } from './pure.js';
+import { AgentDirectory } from './agents.js';
+import { SchedulingLoop, type SchedulerOptions } from './scheduling.js';
+import { assignmentsFor, destroyUnit, setUnitState, submitUnits, unitInfos } from './units.js';
 import type { ApplyResult, ChainInfo, ControllerApi, ControllerEvent, ControllerStatus, EndpointInfo, HostStatus, Plan } from './types.js';
 
 export const TOPOLOGY_KEY = '/tenet/topology';
@@ -54,13 +59,22 @@ export interface ControllerOptions {
    * Default 15,000.
    */
   placementGraceMs?: number;
+  /** Agent lease TTL, seconds (agents heartbeat every ttl/3). Default 10. */
+  agentLeaseTtlS?: number;
+  /** The scheduling loop (leader election among controllers on one store); false = none. Default on. */
+  scheduler?: SchedulerOptions | false;
+  /** Called by the leader when a host's agent lease expired (e.g. deregister its services from the registry). */
+  onHostLost?: (host: string, record: AgentRecord) => void | Promise<void>;
 }
 
 /** What the store holds under the topology key. */
 interface TopologyRecord {
   generation: number;
+  /** The user's document (units included); what compiles is effectiveDoc(doc, placement, placement.agents). */
   doc: unknown;
   alloc: Allocation;
+  /** Written by the scheduler (leader) through applyPlacement; a user apply carries it over. */
+  placement?: PlacementRecord;
 }
 
 export class ConflictError extends TenetError {
@@ -97,6 +111,13 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
   private closed = false;
   /** How to end each pending waitRealized (as not realized): close() calls them all. */
   private readonly waits = new Set<() => void>();
+  /** Unit instances of the model in force, as endpoints (effectiveDoc). */
+  private instances: InstanceEndpoint[] = [];
+  /** Agents' leases in the store (register/heartbeat/instances). */
+  readonly agents: AgentDirectory;
+  private scheduling: SchedulingLoop | undefined;
+  /** Agents whose lease expired while this controller led (shown as not alive until they register again). */
+  private readonly lostAgents = new Map<string, AgentRecord>();
   /** The service registry this controller follows (followServices), and its resolution for `current`. */
   private services: ServiceSource | undefined;
   private serviceView: { model: Model; view: ServiceView } | undefined;
@@ -109,6 +130,7 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
     const echo = opts.echo ?? { intervalMs: 2000, timeoutMs: 6000 };
     this.server = new OpenFlowServer({ echoIntervalMs: echo.intervalMs, echoTimeoutMs: echo.timeoutMs });
     this.m = createMetrics(() => this.status());
+    this.agents = new AgentDirectory(opts.store, opts.agentLeaseTtlS ?? 10);
   }
 
   /** Loads the stored topology, listens for switches and starts one runtime per host. */
@@ -123,6 +145,10 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
       c.listenAddress = await c.server.listen(opts.openflow ?? { host: '0.0.0.0', port: 6653 });
       c.log.info({ openflow: c.listenAddress, advertise: opts.advertise, generation: c.generation }, 'controller started');
       if (c.current) c.syncRuntimes(c.current);
+      if (opts.scheduler !== false) {
+        c.scheduling = new SchedulingLoop(c, opts.store, c.agents, { ...(opts.scheduler ?? {}), logger: c.log, ...(opts.onHostLost ? { onHostLost: opts.onHostLost } : {}) });
+        await c.scheduling.start();
+      }
       const every = opts.driftIntervalMs ?? 10_000;
       if (every > 0) {
         c.driftTimer = setInterval(() => void c.checkDrift(), every);
@@ -151,6 +177,7 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await this.scheduling?.stop();
     if (this.driftTimer) clearInterval(this.driftTimer);
     // Pending waits answer now (realized:false) rather than keep the process alive until their timeout.
     for (const finish of [...this.waits]) finish();
@@ -260,6 +287,123 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
     });
   }
 
+  // ------------------------------------------------------------------ units and agents (issue 9)
+
+  /** Stores the scheduler's placement: same CAS and generation+1 as an apply; the user's document stays. */
+  applyPlacement(p: PlacementRecord, why: { placed: Assignment[]; moved: Move[] } = { placed: [], moved: [] }): Promise<ApplyResult> {
+    return this.exclusive(async () => {
+      if (!this.record) throw new UsageError('no topology applied yet');
+      return this.applyLocked(this.record.doc, p, why);
+    });
+  }
+
+  /** What the scheduling loop reads (src/controller/scheduling.ts). */
+  schedulingState(): { doc: unknown; placement: PlacementRecord | undefined; modRevision: number; key: string } {
+    return { doc: this.record?.doc ?? null, placement: this.record?.placement, modRevision: this.modRevision, key: this.opts.key ?? TOPOLOGY_KEY };
+  }
+
+  /** Re-reads the topology record if another writer (another controller on the same store) changed it. */
+  reload(): Promise<void> {
+    return this.exclusive(async () => {
+      const kv = await this.opts.store.get(this.opts.key ?? TOPOLOGY_KEY);
+      if (!kv || kv.modRevision === this.modRevision) return;
+      const rec = JSON.parse(kv.value) as TopologyRecord;
+      this.record = rec;
+      this.modRevision = kv.modRevision;
+      try {
+        const { model, instances } = this.validateEffective(rec.doc, rec.placement, false);
+        this.instances = instances;
+        this.setModel(model);
+      } catch (err) {
+        this.topologyError = (err as Error).message;
+        this.log.error({ generation: rec.generation, err: (err as Error).message }, 'the topology another writer stored does not validate here');
+      }
+      this.event({ type: 'topology', generation: rec.generation, at: now() });
+    });
+  }
+
+  agentLost(host: string, record: AgentRecord | undefined): void {
+    if (record) this.lostAgents.set(host, record);
+  }
+
+  /** Whether this controller's scheduling loop leads (false without a loop). */
+  get schedulerLeader(): boolean {
+    return this.scheduling?.isLeader ?? false;
+  }
+
+  /** Schedules now instead of after the next watch event (tests). */
+  kickScheduler(): void {
+    this.scheduling?.kick();
+  }
+
+  placementRecord(): PlacementRecord | undefined {
+    return this.record?.placement;
+  }
+
+  async registerAgent(host: string, registration: unknown): Promise<{ host: string; leaseId: string; ttlS: number }> {
+    const r = await this.agents.register(host, registration);
+    this.lostAgents.delete(host);
+    return r;
+  }
+
+  agentHeartbeat(host: string, leaseId: unknown): Promise<{ ttlS: number }> {
+    return this.agents.heartbeat(host, leaseId);
+  }
+
+  reportInstances(host: string, leaseId: unknown, instances: unknown): Promise<void> {
+    return this.agents.reportInstances(host, leaseId, instances);
+  }
+
+  agentInfos(): Promise<AgentInfo[]> {
+    return this.agents.infos(this.lostAgents);
+  }
+
+  assignments(host: string): { index: number; assignments: AgentAssignment[] } {
+    return assignmentsFor(host, this.instances, new Map(this.endpoints().map((e) => [e.id, e])));
+  }
+
+  /** The host's assignments once their index differs from `index` (at once for 0), or at timeout/abort/close. */
+  waitAssignments(host: string, index: number, timeoutMs: number, signal?: AbortSignal): Promise<{ index: number; assignments: AgentAssignment[] }> {
+    return new Promise((resolve) => {
+      const first = this.assignments(host);
+      if (index === 0 || first.index !== index || this.closed || signal?.aborted) return resolve(first);
+      const onEvent = (e: ControllerEvent) => {
+        if (e.type !== 'topology') return;
+        const a = this.assignments(host);
+        if (a.index !== index) finish(a);
+      };
+      const giveUp = () => finish(this.assignments(host));
+      const timer = setTimeout(giveUp, timeoutMs);
+      const finish = (a: { index: number; assignments: AgentAssignment[] }) => {
+        clearTimeout(timer);
+        this.off('event', onEvent);
+        signal?.removeEventListener('abort', giveUp);
+        this.waits.delete(giveUp);
+        resolve(a);
+      };
+      this.on('event', onEvent);
+      signal?.addEventListener('abort', giveUp, { once: true });
+      this.waits.add(giveUp);
+    });
+  }
+
+  async units(): Promise<UnitInfo[]> {
+    const agents = await this.agentInfos();
+    return unitInfos(this.record?.doc ?? null, this.record?.placement, this.instances, new Map(this.endpoints().map((e) => [e.id, e])), agents);
+  }
+
+  submitUnits(units: unknown): Promise<ApplyResult> {
+    return this.exclusive(() => this.applyLocked(submitUnits(this.record?.doc, units)));
+  }
+
+  setUnitState(name: string, state: UnitDesiredState): Promise<ApplyResult> {
+    return this.exclusive(() => this.applyLocked(setUnitState(this.record?.doc, name, state)));
+  }
+
+  destroyUnit(name: string): Promise<ApplyResult> {
+    return this.exclusive(() => this.applyLocked(destroyUnit(this.record?.doc, name)));
+  }
+
   waitRealized(generation: number, timeoutMs: number, signal?: AbortSignal): Promise<ControllerStatus> {
     return new Promise((resolve) => {
       const check = (): boolean => {
@@ -317,24 +461,31 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
   // ------------------------------------------------------------------ topology
 
   /** `apply`: count an invalid document in tenet_apply_total (a plan is not an apply). */
-  private validate(doc: unknown, apply = true): Model {
-    const v = validate(doc, this.record ? { previous: this.record.alloc } : {});
-    if (!v.ok) {
-      if (apply) this.m.applies.inc({ result: 'invalid' });
-      throw new TopologyError(v.errors);
-    }
-    return v.model;
+  private validate(doc: unknown, apply = true, placement = this.record?.placement): Model {
+    return this.validateEffective(doc, placement, apply).model;
   }
 
-  private async applyLocked(doc: unknown): Promise<ApplyResult> {
-    const model = this.validate(doc);
-    if (this.record && JSON.stringify(doc) === JSON.stringify(this.record.doc)) {
+  /** Validates the effective document (units' instances as endpoints, agents' hosts: src/scheduler/endpoints.ts). */
+  private validateEffective(doc: unknown, placement: PlacementRecord | undefined, apply = true): { model: Model; instances: InstanceEndpoint[] } {
+    const eff = effectiveDoc(doc, placement, placement?.agents ?? {});
+    const v = validate(eff.doc, this.record ? { previous: this.record.alloc } : {});
+    const errors = [...(v.ok ? [] : v.errors), ...eff.issues];
+    if (errors.length || !v.ok) {
+      if (apply) this.m.applies.inc({ result: 'invalid' });
+      throw new TopologyError(errors);
+    }
+    return { model: v.model, instances: eff.instances };
+  }
+
+  private async applyLocked(doc: unknown, placement = this.record?.placement, why?: { placed: Assignment[]; moved: Move[] }): Promise<ApplyResult> {
+    const { model, instances } = this.validateEffective(doc, placement);
+    if (this.record && JSON.stringify(doc) === JSON.stringify(this.record.doc) && placement === this.record.placement) {
       this.m.applies.inc({ result: 'unchanged' });
       return { generation: this.generation, plan: (await this.planModel(model, this.generation)).plan, changed: false };
     }
     const generation = this.generation + 1;
     const { plan, result, placementVersion } = await this.planModel(model, generation);
-    const record: TopologyRecord = { generation, doc, alloc: model.alloc };
+    const record: TopologyRecord = { generation, doc, alloc: model.alloc, ...(placement ? { placement } : {}) };
     const key = this.opts.key ?? TOPOLOGY_KEY;
     const r = await this.opts.store.txn({
       compare: [{ key, target: 'modRevision', op: '=', value: this.modRevision }],
@@ -344,9 +495,20 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
     this.modRevision = r.revision;
     this.record = record;
     this.m.applies.inc({ result: 'changed' });
-    this.log.info({ generation, plan: plan.hosts.map((h) => `${h.host}: ${h.summary}`) }, 'topology stored');
+    this.log.info({ generation, plan: plan.hosts.map((h) => `${h.host}: ${h.summary}`) }, why ? 'placement stored' : 'topology stored');
     // The plan's compile is the desired state unless a binding or tunnel changed meanwhile.
+    this.instances = instances;
     this.setModel(model, placementVersion === this.placementVersion ? result : undefined);
+    if (why && placement) {
+      this.event({
+        type: 'placement',
+        generation,
+        placed: why.placed.map((a) => ({ id: a.id, host: a.host })),
+        moved: why.moved.map((m) => ({ id: m.id, from: m.from, ...(m.to ? { to: m.to } : {}), reason: m.reason })),
+        unplaceable: placement.unplaceable.map((u) => ({ id: u.id, reason: u.reason })),
+        at: now(),
+      });
+    }
     this.event({ type: 'topology', generation, at: now() });
     return { generation, plan, changed: true };
   }
@@ -357,15 +519,18 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
     const rec = JSON.parse(kv.value) as TopologyRecord;
     this.record = rec;
     this.modRevision = kv.modRevision;
-    const v = validate(rec.doc, { previous: rec.alloc });
-    if (!v.ok) {
+    const eff = effectiveDoc(rec.doc, rec.placement, rec.placement?.agents ?? {});
+    const v = validate(eff.doc, { previous: rec.alloc });
+    if (!v.ok || eff.issues.length) {
       // E.g. a release that validates more strictly: start anyway, touch no switch (no runtimes), say why;
       // the next valid apply takes over from this generation and allocation.
-      this.topologyError = new TopologyError(v.errors).message;
-      this.log.error({ generation: rec.generation, issues: v.errors }, 'the stored topology no longer validates: no switch is managed until a valid document is applied');
+      const issues = [...(v.ok ? [] : v.errors), ...eff.issues];
+      this.topologyError = new TopologyError(issues).message;
+      this.log.error({ generation: rec.generation, issues }, 'the stored topology no longer validates: no switch is managed until a valid document is applied');
       return;
     }
     this.current = v.model;
+    this.instances = eff.instances;
   }
 
   private setModel(model: Model, compiled?: CompileResult): void {

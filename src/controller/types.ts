@@ -6,7 +6,8 @@
  */
 import type { EventEmitter } from 'node:events';
 import type { Registry } from 'prom-client';
-import type { Model, SelectorDoc, ValidationIssue } from '../model/index.js';
+import type { DesiredState as UnitDesiredState, Model, SelectorDoc, ValidationIssue } from '../model/index.js';
+import type { AgentAssignment, AgentInfo, PlacementRecord, UnitInfo } from '../scheduler/index.js';
 
 /**
  * - `connecting`: OVSDB or OpenFlow not up yet (first contact);
@@ -158,7 +159,16 @@ export type ControllerEvent =
   | { type: 'binding'; host: string; ifaceId: string; ofport: number | null; at: string }
   /** A bound port's link went down or came back up (ovs-vswitchd's link_state). */
   | { type: 'link'; host: string; ifaceId: string; up: boolean; at: string }
-  | { type: 'error'; host?: string; message: string; at: string };
+  | { type: 'error'; host?: string; message: string; at: string }
+  /** The scheduler stored a placement: instances given a host, moved (host lost or constraints changed), not placeable. */
+  | {
+      type: 'placement';
+      generation: number;
+      placed: { id: string; host: string }[];
+      moved: { id: string; from: string; to?: string; reason: string }[];
+      unplaceable: { id: string; reason: string }[];
+      at: string;
+    };
 
 /** Thrown by plan/apply for an invalid document; the API maps it to 400 with `issues`. */
 export interface InvalidTopology {
@@ -187,4 +197,21 @@ export interface ControllerApi extends EventEmitter<{ event: [ControllerEvent] }
    */
   waitRealized(generation: number, timeoutMs: number, signal?: AbortSignal): Promise<ControllerStatus>;
   readonly metrics: Registry;
+
+  // Units and agents (issue 9; docs/SCHEDULER.md). Agent calls throw LeaseExpiredError (code ELEASE) for a lease that is gone.
+  /** The scheduler's last stored placement (undefined before the first). */
+  placementRecord(): PlacementRecord | undefined;
+  /** Registers (or re-registers onto its live lease) the agent of `host`; `registration` is validated (UsageError). */
+  registerAgent(host: string, registration: unknown): Promise<{ host: string; leaseId: string; ttlS: number }>;
+  agentHeartbeat(host: string, leaseId: unknown): Promise<{ ttlS: number }>;
+  reportInstances(host: string, leaseId: unknown, instances: unknown): Promise<void>;
+  agentInfos(): Promise<AgentInfo[]>;
+  /** The host's assignments once their index differs from `index` (0: at once), or at timeout / abort. */
+  waitAssignments(host: string, index: number, timeoutMs: number, signal?: AbortSignal): Promise<{ index: number; assignments: AgentAssignment[] }>;
+  units(): Promise<UnitInfo[]>;
+  /** Adds or replaces (by name) units in the stored document; validated like apply. */
+  submitUnits(units: unknown): Promise<ApplyResult>;
+  /** UsageError when the document has no unit of that name. */
+  setUnitState(name: string, state: UnitDesiredState): Promise<ApplyResult>;
+  destroyUnit(name: string): Promise<ApplyResult>;
 }

@@ -7,6 +7,7 @@
  */
 import { expandUnits, Topology, type TopologyDoc, type UnitSpec, type ValidationIssue } from '../model/index.js';
 import { hostsOf } from './hosts.js';
+import { globalId, instanceIds } from './place.js';
 import type { AgentRegistration, PlacementRecord } from './records.js';
 import type { Assignment, PlacementHost } from './types.js';
 
@@ -99,7 +100,7 @@ export function effectiveDoc(doc: unknown, placement: Pick<PlacementRecord, 'ass
   const parsed = parseDoc(doc);
   if (!parsed || !isObj(doc)) return { doc, issues: [], instances: [] };
   const hasAgents = Object.keys(agents).length > 0;
-  if (!placement?.assignments.length && !hasAgents) return { doc, issues: [], instances: [] };
+  if (!placement?.assignments.length && !hasAgents && !parsed.units.length) return { doc, issues: [], instances: [] };
 
   const out: Raw = { ...doc };
   const hosts = effectiveHosts(Array.isArray(doc.hosts) ? doc.hosts : [], agents);
@@ -112,7 +113,7 @@ export function effectiveDoc(doc: unknown, placement: Pick<PlacementRecord, 'ass
   parsed.tenants.forEach((t, ti) => t.endpoints.forEach((e, ei) => declared.set(`${t.name}/${e.name}`, `/tenants/${ti}/endpoints/${ei}`)));
   const tenantIndex = new Map(parsed.tenants.map((t, i) => [t.name, i]));
 
-  const issues: ValidationIssue[] = [];
+  const issues = clashes(units.values(), declared, [...hostNames]);
   const instances: InstanceEndpoint[] = [];
   const taken = new Map<string, string>(); // endpoint id → instance id that took it
   const added = new Map<number, Raw[]>();
@@ -123,17 +124,7 @@ export function effectiveDoc(doc: unknown, placement: Pick<PlacementRecord, 'ass
     if (ti === undefined) continue; // validation reports the unknown tenant at the unit
     const name = endpointName(a.id);
     const id = `${unit.tenant}/${name}`;
-    const path = `/units/${unit.source}/name`;
-    const hand = declared.get(id);
-    if (hand) {
-      issues.push({ path, message: `instance "${a.id}" becomes endpoint "${id}", which the document already declares at ${hand}` });
-      continue;
-    }
-    const other = taken.get(id);
-    if (other) {
-      issues.push({ path, message: `instances "${other}" and "${a.id}" would both be endpoint "${id}"` });
-      continue;
-    }
+    if (declared.has(id) || taken.has(id)) continue; // reported by clashes()
     taken.set(id, a.id);
     const labels: Record<string, string> = { unit: endpointName(unit.name) };
     if (unit.services[0]) labels.service = unit.services[0].name;
@@ -151,6 +142,35 @@ export function effectiveDoc(doc: unknown, placement: Pick<PlacementRecord, 'ass
     });
   }
   return { doc: out, issues, instances };
+}
+
+/**
+ * Every instance a unit can have (replicas, one per host for global units) against the
+ * document's own endpoints and each other: a clash is an error at the unit whether or
+ * not the instance is placed yet, so an apply fails rather than a later placement.
+ */
+function clashes(units: Iterable<UnitSpec>, declared: ReadonlyMap<string, string>, hosts: readonly string[]): ValidationIssue[] {
+  const issues: ValidationIssue[] = [];
+  const taken = new Map<string, string>();
+  const reported = new Set<number>();
+  for (const u of units) {
+    if (u.desiredState === 'inactive') continue;
+    const ids = u.global ? hosts.map((h) => globalId(u.name, h)) : instanceIds(u);
+    for (const iid of ids) {
+      const id = `${u.tenant}/${endpointName(iid)}`;
+      const hand = declared.get(id);
+      const other = taken.get(id);
+      let message: string | undefined;
+      if (hand) message = `instance "${iid}" becomes endpoint "${id}", which the document already declares at ${hand}`;
+      else if (other) message = `instances "${other}" and "${iid}" would both be endpoint "${id}"`;
+      else taken.set(id, iid);
+      if (message && !reported.has(u.source)) {
+        reported.add(u.source);
+        issues.push({ path: `/units/${u.source}/name`, message });
+      }
+    }
+  }
+  return issues;
 }
 
 /**

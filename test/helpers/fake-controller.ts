@@ -7,6 +7,10 @@
 import { EventEmitter } from 'node:events';
 import { Registry } from 'prom-client';
 import { chainInfos } from '../../src/controller/chains.js';
+import { LeaseExpiredError, checkHost, parseInstances, parseRegistration } from '../../src/controller/agents.js';
+import { assignmentIndex, destroyUnit, setUnitState, submitUnits, unitInfos } from '../../src/controller/units.js';
+import type { AgentAssignment, AgentInfo, InstanceStatus, PlacementRecord, UnitInfo } from '../../src/scheduler/index.js';
+import type { DesiredState } from '../../src/model/index.js';
 import type { ApplyResult, ChainInfo, ControllerApi, ControllerEvent, ControllerStatus, EndpointInfo, Plan } from '../../src/controller/types.js';
 import { formatIp4, type Allocation } from '../../src/ipam/index.js';
 import { TopologyError, validate, type Model } from '../../src/model/index.js';
@@ -115,5 +119,86 @@ export class FakeController extends EventEmitter<{ event: [ControllerEvent] }> i
       return { ...this.status(), realized: false };
     }
     return this.status();
+  }
+
+  // ---- units and agents: agents in memory (lease ids count up), assignments set by the test
+  placement: PlacementRecord | undefined;
+  readonly agents = new Map<string, { leaseId: string; info: AgentInfo }>();
+  /** Per host, what GET /v1/agents/:host/assignments answers (tests set it; setAssignments emits a topology event). */
+  private readonly assignmentSets = new Map<string, AgentAssignment[]>();
+  private nextLease = 100;
+  placementRecord(): PlacementRecord | undefined {
+    return this.placement;
+  }
+  async registerAgent(host: string, registration: unknown): Promise<{ host: string; leaseId: string; ttlS: number }> {
+    checkHost(host);
+    const reg = parseRegistration(registration);
+    this.calls.push(`register:${host}`);
+    const prev = this.agents.get(host);
+    const leaseId = prev?.info.alive ? prev.leaseId : String(this.nextLease++);
+    this.agents.set(host, { leaseId, info: { host, alive: true, registration: reg, registeredAt: new Date().toISOString(), instances: prev?.info.alive ? prev.info.instances : [] } });
+    return { host, leaseId, ttlS: 10 };
+  }
+  /** The agent's lease "expires". */
+  expire(host: string): void {
+    const a = this.agents.get(host);
+    if (a) a.info = { ...a.info, alive: false, instances: [] };
+  }
+  private own(host: string, leaseId: unknown): { leaseId: string; info: AgentInfo } {
+    checkHost(host);
+    const a = this.agents.get(host);
+    if (!a || !a.info.alive || a.leaseId !== String(leaseId)) throw new LeaseExpiredError(host, String(leaseId));
+    return a;
+  }
+  async agentHeartbeat(host: string, leaseId: unknown): Promise<{ ttlS: number }> {
+    this.own(host, leaseId);
+    return { ttlS: 10 };
+  }
+  async reportInstances(host: string, leaseId: unknown, instances: unknown): Promise<void> {
+    const a = this.own(host, leaseId);
+    a.info = { ...a.info, instances: parseInstances(instances) as InstanceStatus[] };
+  }
+  async agentInfos(): Promise<AgentInfo[]> {
+    return [...this.agents.values()].map((a) => a.info).sort((x, y) => (x.host < y.host ? -1 : 1));
+  }
+  setAssignments(host: string, list: AgentAssignment[]): void {
+    this.assignmentSets.set(host, list);
+    this.emit('event', { type: 'topology', generation: this.generation, at: new Date().toISOString() });
+  }
+  private assignmentsOf(host: string): { index: number; assignments: AgentAssignment[] } {
+    const assignments = this.assignmentSets.get(host) ?? [];
+    return { index: assignmentIndex(assignments), assignments };
+  }
+  async waitAssignments(host: string, index: number, timeoutMs: number, signal?: AbortSignal): Promise<{ index: number; assignments: AgentAssignment[] }> {
+    const first = this.assignmentsOf(host);
+    if (index === 0 || first.index !== index) return first;
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.off('event', onEvent);
+        resolve(this.assignmentsOf(host));
+      };
+      const onEvent = () => {
+        if (this.assignmentsOf(host).index !== index) done();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      this.on('event', onEvent);
+      signal?.addEventListener('abort', done, { once: true });
+    });
+  }
+  async units(): Promise<UnitInfo[]> {
+    return unitInfos(this.doc, this.placement, [], new Map(this.endpoints().map((e) => [e.id, e])), await this.agentInfos());
+  }
+  async submitUnits(units: unknown): Promise<ApplyResult> {
+    this.calls.push('submit');
+    return this.apply(submitUnits(this.doc, units));
+  }
+  async setUnitState(name: string, state: DesiredState): Promise<ApplyResult> {
+    this.calls.push(`state:${name}:${state}`);
+    return this.apply(setUnitState(this.doc, name, state));
+  }
+  async destroyUnit(name: string): Promise<ApplyResult> {
+    this.calls.push(`destroy:${name}`);
+    return this.apply(destroyUnit(this.doc, name));
   }
 }
