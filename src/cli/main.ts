@@ -21,6 +21,7 @@ const groups: Array<{ commands: string[]; load: () => Promise<CommandGroup> }> =
   { commands: ['units'], load: () => import('./units.js') },
   { commands: ['apply', 'plan', 'get', 'delete', 'status'], load: () => import('./client.js') },
   { commands: ['controller'], load: () => import('./controller.js') },
+  { commands: ['agent'], load: () => import('./agent.js') },
   { commands: ['host'], load: () => import('./host.js') },
 ];
 
