@@ -119,12 +119,15 @@ ExecStart=${setup[*]}
 WantedBy=multi-user.target
 EOF
 
-# 5h. The agent, once this version of Tenet has one (`tenet agent`).
+# 5h. The agent, once this version of Tenet has one (`tenet agent`): registers the host
+#     with the controller and runs the units assigned to it.
 if /usr/local/bin/tenet agent --help >/dev/null 2>&1; then
   install -d -m 700 /etc/tenet
   if [ -n "${TENET_TOKEN:-}" ]; then
     (umask 077; printf '%s\n' "$TENET_TOKEN" >/etc/tenet/token)
   fi
+  agent=(/usr/local/bin/tenet agent --host "$name" --controller "http://$controller_ip:$API_PORT" --token-file /etc/tenet/token
+    --ovsdb unix:/var/run/openvswitch/db.sock --advertise-ovsdb "tcp:$mgmt_ip:6640" --underlay-ip "${underlay%/*}" --datapath-type netdev)
   write_unit tenet-agent <<EOF
 [Unit]
 Description=Tenet agent of $name (controller http://$controller_ip:$API_PORT)
@@ -132,8 +135,7 @@ After=tenet-host.service
 Requires=tenet-host.service
 
 [Service]
-Environment=TENET_API=http://$controller_ip:$API_PORT
-ExecStart=/usr/local/bin/tenet agent --name $name --token-file /etc/tenet/token
+ExecStart=${agent[*]}
 Restart=on-failure
 RestartSec=2
 
@@ -143,6 +145,6 @@ EOF
   systemctl restart tenet-agent
   say "agent of $name started (tenet-agent.service)"
 else
-  say "this Tenet has no 'tenet agent' yet: no agent unit installed"
+  say "this Tenet has no agent command yet: no agent unit installed"
 fi
 say "$name ready: underlay $underlay on br-phy, OVSDB tcp:$mgmt_ip:6640, controller http://$controller_ip:$API_PORT"

@@ -49,8 +49,22 @@ t.test('provision.sh is valid bash and reuses scripts/setup.sh', async (t) => {
   t.match(provision, /bash "\$REPO\/scripts\/setup\.sh"/, 'installs packages with scripts/setup.sh');
   t.match(provision, /tenet controller --state-dir \/var\/lib\/tenet --api 0\.0\.0\.0:\$API_PORT --openflow 0\.0\.0\.0:\$OPENFLOW_PORT --advertise tcp:\$mgmt_ip:\$OPENFLOW_PORT/, 'the controller unit');
   t.match(provision, /if \/usr\/local\/bin\/tenet agent --help >\/dev\/null 2>&1; then/, 'the agent unit only where `tenet agent` exists');
+  t.match(provision, /^ExecStart=\$\{agent\[\*\]\}$/m, 'the agent unit runs the agent command line');
   const controllerHelp = await tenet(['controller', '--help']);
   for (const o of ['--state-dir', '--api', '--openflow', '--advertise']) t.match(controllerHelp.stdout, o, `tenet controller knows ${o}`);
+});
+
+t.test('the agent command line of provision.sh', async (t) => {
+  const help = await tenet(['agent', '--help']);
+  if (help.code !== 0) {
+    t.skip('this Tenet has no `tenet agent` yet (provision.sh installs no agent unit then)');
+    return;
+  }
+  const start = provision.indexOf('agent=(/usr/local/bin/tenet agent');
+  const line = provision.slice(start, provision.indexOf(')\n', start));
+  const options = [...line.matchAll(/\s(--[a-z-]+)/g)].map((m) => m[1]!);
+  t.ok(options.length >= 4, `options used: ${options.join(' ')}`);
+  for (const o of options) t.match(help.stdout, new RegExp(`${o}\\b`), `tenet agent knows ${o}`);
 });
 
 t.test('Vagrantfile: Debian 12 box, addresses of topologies/vagrant.json', async (t) => {
