@@ -57,7 +57,7 @@ t.test('provision.sh is valid bash and reuses scripts/setup.sh', async (t) => {
 t.test('the agent command line of provision.sh', async (t) => {
   const help = await tenet(['agent', '--help']);
   if (help.code !== 0) {
-    t.skip('this Tenet has no `tenet agent` yet (provision.sh installs no agent unit then)');
+    t.plan(0, 'this Tenet has no agent command yet (provision.sh installs no agent unit then)');
     return;
   }
   const start = provision.indexOf('agent=(/usr/local/bin/tenet agent');
