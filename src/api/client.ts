@@ -10,6 +10,7 @@ import { TenetError } from '../util/errors.js';
 import { formatIssues } from '../util/issues.js';
 import { EVENTS_PATH, type ApiErrorBody, type EventMessage } from './protocol.js';
 import type { NetworkInfo, TenantInfo } from './views.js';
+import type { AgentAssignment, AgentInfo, AgentRegistration, InstanceStatus, UnitInfo } from '../scheduler/records.js';
 
 export const DEFAULT_API_URL = 'http://127.0.0.1:6680';
 const DEFAULT_TIMEOUT_MS = 30_000;
@@ -105,6 +106,41 @@ export class ApiClient {
       if (s.realized || left <= 0) return s;
     }
   }
+  // ---- units and agents (issue 9)
+  units(): Promise<UnitInfo[]> {
+    return this.json('GET', '/v1/units');
+  }
+  /** Adds or replaces (by name) units in the stored document. */
+  submitUnits(units: unknown[]): Promise<ApplyResult> {
+    return this.json('POST', '/v1/units', { units });
+  }
+  startUnit(name: string): Promise<ApplyResult> {
+    return this.json('POST', `/v1/units/${encodeURIComponent(name)}/start`);
+  }
+  stopUnit(name: string): Promise<ApplyResult> {
+    return this.json('POST', `/v1/units/${encodeURIComponent(name)}/stop`);
+  }
+  destroyUnit(name: string): Promise<ApplyResult> {
+    return this.json('DELETE', `/v1/units/${encodeURIComponent(name)}`);
+  }
+  agents(): Promise<AgentInfo[]> {
+    return this.json('GET', '/v1/agents');
+  }
+  registerAgent(host: string, registration: AgentRegistration): Promise<{ host: string; leaseId: string; ttlS: number }> {
+    return this.json('POST', `/v1/agents/${encodeURIComponent(host)}`, registration);
+  }
+  /** ApiError 404 (error "lease-expired") when the lease is gone. */
+  heartbeat(host: string, leaseId: string): Promise<{ ttlS: number }> {
+    return this.json('POST', `/v1/agents/${encodeURIComponent(host)}/heartbeat`, { leaseId });
+  }
+  async reportInstances(host: string, leaseId: string, instances: InstanceStatus[]): Promise<void> {
+    await this.request('PUT', `/v1/agents/${encodeURIComponent(host)}/instances`, { leaseId, instances });
+  }
+  /** Long poll: answers once the host's assignment index differs from `index` (0: at once) or after `waitS`. */
+  assignments(host: string, index = 0, waitS = 30): Promise<{ index: number; assignments: AgentAssignment[] }> {
+    return this.json('GET', `/v1/agents/${encodeURIComponent(host)}/assignments${query({ index: String(index), waitS: String(waitS) })}`, undefined, waitS * 1000 + this.timeoutMs);
+  }
+
   async metrics(): Promise<string> {
     return (await this.request('GET', '/metrics')).text;
   }

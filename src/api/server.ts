@@ -12,6 +12,7 @@
  *   GET    /v1/status | /v1/hosts | /v1/tenants | /v1/networks | /v1/endpoints
  *   GET    /v1/chains[?tenant=T]           service chains: hops, instances, health
  *   GET    /v1/wait?generation=N&timeout=S  ControllerStatus once realized (realized:false at timeout)
+ *   /v1/agents…, /v1/units…              units and agents (issue 9): see ./units.ts
  *   WS     /v1/events                     { type:'snapshot', status } then one ControllerEvent per message
  *   /v1/services/...                     the service registry, when the daemon passes it as an extension
  * Every route but /healthz needs `Authorization: Bearer <token>` when a token is set
@@ -32,6 +33,7 @@ import { parseHostPort } from '../util/hostport.js';
 import { bearerOk } from '../util/token.js';
 import { EVENTS_PATH, type ApiErrorBody, type SnapshotMessage } from './protocol.js';
 import { networkInfos, tenantInfos } from './views.js';
+import { mountUnitRoutes } from './units.js';
 
 export const DEFAULT_BODY_LIMIT = '16mb';
 export const DEFAULT_WAIT_S = 30;
@@ -231,6 +233,7 @@ export function createApiApp(controller: ControllerApi, opts: Omit<ApiOptions, '
     const tenant = queryString(req, 'tenant');
     res.json(controller.chains().filter((c) => tenant === undefined || c.tenant === tenant));
   });
+  mountUnitRoutes(app, controller);
   app.get('/v1/wait', async (req, res) => {
     const generation = queryNumber(req, 'generation', 0, Number.MAX_SAFE_INTEGER, true) ?? controller.status().generation;
     const timeoutS = queryNumber(req, 'timeout', 0, MAX_WAIT_S, false) ?? DEFAULT_WAIT_S;

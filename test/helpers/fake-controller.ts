@@ -11,6 +11,7 @@ import { LeaseExpiredError, checkHost, parseInstances, parseRegistration } from 
 import { assignmentIndex, destroyUnit, setUnitState, submitUnits, unitInfos } from '../../src/controller/units.js';
 import type { AgentAssignment, AgentInfo, InstanceStatus, PlacementRecord, UnitInfo } from '../../src/scheduler/index.js';
 import type { DesiredState } from '../../src/model/index.js';
+import { UsageError } from '../../src/util/errors.js';
 import type { ApplyResult, ChainInfo, ControllerApi, ControllerEvent, ControllerStatus, EndpointInfo, Plan } from '../../src/controller/types.js';
 import { formatIp4, type Allocation } from '../../src/ipam/index.js';
 import { TopologyError, validate, type Model } from '../../src/model/index.js';
@@ -146,6 +147,7 @@ export class FakeController extends EventEmitter<{ event: [ControllerEvent] }> i
   }
   private own(host: string, leaseId: unknown): { leaseId: string; info: AgentInfo } {
     checkHost(host);
+    if (leaseId === undefined || leaseId === '') throw new UsageError('leaseId is required');
     const a = this.agents.get(host);
     if (!a || !a.info.alive || a.leaseId !== String(leaseId)) throw new LeaseExpiredError(host, String(leaseId));
     return a;
