@@ -33,6 +33,8 @@ export interface DaemonOptions {
   auth: boolean;
   /** Registry DNS listen address host:port (port 0 = any free one, UDP only) or 'off'. Default off here; the CLI's default is 127.0.0.1:8600. */
   dns?: string;
+  /** Agent lease TTL, seconds (issue 9: an agent missing heartbeats this long loses its host's instances). Default 10. */
+  agentLeaseTtlS?: number;
   logger?: Logger;
 }
 
@@ -95,7 +97,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       advertise: [advertise],
       openflow: { host: of.host, port: of.port },
       driftIntervalMs: opts.driftIntervalS * 1000,
+      ...(opts.agentLeaseTtlS !== undefined ? { agentLeaseTtlS: opts.agentLeaseTtlS } : {}),
       logger: log,
+      // The scheduler (leader) lost a host's agent: its containers went with it, so do their registrations.
+      onHostLost: async (host) => {
+        const gone = (await registry?.deregisterWhere((i) => i.meta['host'] === host)) ?? [];
+        if (gone.length) log.info({ host, instances: gone.map((i) => `${i.tenant}/${i.service}/${i.id}`) }, 'deregistered the services of a lost host');
+      },
     });
     const c = controller;
     // Tenants that may register: the controller's current ones (asked at each registration).

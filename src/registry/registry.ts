@@ -330,6 +330,24 @@ export class Registry extends EventEmitter {
     await this.caughtUp(st.revision);
   }
 
+  /**
+   * Deregisters every instance `pred` selects (e.g. `meta.host` of a host whose agent
+   * is gone, with its containers); returns them. One that went away meanwhile is skipped.
+   */
+  async deregisterWhere(pred: (inst: Instance) => boolean): Promise<Instance[]> {
+    const gone: Instance[] = [];
+    for (const inst of this.list().instances) {
+      if (!pred(inst)) continue;
+      try {
+        await this.deregister(inst.tenant, inst.service, inst.id);
+        gone.push(inst);
+      } catch (err) {
+        if (!(err instanceof NotFoundError)) throw err;
+      }
+    }
+    return gone;
+  }
+
   /** Renews the instance lease; returns its TTL in seconds. */
   async renew(tenant: unknown, service: unknown, id: unknown): Promise<number> {
     const rec = this.requireInstance(tenant, service, id);
