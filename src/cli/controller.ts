@@ -18,10 +18,13 @@ export function register(program: Command): void {
     .option('--drift-interval <seconds>', 'seconds between drift checks (0 = off)', '10')
     .option('--no-auth', 'serve the API without a bearer token')
     .option('--dns <host:port|off>', "the service registry's DNS (UDP, and TCP on a fixed port); port 0 = any free port", DEFAULT_DNS)
+    .option('--agent-ttl <seconds>', "agents' lease TTL: a host whose agent misses heartbeats this long has its units rescheduled", '10')
     .addOption(new Option('--log-level <level>', 'log level').choices(LEVELS).default('info'))
-    .action(async (o: { stateDir: string; api: string; openflow: string; advertise?: string; store: string; driftInterval: string; auth: boolean; dns: string; logLevel: string }) => {
+    .action(async (o: { stateDir: string; api: string; openflow: string; advertise?: string; store: string; driftInterval: string; auth: boolean; dns: string; agentTtl: string; logLevel: string }) => {
       const drift = Number(o.driftInterval);
       if (!Number.isFinite(drift) || drift < 0) throw new UsageError(`--drift-interval must be a number of seconds >= 0, got '${o.driftInterval}'`);
+      const ttl = Number(o.agentTtl);
+      if (!Number.isInteger(ttl) || ttl < 1) throw new UsageError(`--agent-ttl must be a whole number of seconds >= 1, got '${o.agentTtl}'`);
       await runDaemon({
         stateDir: o.stateDir,
         api: o.api,
@@ -31,6 +34,7 @@ export function register(program: Command): void {
         driftIntervalS: drift,
         auth: o.auth,
         dns: o.dns,
+        agentLeaseTtlS: ttl,
         logger: pino({ level: o.logLevel }, pino.destination(2)),
       });
     });
