@@ -99,6 +99,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       driftIntervalMs: opts.driftIntervalS * 1000,
       ...(opts.agentLeaseTtlS !== undefined ? { agentLeaseTtlS: opts.agentLeaseTtlS } : {}),
       logger: log,
+      // The scheduler (leader) lost a host's agent: its containers went with it, so do their registrations.
+      onHostLost: async (host) => {
+        const gone = (await registry?.deregisterWhere((i) => i.meta['host'] === host)) ?? [];
+        if (gone.length) log.info({ host, instances: gone.map((i) => `${i.tenant}/${i.service}/${i.id}`) }, 'deregistered the services of a lost host');
+      },
     });
     const c = controller;
     // Tenants that may register: the controller's current ones (asked at each registration).
