@@ -10,6 +10,7 @@ import {
   NX_CT_F_COMMIT,
   NX_CT_RECIRC_NONE,
   type Action,
+  type Bucket,
   type FlowMod,
   type GroupMod,
   type Instruction,
@@ -259,12 +260,15 @@ export const ARP_SWAP = {
 };
 
 export function group(groupId: number, buckets: Action[][]): GroupMod {
-  return {
-    command: OFPGC.ADD,
-    groupType: OFPGT.ALL,
-    groupId,
-    buckets: buckets.map((actions) => ({ weight: 0, watchPort: PORT_ANY, watchGroup: OFPG_ANY, actions })),
-  };
+  return allGroup(groupId, buckets.map(bucket));
+}
+/** A bucket of an ALL group (immutable once in a group, so one object can serve many groups). */
+export function bucket(actions: Action[]): Bucket {
+  return { weight: 0, watchPort: PORT_ANY, watchGroup: OFPG_ANY, actions };
+}
+/** An ALL group of ready buckets. */
+export function allGroup(groupId: number, buckets: Bucket[]): GroupMod {
+  return { command: OFPGC.ADD, groupType: OFPGT.ALL, groupId, buckets };
 }
 
 /** Flows that are the same on every host, written in ovs-ofctl syntax and parsed by the codec. */

@@ -10,9 +10,11 @@
 import { fnv32, formatIp4 } from '../ipam/index.js';
 import { TenetError } from '../util/errors.js';
 import type { Endpoint, Model, Network, Policy, SelectorDoc, Tenant } from '../model/index.js';
-import type { FlowMod, GroupMod, OxmTlv, Action, Instruction } from '../openflow/index.js';
+import type { FlowMod, GroupMod, OxmTlv, Action, Bucket, Instruction } from '../openflow/index.js';
 import {
+  allGroup,
   apply,
+  bucket,
   ARP_SWAP,
   CT_CLEAR,
   CT_COMMIT,
@@ -52,6 +54,8 @@ interface PortCache {
   setReg13: Action;
   outActs: Action[];
   outIns: Instruction[];
+  /** flood-group bucket: output to this port */
+  outBucket: Bucket;
 }
 const PORTS: (PortCache | undefined)[] = [];
 function portObjs(ofport: number): PortCache {
@@ -59,7 +63,7 @@ function portObjs(ofport: number): PortCache {
     const b = u32s(ofport);
     const outActs = [output(ofport)];
     const inPort = tlv(FLD.in_port, b);
-    return { inPort, inPortMatch: [inPort], setReg13: setField(FLD.reg13, b), outActs, outIns: [apply(outActs)] };
+    return { inPort, inPortMatch: [inPort], setReg13: setField(FLD.reg13, b), outActs, outIns: [apply(outActs)], outBucket: bucket(outActs) };
   };
   return ofport >= 0 && ofport < 0x10000 ? (PORTS[ofport] ??= make()) : make();
 }
@@ -231,6 +235,8 @@ interface NetCache {
   outs?: Map<string, Map<number, FlowMod>>;
   /** flood-group bucket actions to each tunnel ofport */
   tunActs?: Map<number, Action[]>;
+  /** flood-group bucket to each tunnel ofport */
+  tunBuckets?: Map<number, Bucket>;
 }
 
 /**
@@ -268,7 +274,9 @@ export class Ctx {
   addEndpointIndex(e: Endpoint): void {
     let hm = this.netHosts.get(e.network);
     if (!hm) this.netHosts.set(e.network, (hm = new Map()));
-    hm.set(e.host, (hm.get(e.host) ?? 0) + 1);
+    const had = hm.get(e.host) ?? 0;
+    hm.set(e.host, had + 1);
+    if (!had) this.hostsMemo.delete(e.network);
     let hs = this.hostNets.get(e.host);
     if (!hs) this.hostNets.set(e.host, (hs = new Set()));
     hs.add(e.network);
@@ -280,6 +288,7 @@ export class Ctx {
     if (n > 0) hm.set(e.host, n);
     else {
       hm.delete(e.host);
+      this.hostsMemo.delete(e.network);
       this.hostNets.get(e.host)?.delete(e.network);
       this.routesMemo.delete(e.host);
     }
@@ -291,10 +300,13 @@ export class Ctx {
     return c;
   }
 
-  /** Hosts that have an endpoint of the network, sorted. */
-  hostsOf(n: Network): string[] {
-    return [...(this.netHosts.get(n)?.keys() ?? [])].sort();
+  /** Hosts that have an endpoint of the network, sorted (memoised until the network's hosts change; callers must not mutate it). */
+  hostsOf(n: Network): readonly string[] {
+    let hs = this.hostsMemo.get(n);
+    if (!hs) this.hostsMemo.set(n, (hs = [...(this.netHosts.get(n)?.keys() ?? [])].sort()));
+    return hs;
   }
+  private readonly hostsMemo = new Map<Network, string[]>();
   has(host: string, n: Network): boolean {
     return this.hostNets.get(host)?.has(n) ?? false;
   }
@@ -415,6 +427,7 @@ export class Ctx {
       routeIns: undefined,
       outs: undefined,
       tunActs: undefined,
+      tunBuckets: undefined,
     };
     if (n.v4) c.dst4 = tlv(FLD.nw_dst, u32(n.v4.base), u32(mask32(n.v4.len)));
     if (n.v6) c.dst6 = tlv(FLD.ipv6_dst, ip6bytes(n.v6.base), ip6bytes(mask128(n.v6.len)));
@@ -466,11 +479,16 @@ const NONE: Contribution = { flows: [], groups: [] };
 export function genEndpoint(ctx: Ctx, host: string, e: Endpoint): Contribution {
   const c = ctx.ep(e);
   if (e.host !== host) {
-    const variant = (ctx.has(host, e.network) ? 1 : 0) | (e.network.routed && ctx.routesOnTenant(host, e.tenant) ? 2 : 0);
+    const variant = remoteVariant(ctx, host, e.network);
     const cache = (c.remote ??= []);
     return (cache[variant] ??= endpointFlows(ctx, host, e, c));
   }
   return endpointFlows(ctx, host, e, c);
+}
+
+/** Which of its remote contributions an endpoint of `n` has on `host` (it is not on `host`): by whether the host has the network and routes to it. */
+function remoteVariant(ctx: Ctx, host: string, n: Network): number {
+  return (ctx.has(host, n) ? 1 : 0) | (n.routed && ctx.routesOnTenant(host, n.tenant) ? 2 : 0);
 }
 
 // Match lists below are written in the codec's field order (flow() would otherwise sort each one).
@@ -582,14 +600,22 @@ export function genNetwork(ctx: Ctx, host: string, n: Network): Contribution {
     if (p !== undefined) locals.push(p);
   }
   locals.sort((a, b) => a - b);
-  const localBuckets = locals.map((p) => portObjs(p).outActs);
-  const remote: Action[][] = [];
+  // Bucket objects are shared (per port, per network tunnel) and between the two groups.
+  const localBuckets = locals.map((p) => portObjs(p).outBucket);
+  const all = localBuckets.slice();
   for (const h of peers) {
     if (h === host) continue;
     const tun = ctx.tunnel(host, h);
-    if (tun !== undefined) remote.push(tunnelActs(nc, tun));
+    if (tun !== undefined) all.push(tunnelBucket(nc, tun));
   }
-  return { flows, groups: [group(floodGroup(n.vni, false), [...localBuckets, ...remote]), group(floodGroup(n.vni, true), localBuckets)] };
+  return { flows, groups: [allGroup(floodGroup(n.vni, false), all), allGroup(floodGroup(n.vni, true), localBuckets)] };
+}
+
+function tunnelBucket(nc: NetCache, tun: number): Bucket {
+  const m = (nc.tunBuckets ??= new Map());
+  let b = m.get(tun);
+  if (!b) m.set(tun, (b = bucket(tunnelActs(nc, tun))));
+  return b;
 }
 
 /** [set tun_id, output to the tunnel]: shared by the network's flood buckets and output flows. */
@@ -665,8 +691,16 @@ export function genTenant(ctx: Ctx, host: string, t: Tenant): Contribution {
 function matchesSelector(sel: SelectorDoc, e: Endpoint): boolean {
   if (sel.networks?.includes(e.network.name)) return true;
   if (sel.endpoints?.includes(e.name)) return true;
-  if (sel.labels && Object.keys(sel.labels).length && Object.entries(sel.labels).every(([k, v]) => e.labels[k] === v)) return true;
-  return false;
+  return !!sel.labels && hasAllLabels(sel.labels, e.labels);
+}
+/** Every label of a non-empty selector is on the endpoint (no arrays: called per endpoint per host). */
+function hasAllLabels(want: Record<string, string>, have: Record<string, string>): boolean {
+  let any = false;
+  for (const k in want) {
+    if (have[k] !== want[k]) return false;
+    any = true;
+  }
+  return any;
 }
 function isAny(sel: SelectorDoc): boolean {
   return !sel.networks?.length && !sel.endpoints?.length && !(sel.labels && Object.keys(sel.labels).length) && !sel.cidrs?.length;
@@ -762,26 +796,37 @@ export function compileHost(ctx: Ctx, host: string): HostContribs {
   const reach = ctx.reach(host);
   for (const n of reach) put(ctx.net(n).key, genNetwork(ctx, host, n));
   // keys cached per object: 100 hosts x thousands of template strings add up
-  for (const n of reach) for (const e of n.endpoints) put(ctx.ep(e).key, genEndpoint(ctx, host, e));
+  for (const n of reach) {
+    // genEndpoint's variant for the network's endpoints that are elsewhere, computed once per network
+    const variant = remoteVariant(ctx, host, n);
+    for (const e of n.endpoints) {
+      const c = ctx.ep(e);
+      put(c.key, (e.host !== host && c.remote?.[variant]) || genEndpoint(ctx, host, e));
+    }
+  }
   return out;
 }
 
 /** Canonical order: table asc, priority desc, then generation order (a stable bucket sort, O(n)). */
 export function orderFlows(contribs: Iterable<Contribution>): FlowMod[] {
   const buckets = new Map<number, FlowMod[]>();
-  // Consecutive flows mostly share (table, priority): skip the Map for a repeat.
-  let lastK = -1;
-  let last: FlowMod[] = [];
+  // Per table, the bucket of its last flow: within a table, flows of consecutive contributions
+  // mostly have one priority (every endpoint's table-40 flow, ...), so the Map is rarely needed.
+  const lastKey: number[] = new Array<number>(256).fill(-1);
+  const lastBucket: FlowMod[][] = new Array<FlowMod[]>(256);
   for (const c of contribs)
     for (const f of c.flows) {
-      const k = f.tableId * 0x10000 + (0xffff - f.priority);
-      if (k !== lastK) {
-        let b = buckets.get(k);
-        if (!b) buckets.set(k, (b = []));
-        last = b;
-        lastK = k;
+      const t = f.tableId;
+      const k = t * 0x10000 + (0xffff - f.priority);
+      if (lastKey[t] === k) {
+        lastBucket[t]!.push(f);
+        continue;
       }
-      last.push(f);
+      let b = buckets.get(k);
+      if (!b) buckets.set(k, (b = []));
+      lastKey[t] = k;
+      lastBucket[t] = b;
+      b.push(f);
     }
   const keys = [...buckets.keys()].sort((a, b) => a - b);
   const out: FlowMod[] = [];
