@@ -18,7 +18,7 @@ import { OpenFlowServer, type ListenOptions, type SwitchConnection } from '../op
 import { compile, type CompileResult, type Placement } from '../pipeline/index.js';
 import { diffState, type DesiredState } from '../reconcile/index.js';
 import type { DesiredState as UnitDesiredState } from '../model/index.js';
-import { effectiveDoc, type AgentAssignment, type AgentInfo, type AgentRecord, type Assignment, type InstanceEndpoint, type InstanceStatus, type Move, type PlacementRecord, type UnitInfo } from '../scheduler/index.js';
+import { effectiveDoc, oversizedUnits, type AgentAssignment, type AgentInfo, type AgentRecord, type Assignment, type InstanceEndpoint, type InstanceStatus, type Move, type PlacementRecord, type UnitInfo } from '../scheduler/index.js';
 import type { Store } from '../store/index.js';
 import { TenetError, UsageError } from '../util/errors.js';
 import type { HostSwitchOptions } from '../vswitch/index.js';
@@ -466,10 +466,11 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
   }
 
   /** Validates the effective document (units' instances as endpoints, agents' hosts: src/scheduler/endpoints.ts). */
-  private validateEffective(doc: unknown, placement: PlacementRecord | undefined, apply = true): { model: Model; instances: InstanceEndpoint[] } {
+  private validateEffective(doc: unknown, placement: PlacementRecord | undefined, apply = true, userChange = false): { model: Model; instances: InstanceEndpoint[] } {
     const eff = effectiveDoc(doc, placement, placement?.agents ?? {});
     const v = validate(eff.doc, this.record ? { previous: this.record.alloc } : {});
-    const errors = [...(v.ok ? [] : v.errors), ...eff.issues];
+    // A user's change may not ask more of a unit than any host offers; a stored one is not re-judged.
+    const errors = [...(v.ok ? [] : v.errors), ...eff.issues, ...(v.ok && userChange ? oversizedUnits(doc, placement?.agents ?? {}) : [])];
     if (errors.length || !v.ok) {
       if (apply) this.m.applies.inc({ result: 'invalid' });
       throw new TopologyError(errors);
@@ -478,7 +479,7 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
   }
 
   private async applyLocked(doc: unknown, placement = this.record?.placement, why?: { placed: Assignment[]; moved: Move[] }): Promise<ApplyResult> {
-    const { model, instances } = this.validateEffective(doc, placement);
+    const { model, instances } = this.validateEffective(doc, placement, true, why === undefined);
     if (this.record && JSON.stringify(doc) === JSON.stringify(this.record.doc) && placement === this.record.placement) {
       this.m.applies.inc({ result: 'unchanged' });
       return { generation: this.generation, plan: (await this.planModel(model, this.generation)).plan, changed: false };

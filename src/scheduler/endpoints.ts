@@ -5,7 +5,7 @@
  * agents know. IPAM keys on the endpoint id ("tenant/name"), which does not change
  * when an instance moves host: a moved instance keeps its IP and MAC.
  */
-import { expandUnits, Topology, type TopologyDoc, type UnitSpec, type ValidationIssue } from '../model/index.js';
+import { expandUnits, formatCpu, formatMemory, Topology, type TopologyDoc, type UnitSpec, type ValidationIssue } from '../model/index.js';
 import { hostsOf } from './hosts.js';
 import { globalId, instanceIds } from './place.js';
 import type { AgentRegistration, PlacementRecord } from './records.js';
@@ -195,4 +195,26 @@ export function samePlacement(a: Pick<PlacementRecord, 'assignments' | 'unplacea
   const key = (p: Pick<PlacementRecord, 'assignments' | 'unplaceable'>) =>
     JSON.stringify([[...p.assignments].map((x) => `${x.id}=${x.host}`).sort(), [...p.unplaceable].map((u) => `${u.id}:${u.reason}`).sort()]);
   return a !== undefined && key(a) === key(b);
+}
+
+/**
+ * Units that ask more cpu or memory than any host offers (the document's hosts with
+ * the agents' resources filled in; a host without a figure is not limited): an error
+ * at the unit's resources, so a submit fails at once rather than stays unplaceable.
+ */
+export function oversizedUnits(doc: unknown, agents: Readonly<Record<string, AgentRegistration>>): ValidationIssue[] {
+  const parsed = parseDoc(doc);
+  if (!parsed || !parsed.units.length) return [];
+  const eff = parseDoc({ ...(doc as Raw), hosts: effectiveHosts(Array.isArray((doc as Raw).hosts) ? ((doc as Raw).hosts as unknown[]) : [], agents) });
+  const hosts = hostsOf(eff ?? parsed);
+  if (!hosts.length) return [];
+  const maxCpu = Math.max(...hosts.map((h) => h.cpu ?? Infinity));
+  const maxMem = Math.max(...hosts.map((h) => h.memory ?? Infinity));
+  const issues: ValidationIssue[] = [];
+  parsed.units.forEach((u, i) => {
+    if (u.desiredState === 'inactive') return;
+    if (u.resources.memory > maxMem) issues.push({ path: `/units/${i}/resources/memory`, message: `asks ${formatMemory(u.resources.memory)}; the largest host offers ${formatMemory(maxMem)}` });
+    if (u.resources.cpu > maxCpu) issues.push({ path: `/units/${i}/resources/cpu`, message: `asks ${formatCpu(u.resources.cpu)}; the largest host offers ${formatCpu(maxCpu)}` });
+  });
+  return issues;
 }

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { validate } from '../../../src/model/index.js';
-import { currentOf, effectiveDoc, endpointName, place, samePlacement, schedulingInput, type AgentRegistration } from '../../../src/scheduler/index.js';
+import { currentOf, effectiveDoc, endpointName, oversizedUnits, place, samePlacement, schedulingInput, type AgentRegistration } from '../../../src/scheduler/index.js';
 
 const sample = JSON.parse(readFileSync(new URL('../../../topologies/units-three-hosts.json', import.meta.url), 'utf8')) as Record<string, unknown>;
 const reg = (labels: Record<string, string> = {}): AgentRegistration => ({ version: 'test', labels });
@@ -137,4 +137,29 @@ t.test('a document that does not parse is passed through for validation to repor
   const eff = effectiveDoc({ hosts: 3 }, { assignments: [{ id: 'x', unit: 'x', host: 'h' }] });
   t.same(eff.doc, { hosts: 3 });
   t.equal(schedulingInput({ hosts: 3 }, {}), undefined);
+});
+
+t.test('a clash is reported before the instance is placed (apply fails, not a later placement)', async (t) => {
+  const doc = structuredClone(sample) as { tenants: Array<Record<string, unknown>> };
+  doc.tenants[0]!.endpoints = [{ name: 'web-2', network: 'web', host: 'host1' }, { name: 'metrics-host3', network: 'web', host: 'host3' }];
+  const eff = effectiveDoc(doc, undefined, live3);
+  t.same(eff.issues, [
+    { path: '/units/0/name', message: 'instance "web@2" becomes endpoint "acme/web-2", which the document already declares at /tenants/0/endpoints/0' },
+    { path: '/units/3/name', message: 'instance "metrics:host3" becomes endpoint "acme/metrics-host3", which the document already declares at /tenants/0/endpoints/1' },
+  ]);
+});
+
+t.test('oversizedUnits: more than any host offers, with the unit path', async (t) => {
+  const doc = structuredClone(sample) as { units: Array<Record<string, unknown>> };
+  doc.units[2]!.resources = { cpu: 8, memory: '16Gi' };
+  t.same(oversizedUnits(doc, live3), [
+    { path: '/units/2/resources/memory', message: 'asks 16Gi; the largest host offers 8Gi' },
+    { path: '/units/2/resources/cpu', message: 'asks 8000m; the largest host offers 4000m' },
+  ]);
+  t.same(oversizedUnits(sample, live3), [], 'the sample fits');
+  // A host without declared resources is not limited, even if an agent says nothing either.
+  const open = { ...doc, hosts: [{ name: 'big', underlayIp: '192.0.2.9', ovsdb: 'tcp:127.0.0.1:1' }] };
+  t.same(oversizedUnits(open, {}), []);
+  // An agent's resources count for a host the document leaves open.
+  t.match(oversizedUnits(open, { big: { version: 't', resources: { memory: 2 ** 30 } } }), [{ path: '/units/2/resources/memory', message: /largest host offers 1Gi/ }]);
 });
