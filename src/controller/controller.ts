@@ -25,7 +25,7 @@ import type { HostSwitchOptions } from '../vswitch/index.js';
 import { HostRuntime } from './host.js';
 import { createMetrics, type ControllerMetrics } from './metrics.js';
 import { chainInfos, unhealthyEndpoints, type HealthView } from './chains.js';
-import { resolveServices, type ServiceSource, type ServiceView } from './services.js';
+import { relevantChange, resolveServices, type ServiceSource, type ServiceView } from './services.js';
 import { chainHostDeps, compileFailure, endpointInfo, tunnelPeers } from './pure.js';
 import { AgentDirectory } from './agents.js';
 import { SchedulingLoop, type SchedulerOptions } from './scheduling.js';
@@ -226,7 +226,10 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
    */
   followServices(source: ServiceSource): () => void {
     this.services = source;
-    const off = source.onChange(() => {
+    const seen = new Map<string, string>();
+    const off = source.onChange((change) => {
+      // TTL renewals and check reports that change nothing chains read are most events: skip them.
+      if (!relevantChange(seen, change)) return;
       // A burst of registry events (a lease revoke deletes two keys) resolves once.
       if (this.servicesDue) return;
       this.servicesDue = true;

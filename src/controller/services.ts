@@ -35,11 +35,40 @@ export interface RegisteredInstance {
   meta?: Record<string, string>;
 }
 
-/** A registry as the controller follows it (the daemon adapts src/registry's Registry). */
+/** One registry change (src/registry's RegistryEvent has this shape). */
+export interface ServiceChange {
+  type: 'register' | 'update' | 'deregister';
+  tenant: string;
+  service: string;
+  id: string;
+  /** The instance after the change (absent for a deregistration). */
+  instance?: RegisteredInstance;
+}
+
+/** A registry as the controller follows it (the daemon passes src/registry's Registry through). */
 export interface ServiceSource {
   instances(): readonly RegisteredInstance[];
   /** Calls fn after each change; returns an unsubscribe function. */
-  onChange(fn: () => void): () => void;
+  onChange(fn: (change: ServiceChange) => void): () => void;
+}
+
+/**
+ * Whether a change can matter to chains: a registration or deregistration, or an update
+ * that changes the instance's status, address or meta.endpoint. Most registry events
+ * are TTL-check reports and renewals that change none of these (a passing check
+ * reported again rewrites its timestamp); they are skipped without resolving anything.
+ * `seen` (instance -> what chains read of it) is the caller's, updated here.
+ */
+export function relevantChange(seen: Map<string, string>, ch: ServiceChange): boolean {
+  const k = `${ch.tenant}/${ch.service}/${ch.id}`;
+  const before = seen.get(k);
+  if (ch.type === 'deregister' || !ch.instance) {
+    seen.delete(k);
+    return true;
+  }
+  const now = `${ch.instance.status} ${ch.instance.address} ${ch.instance.meta?.['endpoint'] ?? ''}`;
+  seen.set(k, now);
+  return ch.type !== 'update' || before !== now;
 }
 
 /** A registration that does not count as a member of a hop, and why (shown by GET /v1/chains). */

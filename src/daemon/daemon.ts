@@ -108,7 +108,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     const c = controller;
     // Tenants that may register: the controller's current ones (asked at each registration).
     const reg = (registry = await Registry.start({ store, prefix: REGISTRY_PREFIX, tenants: (t) => c.model()?.tenants.some((x) => x.name === t) ?? false }));
-    unfollow = c.followServices({ instances: () => reg.list().instances, onChange: (fn) => reg.subscribe({}, () => fn()) });
+    unfollow = c.followServices({ instances: () => reg.list().instances, onChange: (fn) => reg.subscribe({}, fn) });
     const httpOpts = token ? { token } : {};
     api = await startApi(c, {
       listen: opts.api,

@@ -5,7 +5,7 @@
  */
 import t from 'tap';
 import { chainInfos } from '../../../src/controller/chains.js';
-import { endpointOf, resolveServices, type RegisteredInstance } from '../../../src/controller/services.js';
+import { endpointOf, relevantChange, resolveServices, type RegisteredInstance } from '../../../src/controller/services.js';
 import { validate, type Model } from '../../../src/model/index.js';
 
 const doc = {
@@ -149,4 +149,25 @@ t.test('endpointOf', async (t) => {
   const e = endpointOf(acme, reg('a', '10.1.0.41'));
   t.equal(typeof e === 'string' ? e : e.id, 'acme/fw-1');
   t.equal(endpointOf(acme, reg('a', '::1')), 'no endpoint of tenant "acme" has address ::1');
+});
+
+t.test('relevantChange: only what chains read wakes the controller', async (t) => {
+  const seen = new Map<string, string>();
+  const ch = (type: 'register' | 'update' | 'deregister', o: Partial<RegisteredInstance> = {}) => ({
+    type,
+    tenant: 'acme',
+    service: 'ids',
+    id: 'a',
+    ...(type === 'deregister' ? {} : { instance: reg('a', '10.1.0.52', o) }),
+  });
+  t.equal(relevantChange(seen, ch('register', { status: 'critical' })), true, 'a registration');
+  t.equal(relevantChange(seen, ch('update', { status: 'critical' })), false, 'a check report that changes nothing');
+  t.equal(relevantChange(seen, ch('update')), true, 'critical -> passing');
+  t.equal(relevantChange(seen, ch('update')), false, 'passing reported again (TTL pass, renewal)');
+  t.equal(relevantChange(seen, ch('update', { status: 'warning' })), true, 'passing -> warning (read as healthy, but cheap to resolve)');
+  t.equal(relevantChange(seen, ch('update', { status: 'warning', address: '10.1.0.53' })), true, 're-registered at another address');
+  t.equal(relevantChange(seen, ch('update', { status: 'warning', address: '10.1.0.53', meta: { endpoint: 'acme/ids-3' } })), true, 'another meta.endpoint');
+  t.equal(relevantChange(seen, ch('deregister')), true, 'a deregistration');
+  t.equal(seen.size, 0, 'forgotten once deregistered');
+  t.equal(relevantChange(new Map(), ch('update')), true, 'an instance not seen before (registered before the controller followed)');
 });
