@@ -198,15 +198,18 @@ export function samePlacement(a: Pick<PlacementRecord, 'assignments' | 'unplacea
 }
 
 /**
- * Units that ask more cpu or memory than any host offers (the document's hosts with
- * the agents' resources filled in; a host without a figure is not limited): an error
+ * Units that ask more cpu or memory than any host offers (the hosts with an agent,
+ * their resources as the document or else the agent gives them; without agents, the
+ * document's hosts; a host without a figure is not limited): an error
  * at the unit's resources, so a submit fails at once rather than stays unplaceable.
  */
 export function oversizedUnits(doc: unknown, agents: Readonly<Record<string, AgentRegistration>>): ValidationIssue[] {
   const parsed = parseDoc(doc);
   if (!parsed || !parsed.units.length) return [];
   const eff = parseDoc({ ...(doc as Raw), hosts: effectiveHosts(Array.isArray((doc as Raw).hosts) ? ((doc as Raw).hosts as unknown[]) : [], agents) });
-  const hosts = hostsOf(eff ?? parsed);
+  // With agents, only their hosts can run anything; without, the document's hosts as declared.
+  const withAgents = Object.keys(agents).length > 0;
+  const hosts = hostsOf(eff ?? parsed).filter((h) => !withAgents || agents[h.name] !== undefined);
   if (!hosts.length) return [];
   const maxCpu = Math.max(...hosts.map((h) => h.cpu ?? Infinity));
   const maxMem = Math.max(...hosts.map((h) => h.memory ?? Infinity));

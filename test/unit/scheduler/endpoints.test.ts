@@ -163,3 +163,16 @@ t.test('oversizedUnits: more than any host offers, with the unit path', async (t
   // An agent's resources count for a host the document leaves open.
   t.match(oversizedUnits(open, { big: { version: 't', resources: { memory: 2 ** 30 } } }), [{ path: '/units/2/resources/memory', message: /largest host offers 1Gi/ }]);
 });
+
+t.test('oversizedUnits: with agents, only their hosts count', async (t) => {
+  const doc = {
+    hosts: [
+      { name: 'a', underlayIp: '192.0.2.1', ovsdb: 'tcp:127.0.0.1:1' },
+      { name: 'b', underlayIp: '192.0.2.2', ovsdb: 'tcp:127.0.0.1:2' },
+    ],
+    tenants: [{ name: 't', networks: [{ name: 'n', subnet: '10.0.0.0/24' }] }],
+    units: [{ name: 'u', tenant: 't', network: 'n', command: 'x', resources: { memory: '2Gi' } }],
+  };
+  t.same(oversizedUnits(doc, {}), [], 'no agents: b and a are not limited');
+  t.match(oversizedUnits(doc, { a: { version: 't', resources: { memory: 2 ** 30 } } }), [{ path: '/units/0/resources/memory' }], 'b has no agent: only a counts');
+});
