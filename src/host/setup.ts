@@ -47,7 +47,11 @@ export interface HostSetupOptions {
   systemId?: string;
   /** The host's network namespace (a lab host's); undefined: this machine's own network stack. */
   namespace?: string;
-  /** Default 'auto' ('own' inside a namespace: the system's vswitchd cannot see its interfaces). */
+  /**
+   * Default 'auto': 'system' when the system's socket answers, else 'own'; always 'own'
+   * for a namespace host (the system's vswitchd cannot see its interfaces). An explicit
+   * 'system' with a namespace means daemons already running for that namespace.
+   */
   ovs?: OvsMode;
   /** Run directory: 'own' default /run/tenet/host, 'system' default /var/run/openvswitch. */
   runDir?: string;
@@ -121,7 +125,6 @@ function readLivePid(pidfile: string): number | undefined {
 
 async function resolveOvs(opts: Pick<HostSetupOptions, 'ovs' | 'namespace' | 'runDir'>): Promise<{ mode: 'own' | 'system'; paths: OvsPaths }> {
   let mode = opts.ovs ?? 'auto';
-  if (mode === 'system' && opts.namespace) throw new UsageError('the system Open vSwitch cannot serve a namespace host: use own daemons', { namespace: opts.namespace });
   if (mode === 'auto') {
     const systemDir = opts.runDir ?? SYSTEM_OVS_RUNDIR;
     mode = !opts.namespace && (await socketAnswers(ovsPaths(systemDir).ovsdbSocket)) ? 'system' : 'own';

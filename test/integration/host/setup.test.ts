@@ -96,3 +96,63 @@ t.test('host setup on a fresh machine, again (no change), teardown', async (t) =
   }), 'the refused setup started no daemon');
   t.equal((await tenet(['host', 'teardown', '--namespace', NS, '--ovs', 'own', '--run-dir', runDir])).code, 0, 'teardown with nothing set up exits 0 too');
 });
+
+/**
+ * The path a VM runs: Open vSwitch already running as the distribution starts it
+ * (here: daemons the test starts in a namespace of its own, with the distro's
+ * `db:…manager_options` remote), and `--ovs system`: setup starts nothing, adds the
+ * OVSDB TCP listener as a Manager row, makes the bridges; teardown leaves the daemons.
+ */
+t.test('host setup on a running ("system") Open vSwitch', async (t) => {
+  const ns = `vhy${suffix}`;
+  const runDir = mkdtempSync(join(tmpdir(), 'tenet-host-sys-'));
+  const paths = ovsPaths(runDir);
+  const env = { ...process.env, OVS_RUNDIR: runDir, OVS_DBDIR: runDir, OVS_LOGDIR: runDir };
+  t.teardown(() => {
+    for (const f of [paths.pidfiles.ovsVswitchd, paths.pidfiles.ovsdbServer]) {
+      const pid = pidOf(f);
+      if (pid && isAlive(pid)) process.kill(pid, 'SIGKILL');
+    }
+    runSync(['ip', 'netns', 'delete', ns], { allowFailure: true });
+    rmSync(runDir, { recursive: true, force: true });
+  });
+  ip('netns', 'add', ns);
+  ip('-n', ns, 'link', 'set', 'lo', 'up');
+  ip('-n', ns, 'link', 'add', 'eth2', 'type', 'veth', 'peer', 'name', 'eth2p');
+  ip('-n', ns, 'addr', 'add', '192.0.2.21/24', 'dev', 'eth2');
+  ip('-n', ns, 'link', 'set', 'eth2', 'up');
+  // As openvswitch-switch starts them.
+  runSync(['ovsdb-tool', 'create', paths.db, '/usr/share/openvswitch/vswitch.ovsschema']);
+  runSync(['ip', 'netns', 'exec', ns, 'ovsdb-server', paths.db, `--remote=punix:${paths.ovsdbSocket}`, '--remote=db:Open_vSwitch,Open_vSwitch,manager_options', `--pidfile=${paths.pidfiles.ovsdbServer}`, `--log-file=${paths.logs.ovsdbServer}`, '--detach'], { env });
+  runSync(['ovs-vsctl', `--db=unix:${paths.ovsdbSocket}`, '--no-wait', 'init'], { env });
+  runSync(['ip', 'netns', 'exec', ns, 'ovs-vswitchd', `unix:${paths.ovsdbSocket}`, `--pidfile=${paths.pidfiles.ovsVswitchd}`, `--log-file=${paths.logs.ovsVswitchd}`, '--detach'], { env });
+  const daemons = [pidOf(paths.pidfiles.ovsdbServer), pidOf(paths.pidfiles.ovsVswitchd)];
+
+  const args = ['host', 'setup', '--name', 'host2', '--namespace', ns, '--ovs', 'system', '--run-dir', runDir, '--underlay-ip', '192.0.2.21/24', '--ovsdb-listen', '127.0.0.1:6641', '-o', 'json'];
+  const r = await tenet(args);
+  t.equal(r.code, 0, `setup exits 0 ${r.stderr}`);
+  const out = JSON.parse(r.stdout) as { ovs: string; started: string[]; host: Record<string, string> };
+  t.equal(out.ovs, 'system', 'used the running Open vSwitch');
+  t.same(out.started, [], 'started no daemon');
+  t.equal(out.host.ovsdb, 'tcp:127.0.0.1:6641');
+  const vsctl = (...a: string[]) => runSync(['ovs-vsctl', `--db=unix:${paths.ovsdbSocket}`, ...a]).stdout.trim();
+  t.equal(vsctl('get-manager'), 'ptcp:6641:127.0.0.1', 'OVSDB on TCP as a Manager row');
+  t.same(vsctl('list-br').split('\n'), ['br-int', 'br-phy']);
+  t.equal(vsctl('list-ports', 'br-phy'), 'eth2');
+  let tcp = -1;
+  for (let i = 0; i < 50 && tcp !== 0; i++) {
+    // ovsdb-server opens Manager remotes on its next main-loop pass.
+    tcp = runSync(['ip', 'netns', 'exec', ns, 'ovs-vsctl', '--db=tcp:127.0.0.1:6641', '--timeout=5', 'br-exists', 'br-int'], { allowFailure: true }).code;
+    if (tcp !== 0) await new Promise((res) => setTimeout(res, 100));
+  }
+  t.equal(tcp, 0, 'OVSDB answers on tcp:127.0.0.1:6641');
+  const again = await tenet(args);
+  t.equal(again.code, 0, 'second run exits 0');
+  t.equal(vsctl('get-manager'), 'ptcp:6641:127.0.0.1', 'the Manager row is not duplicated');
+
+  const down = await tenet(['host', 'teardown', '--namespace', ns, '--ovs', 'system', '--run-dir', runDir]);
+  t.equal(down.code, 0, `teardown exits 0 ${down.stderr}`);
+  t.equal(vsctl('list-br'), '', 'bridges gone');
+  t.same(addrs(ns).filter((a) => a.cidr === '192.0.2.21/24').map((a) => a.link), ['eth2'], 'the address is back on eth2');
+  t.ok(daemons.every((p) => p !== undefined && isAlive(p)), 'the running daemons are left running');
+});
