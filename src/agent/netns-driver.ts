@@ -15,6 +15,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, 
 import { join } from 'node:path';
 import { plugPort, unplugPort, netnsExists } from '../netns/index.js';
 import { runSync } from '../util/exec.js';
+import { processStartTime } from '../util/process.js';
 import { TenetError } from '../util/errors.js';
 import type { DriverInstance, RuntimeDriver } from './driver.js';
 import { defaultNetnsPrefix, instanceFileName, instanceHostIface, instanceNetns, endpointName } from './naming.js';
@@ -76,17 +77,7 @@ export class DriverError extends TenetError {
   }
 }
 
-/** Start time of a process (field 22 of /proc/PID/stat), undefined when it is gone or a zombie. */
-export function processStartTime(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if (rest[0] === 'Z' || rest[0] === 'X') return undefined;
-    return rest[19];
-  } catch {
-    return undefined;
-  }
-}
+export { processStartTime };
 
 /** Whether process `pid` runs inside the named network namespace. */
 export function processInNetns(pid: number, netns: string): boolean {

@@ -16,6 +16,10 @@ import {
   type LabState,
   addEndpointContainers,
   labTopologyInfo,
+  startLabAgents,
+  stopLabAgents,
+  labAgents,
+  labAgentAlive,
 } from '../lab/index.js';
 import { UsageError } from '../util/errors.js';
 
@@ -164,6 +168,66 @@ export function register(program: Command): void {
     .action(async (name: string, opts: { name: string }) => {
       await delContainer(opts.name, name);
       say(`container ${name} removed`);
+    });
+
+  const agents = lab
+    .command('agents')
+    .description("host agents: one 'tenet agent' per lab host, recorded by pid in the lab state, stopped by 'lab down'")
+    .addHelpText('after', `
+Example (controller on the lab's management gateway):
+  tenet lab agents start --controller http://198.18.0.1:6680 --token-file /var/lib/tenet/token
+  tenet lab agents status
+  tenet lab agents stop --host host2`);
+  agents
+    .command('start')
+    .description("start an agent per lab host (they keep running after this command; logs in <lab dir>/agents/<host>/agent.log)")
+    .requiredOption('--controller <url>', "the controller's API, e.g. http://198.18.0.1:6680 (tenet lab hosts prints the management gateway)")
+    .option('--token-file <file>', 'bearer token file of the controller')
+    .option('--no-auth', 'the controller runs with --no-auth')
+    .option('--host <hosts>', 'only these hosts (comma-separated)')
+    .option('--labels <host:k=v;...>', 'labels per host, e.g. "host1:zone=a,disk=ssd;host2:zone=b"')
+    .addOption(nameOption())
+    .action(async (opts: { controller: string; tokenFile?: string; auth: boolean; host?: string; labels?: string; name: string }) => {
+      if (opts.auth && !opts.tokenFile) throw new UsageError('give --token-file FILE (the controller\'s token), or --no-auth');
+      const labels: Record<string, Record<string, string>> = {};
+      for (const part of (opts.labels ?? '').split(';').map((x) => x.trim()).filter(Boolean)) {
+        const m = /^([a-z0-9-]+):(.*)$/.exec(part);
+        if (!m) throw new UsageError(`--labels: '${part}' is not host:k=v,...`);
+        labels[m[1]!] = Object.fromEntries(m[2]!.split(',').filter(Boolean).map((kv) => {
+          const [k, ...v] = kv.split('=');
+          if (!k || v.length === 0) throw new UsageError(`--labels: '${kv}' of ${m[1]} is not k=v`);
+          return [k, v.join('=')];
+        }));
+      }
+      const started = await startLabAgents(opts.name, {
+        controller: opts.controller,
+        ...(opts.auth && opts.tokenFile ? { tokenFile: opts.tokenFile } : {}),
+        ...(opts.host ? { hosts: opts.host.split(',').map((x) => x.trim()).filter(Boolean) } : {}),
+        labels,
+        detached: true,
+      });
+      for (const a of started) say(`agent of ${a.host}: pid ${a.pid}, socket ${a.socket}, log ${a.logFile}`);
+    });
+  agents
+    .command('stop')
+    .description('stop the lab\'s agents by their recorded pids (their instances keep running until lab down)')
+    .option('--host <hosts>', 'only these hosts (comma-separated)')
+    .addOption(nameOption())
+    .action(async (opts: { host?: string; name: string }) => {
+      const stopped = await stopLabAgents(opts.name, opts.host?.split(',').map((x) => x.trim()).filter(Boolean));
+      say(stopped.length ? `stopped the agents of ${stopped.join(', ')}` : 'no agent was running');
+    });
+  agents
+    .command('status')
+    .description('the lab\'s agents: host, pid, alive, socket, log')
+    .addOption(nameOption())
+    .action((opts: { name: string }) => {
+      const list = labAgents(opts.name);
+      if (!list.length) {
+        say(`no agents in lab '${opts.name}'`);
+        return;
+      }
+      for (const a of list) process.stdout.write(`${a.host.padEnd(8)} pid ${String(a.pid).padEnd(8)} ${labAgentAlive(a) ? 'running' : 'gone   '} ${a.socket}  ${a.logFile}\n`);
     });
 }
 

@@ -32,7 +32,7 @@ import {
   underlayIp,
 } from './naming.js';
 import { labDir, labRoot, readState, writeState, type LabHost, type LabState } from './state.js';
-import { isAlive } from '../util/process.js';
+import { isAlive, processStartTime } from '../util/process.js';
 import { ovsEnv, ovsPaths, setupHost, startVswitchd as startHostVswitchd } from '../host/index.js';
 
 export type Progress = (message: string) => void;
@@ -271,6 +271,12 @@ export function labDown(nameArg: string): string[] {
   // Also whatever follows the naming rules: a crash may have left a namespace
   // that never reached the state file.
   for (const ns of listNamespaces()) if (ns.startsWith(`${name}-`)) namespaces.add(ns);
+
+  // 0. Host agents first (recorded pid, same start time): alive, they would restart the
+  // units' processes killed below.
+  const agentPids = (state?.agents ?? []).filter((a) => isAlive(a.pid) && (a.startTime === undefined || processStartTime(a.pid) === a.startTime)).map((a) => a.pid);
+  const agentsStopped = stopPids(agentPids);
+  if (agentsStopped > 0) removed.push(`${agentsStopped} agent(s)`);
 
   // 1. OVS daemons, by their pidfiles (SIGTERM lets them remove their sockets).
   const pidfiles = (state?.hosts ?? []).flatMap((h) => [h.pidfiles.ovsVswitchd, h.pidfiles.ovsdbServer]);

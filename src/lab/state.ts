@@ -47,6 +47,19 @@ export interface LabContainer {
   ofport?: number;
 }
 
+/** A `tenet agent` the lab started for one of its hosts (src/lab/agents.ts). */
+export interface LabAgent {
+  host: string;
+  pid: number;
+  /** /proc start time of pid: `lab down` signals only this very process. */
+  startTime?: string;
+  stateDir: string;
+  logFile: string;
+  /** The agent's unix socket (logs, sidekick). */
+  socket: string;
+  controller: string;
+}
+
 export interface LabState {
   version: number;
   name: string;
@@ -60,6 +73,8 @@ export interface LabState {
   fabric: { namespace: string; bridge: string; cidr: string };
   hosts: LabHost[];
   containers: LabContainer[];
+  /** Agents started by `lab agents start` / startLabAgents; stopped by `lab down`. */
+  agents?: LabAgent[];
 }
 
 /** Where labs keep their state; tmpfs, so a reboot forgets labs along with their namespaces. */

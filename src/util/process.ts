@@ -17,3 +17,19 @@ export function isAlive(pid: number): boolean {
     return false; // exited between the two checks
   }
 }
+
+/**
+ * Start time of a process (field 22 of /proc/PID/stat, clock ticks since boot), undefined
+ * when it is gone or a zombie. A pid plus its start time names one process for good:
+ * a later process that reuses the pid has another start time.
+ */
+export function processStartTime(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (rest[0] === 'Z' || rest[0] === 'X') return undefined;
+    return rest[19];
+  } catch {
+    return undefined;
+  }
+}
