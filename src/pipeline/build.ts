@@ -97,7 +97,8 @@ export function u32(v: number): Uint8Array {
 // Byte arrays are never mutated once in a flow, so small values (ofports, logical
 // port keys) share one array each: a 100k-endpoint compile otherwise allocates
 // millions of 4-byte Uint8Arrays, and GC was half its time.
-const U32_SMALL: (Uint8Array | undefined)[] = [];
+// Preallocated: assigning index 30000 of an empty array turns it into a dictionary (hash) array.
+const U32_SMALL = new Array<Uint8Array | undefined>(0x10000);
 /** u32(v), shared for v < 65536. Callers must not mutate the result. */
 export function u32s(v: number): Uint8Array {
   if (v >= 0 && v < 0x10000) return (U32_SMALL[v] ??= u32(v));
@@ -240,7 +241,7 @@ export const goto = (table: number): Instruction => {
 export const apply = (actions: Action[]): Instruction => ({ type: 'apply_actions', actions });
 export const writeMeta = (vni: number): Instruction => ({ type: 'write_metadata', metadata: BigInt(vni), mask: 0xffffffffffffffffn });
 export const setField = (field: OxmField, value: Uint8Array): Action => ({ type: 'set_field', field, value });
-const OUTPUTS: (Action | undefined)[] = [];
+const OUTPUTS = new Array<Action | undefined>(0x10000); // preallocated, see U32_SMALL
 /** Output action; shared per port below 65536 (actions are immutable). */
 export const output = (port: number): Action => (port >= 0 && port < 0x10000 ? (OUTPUTS[port] ??= { type: 'output', port, maxLen: 0 }) : { type: 'output', port, maxLen: 0 });
 

@@ -57,7 +57,8 @@ interface PortCache {
   /** flood-group bucket: output to this port */
   outBucket: Bucket;
 }
-const PORTS: (PortCache | undefined)[] = [];
+// Preallocated: assigning index 30000 of an empty array turns it into a dictionary (hash) array.
+const PORTS = new Array<PortCache | undefined>(0x10000);
 function portObjs(ofport: number): PortCache {
   const make = (): PortCache => {
     const b = u32s(ofport);
@@ -74,7 +75,7 @@ interface KeyCache {
   setReg14: Action;
   setReg15: Action;
 }
-const KEYS: (KeyCache | undefined)[] = [];
+const KEYS = new Array<KeyCache | undefined>(0x10000); // preallocated, see PORTS
 function keyObjs(port: number): KeyCache {
   const make = (): KeyCache => {
     const b = u32s(port);
@@ -250,8 +251,10 @@ export class Ctx {
   /** host -> networks with an endpoint there */
   readonly hostNets = new Map<string, Set<Network>>();
   private readonly cookies = new Map<string, bigint>();
-  private readonly epCache = new WeakMap<Endpoint, EpCache>();
-  private readonly netCache = new WeakMap<Network, NetCache>();
+  // A Map, not a WeakMap: 100k entries in an ephemeron table made every scavenge of the full
+  // compile slower (~10 % of its CPU). Entries go with removeEndpointIndex.
+  private readonly epCache = new Map<Endpoint, EpCache>();
+  private readonly netCache = new Map<Network, NetCache>(); // a Map for the same reason as epCache; networks are never removed
   private readonly hostCache = new Map<string, HostCache>();
   readonly pipelineFlows: FlowMod[];
   /** Endpoints that are instances of some chain (service functions: also forward others' IPv4 at their chain positions; see chains.ts sfFlows). */
@@ -283,6 +286,7 @@ export class Ctx {
     this.routesMemo.delete(e.host);
   }
   removeEndpointIndex(e: Endpoint): void {
+    this.epCache.delete(e);
     const hm = this.netHosts.get(e.network)!;
     const n = hm.get(e.host)! - 1;
     if (n > 0) hm.set(e.host, n);
