@@ -18,7 +18,7 @@ const groups: Array<{ commands: string[]; load: () => Promise<CommandGroup> }> =
   { commands: ['lab'], load: () => import('./lab.js') },
   { commands: ['services', 'registry'], load: () => import('./services.js') },
   { commands: ['validate', 'compile', 'trace'], load: () => import('./topology.js') },
-  { commands: ['units'], load: () => import('./units.js') },
+  { commands: ['units', 'agents'], load: () => import('./units.js') },
   { commands: ['apply', 'plan', 'get', 'delete', 'status'], load: () => import('./client.js') },
   { commands: ['controller'], load: () => import('./controller.js') },
   { commands: ['agent'], load: () => import('./agent.js') },
