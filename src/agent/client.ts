@@ -15,9 +15,23 @@ export class ControllerHttpError extends TenetError {
 }
 
 /** The controller could not be reached at all (refused, timeout, DNS). */
+/** The most telling reason in an error's cause chain: ECONNREFUSED rather than "fetch failed" (pure). */
+export function networkReason(err: unknown): string {
+  let e: unknown = err;
+  let fallback = err instanceof Error ? err.message : String(err);
+  for (let depth = 0; depth < 5 && e && typeof e === 'object'; depth++) {
+    const x = e as { code?: unknown; name?: unknown; message?: unknown; cause?: unknown; errors?: unknown[] };
+    if (typeof x.code === 'string' && x.code !== 'UND_ERR') return x.code;
+    if (x.name === 'TimeoutError') return 'timed out';
+    if (typeof x.message === 'string' && x.message && x.message !== 'fetch failed') fallback = x.message;
+    e = x.cause ?? (Array.isArray(x.errors) ? x.errors[0] : undefined);
+  }
+  return fallback;
+}
+
 export class ControllerUnreachableError extends TenetError {
   constructor(url: string, cause: unknown) {
-    const why = cause instanceof Error ? ((cause as Error & { cause?: { code?: string; message?: string } }).cause?.code ?? cause.message) : String(cause);
+    const why = networkReason(cause);
     super('EAGENT_UNREACHABLE', `controller unreachable at ${url}: ${why}`, { url }, { cause });
   }
 }

@@ -5,7 +5,7 @@ export { NetnsDriver, DriverError, processStartTime, processInNetns, unshareAvai
 export { endpointName, instanceNetns, instanceHostIface, instanceFileName, defaultNetnsPrefix } from './naming.js';
 export { launchArgv, restartDecision, backoffMs, nextQuickExits, adoptionDecision, convergePlan, portKey, processKey } from './plan.js';
 export { startAgent, retryDelayMs, AgentError, AGENT_VERSION, type Agent, type AgentOptions } from './agent.js';
-export { ControllerClient, ControllerHttpError, ControllerUnreachableError } from './client.js';
+export { ControllerClient, ControllerHttpError, ControllerUnreachableError, networkReason } from './client.js';
 export { ServiceManager, registrationBody, servicePath, checkIntervalMs, type ServiceWant } from './services.js';
 export { checkArgv, runCheck } from './checks.js';
 export { startSidekick, agentSocketRequest, readAgentLogs, parseSidekickBody, INSTANCE_HEADER } from './sidekick.js';
