@@ -9,7 +9,7 @@
  * controller passes in, so this file does no I/O.
  */
 import type { Endpoint, Model } from '../model/index.js';
-import { resolveServices, type RegisteredInstance } from './services.js';
+import { resolveServices, type RegisteredInstance, type SkippedRegistration } from './services.js';
 import type { ChainHopInfo, ChainInfo, ChainInstanceInfo, HopState, InstanceHealth } from './types.js';
 
 /** What the controller knows about one endpoint's port and checks. */
@@ -62,12 +62,15 @@ function hopState(healthy: number, total: number, failMode: 'open' | 'closed'): 
   return failMode === 'open' ? 'bypassed' : 'dropping';
 }
 
-/** Every chain of every tenant (document order within a tenant), with each instance's health. */
-export function chainInfos(model: Model | null, v: HealthView): ChainInfo[] {
+/**
+ * Every chain of every tenant (document order within a tenant), with each instance's
+ * health and, per service hop, the registrations that could not be members.
+ */
+export function chainInfos(model: Model | null, v: HealthView, skipped: readonly SkippedRegistration[] = []): ChainInfo[] {
   const out: ChainInfo[] = [];
   for (const t of model?.tenants ?? []) {
     for (const c of t.chains) {
-      const hops: ChainHopInfo[] = c.hops.map((hop) => {
+      const hops: ChainHopInfo[] = c.hops.map((hop, k) => {
         const instances: ChainInstanceInfo[] = hop.instances.map((i) => {
           const two = i.egress !== i.ingress;
           const ofport = v.ofport(i.ingress.host, i.ingress.id);
@@ -84,7 +87,8 @@ export function chainInfos(model: Model | null, v: HealthView): ChainInfo[] {
           };
         });
         const healthy = instances.filter((i) => i.health === 'healthy').length;
-        return { ...(hop.service !== undefined ? { service: hop.service } : {}), state: hopState(healthy, instances.length, c.failMode), instances };
+        const off = skipped.filter((s) => s.chain === c.id && s.hop === k).map((s) => ({ id: s.id, reason: s.reason }));
+        return { ...(hop.service !== undefined ? { service: hop.service } : {}), state: hopState(healthy, instances.length, c.failMode), instances, ...(off.length ? { skipped: off } : {}) };
       });
       out.push({
         id: c.id,

@@ -215,7 +215,7 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
 
   chains(): ChainInfo[] {
     const v = this.view();
-    return chainInfos(v?.model ?? null, this.health(v?.checkFailing));
+    return chainInfos(v?.model ?? null, this.health(v?.checkFailing), v?.skipped);
   }
 
   /**
@@ -262,7 +262,7 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
     const after = this.resolved(this.current);
     this.serviceView = { model: this.current, view: after };
     if (after.key === before.key) return;
-    this.log.info({ failing: [...after.checkFailing], skipped: after.skipped.length }, 'service registry changed chain members or health: recompiling');
+    this.log.info({ failing: [...after.checkFailing], skipped: after.skipped.map((s) => `${s.chain} hop ${s.hop}: ${s.service}/${s.id}: ${s.reason}`) }, 'service registry changed chain members or health: recompiling');
     this.compiled = undefined;
     this.placementVersion++; // a plan compiled before this is stale
     this.chainDeps = chainHostDeps(after.model);

@@ -132,6 +132,8 @@ export interface ChainHopInfo {
   service?: string;
   state: HopState;
   instances: ChainInstanceInfo[];
+  /** Registry instances of the hop's service that are not members, and why (src/controller/services.ts). */
+  skipped?: { id: string; reason: string }[];
 }
 
 /** A chain as `tenet get chains` and GET /v1/chains show it. */

@@ -108,6 +108,9 @@ t.test('registrations that cannot be members are skipped, with the reason', asyn
     ],
   );
   t.same(members(v.model), ['ids-1'], 'none qualifies: the labelled endpoints stay');
+  const info = chainInfos(v.model, { ofport: () => 1, linkDown: () => false, checkFailing: v.checkFailing }, v.skipped)[0]!;
+  t.same(info.hops[1]!.skipped?.map((s) => s.id), ['nowhere', 'foreign', 'ghost', 'other-net', 'dest', 'twice'], 'GET /v1/chains lists them on their hop');
+  t.equal(info.hops[0]!.skipped, undefined, 'and nothing on the other hop');
   t.equal(v.model, model, 'and the model is the validated one');
 });
 
