@@ -18,26 +18,20 @@ export function datapathIdOf(host: string): string {
 }
 
 /**
- * Per host, the peers it needs a tunnel to: hosts sharing a network with it, and
- * for a tenant's router, every host with an endpoint in one of its routed networks
- * (a routed packet leaves the source host for the destination's host directly).
- * Symmetric; sorted by name.
+ * Per host, the peers it keeps a tunnel to: every other host of the topology
+ * (a full mesh, as OVN keeps one to every chassis), whether or not they share a
+ * network today. Tunnels follow the hosts, not the tenants: deleting the last
+ * network two hosts share and applying it again must not delete and re-create
+ * their tunnel ports. On OVS 3.1's userspace datapath that churn can leave a
+ * datapath flow that hands the peer's VXLAN packets to the kernel instead of
+ * decapsulating them (installed while the port was missing, not replaced when
+ * it returns): the hosts stop reaching each other until the flow goes idle
+ * (docs/PERFORMANCE.md, converge). It also keeps tunnel creation out of an
+ * apply's critical path. Symmetric; sorted by name.
  */
 export function tunnelPeers(model: Model): Map<string, string[]> {
-  const peers = new Map<string, Set<string>>(model.hosts.map((h) => [h.name, new Set<string>()]));
-  const join = (group: Set<string>) => {
-    for (const a of group) for (const b of group) if (a !== b) peers.get(a)?.add(b);
-  };
-  for (const t of model.tenants) {
-    const routed = new Set<string>();
-    for (const n of t.networks) {
-      const hosts = new Set(n.endpoints.map((e) => e.host));
-      join(hosts);
-      if (n.routed) for (const h of hosts) routed.add(h);
-    }
-    join(routed);
-  }
-  return new Map([...peers].map(([h, s]) => [h, [...s].sort()]));
+  const names = model.hosts.map((h) => h.name).sort();
+  return new Map(names.map((h) => [h, names.filter((p) => p !== h)]));
 }
 
 /** A diff as the plan of one host: flows in ovs-ofctl syntax; hitless unless something existing is removed or replaced. */

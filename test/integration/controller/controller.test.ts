@@ -79,7 +79,7 @@ t.test('controller on a 3-host lab', async (t) => {
       'apply did what plan said',
     );
     t.ok((await controller.waitRealized(2, 30_000)).realized, 'generation 2 realized');
-    t.comment(`generation 2 (an endpoint on a new host pair: one new tunnel per host; a policy) realized on 3 hosts ${(performance.now() - applyAt).toFixed(0)} ms after apply()`);
+    t.comment(`generation 2 (an endpoint on a new host pair: the hosts already have their tunnels, a full mesh; a policy) realized on 3 hosts ${(performance.now() - applyAt).toFixed(0)} ms after apply()`);
     t.ok(await controller.settled(10_000));
     const eps2 = controller.endpoints();
     t.equal(eps2.find((e) => e.id === 'acme/web-1')?.ip, eps.find((e) => e.id === 'acme/web-1')?.ip, 're-apply keeps existing addresses (previous allocation)');

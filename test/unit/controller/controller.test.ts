@@ -53,7 +53,10 @@ const doc = (h: unknown[]) => ({
 
 t.test('pure helpers', async (t) => {
   const m = loadTopology(doc(await hosts()));
-  t.same(Object.fromEntries(tunnelPeers(m)), { host1: ['host2', 'host3'], host2: ['host1'], host3: ['host1'] }, 'tunnels: shared networks and router networks, symmetric');
+  const mesh = { host1: ['host2', 'host3'], host2: ['host1', 'host3'], host3: ['host1', 'host2'] };
+  t.same(Object.fromEntries(tunnelPeers(m)), mesh, 'tunnels: a full mesh of the hosts, symmetric (host2 and host3 share no network)');
+  // Tunnels follow the hosts, not the tenants: removing every tenant keeps them (no port churn on re-apply).
+  t.same(Object.fromEntries(tunnelPeers(loadTopology({ ...doc(await hosts()), tenants: [] }))), mesh, 'tunnels: the same without any tenant');
   t.match(datapathIdOf('host1'), /^00007e7e[0-9a-f]{8}$/);
   t.not(datapathIdOf('host1'), datapathIdOf('host2'));
   const keep = parseFlow('cookie=0x100000001,table=0,priority=10,in_port=1 actions=goto_table:5');
