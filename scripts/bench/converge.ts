@@ -1,31 +1,29 @@
 /**
- * `npm run bench -- converge [--runs N] [--hosts 4] [--tenants 5] [--per-tenant 20] [--probers-after]`
+ * `npm run bench -- converge [--runs 5] [--hosts 4] [--tenants 5] [--per-tenant 20] [--interval-ms 10] [--probe-timeout 60] [--probers-after] [--keep]`
  *
  * Convergence of the controller, against OVN's figures in the same layout: a lab
  * of 4 hosts × 25 containers in 5 tenants that all use 10.0.0.0/24; one apply of
  * the whole topology. Measured from just before the PUT /v1/topology:
  * - realized_s: until every host reported (event stream) that it realized the generation;
  * - reachable_s: until every same-tenant pair (the policy allows them all: 1,900
- *   pairs) has answered a ping. One `fping` per container namespace probes its
- *   peers (started before the apply, released together through a FIFO at t0) and prints each
- *   peer's first reply as it comes.
+ *   pairs) has answered a ping. One prober process (prober/prober.c, built with gcc
+ *   here) holds a raw ICMP socket in every container namespace, is released at t0
+ *   and pings each pair every --interval-ms until it answers once.
  * Before each run: the containers exist and are bound (their ports carry the
  * iface-ids, with the fixed IPs/MACs the topology gives them), the controller has
  * the hosts (a hosts-only document is realized: br-int connected, tunnels up), the
  * underlay is warm, and the containers' neighbour tables are empty with a 20 ms
  * ARP retransmit time (the kernel's default 1 s would measure Linux, not the network).
- * Between runs the tenants are deleted again. Last line: one JSON object.
+ * Between runs the tenants are deleted again. Figures: medians over the runs, and
+ * each run's. Last line: one JSON object.
  *
- * `--probers-after`: release the probers only once every host realized the generation.
- * 100 fping processes waking at t0 compete with the controller for the 2 cores (15:20:
- * realized 3.5 s with them, 0.235 s without); this mode measures the controller alone,
- * and its reachable_s is an upper bound (realized + the probers' own time to hear 1,900
- * answers from an already converged network, ~1.7 s on this machine).
+ * `--probers-after`: release the prober only once every host realized the generation
+ * (the prober's own time from an already converged network; reachable_s is then an
+ * upper bound).
  */
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawn, execFileSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { ApiClient } from '../../src/api/client.js';
 import {
@@ -42,10 +40,13 @@ import {
   type LabState,
 } from '../../src/lab/index.js';
 import { run } from '../../src/util/exec.js';
+import { buildProber, startProber } from './prober/index.js';
 
 const { values } = parseArgs({
   options: {
-    runs: { type: 'string', default: '3' },
+    runs: { type: 'string', default: '5' },
+    'interval-ms': { type: 'string', default: '10' },
+    'probe-timeout': { type: 'string', default: '60' },
     hosts: { type: 'string', default: '4' },
     tenants: { type: 'string', default: '5' },
     'per-tenant': { type: 'string', default: '20' },
@@ -59,7 +60,9 @@ const HOSTS = Number(values.hosts);
 const TENANTS = Number(values.tenants);
 const PER_TENANT = Number(values['per-tenant']);
 const NAME = values.name!;
-/** Release the probers only once every host realized the generation, so they do not compete with the controller for the 2 cores. */
+const INTERVAL_MS = Number(values['interval-ms']);
+const PROBE_TIMEOUT_S = Number(values['probe-timeout']);
+/** Release the prober only once every host realized the generation. */
 const PROBERS_AFTER = values['probers-after']!;
 const OVN = { realized_s: 0.25, reachable_s: 0.55, flows_per_host: 1019, rss_mb: 12 };
 const log = (m: string) => console.error(`[converge] ${m}`);
@@ -120,7 +123,7 @@ function rssMb(pid: number): number {
   return m ? Math.round(Number(m[1]) / 102.4) / 10 : NaN;
 }
 
-async function oneRun(state: LabState, ctl: LabController, client: ApiClient, eps: Ep[], workDir: string, runNo: number) {
+async function oneRun(state: LabState, ctl: LabController, client: ApiClient, eps: Ep[], proberBin: string, runNo: number) {
   // Clean slate: empty neighbour tables, fast ARP retries.
   await Promise.all(
     eps.map(async (e) => {
@@ -129,87 +132,87 @@ async function oneRun(state: LabState, ctl: LabController, client: ApiClient, ep
     }),
   );
   await warmUnderlay(state);
-  log(`run ${runNo}: neighbour tables flushed, underlay warm; starting ${eps.length} probers`);
 
-  // Probers wait on a FIFO that we hold open read-write (so their open never blocks and
-  // none can miss the start); at t0 we write one line per prober: all start at once.
-  const fifo = join(workDir, `go-${runNo}`);
-  execFileSync('mkfifo', [fifo]);
-  const fifoFd = openSync(fifo, 'r+');
+  // One prober process with a socket in each container namespace, idle until go().
   const byTenant = new Map<string, Ep[]>();
   for (const e of eps) byTenant.set(e.tenant, [...(byTenant.get(e.tenant) ?? []), e]);
-  const firstReply = new Map<string, number>(); // "from>to" -> epoch seconds
-  let ready = 0;
-  const probers = eps.map((e) => {
-    const ns = state.containers.find((c) => c.name === cname(e))!.namespace;
-    const peers = byTenant.get(e.tenant)!.filter((p) => p !== e).map((p) => p.ip);
-    // -r/-t/-B: retry every 100 ms for up to ~60 s, -i 5 ms between packets. Shorter
-    // intervals (-t 25 -i 1) make 100 fpings spin on the CPU and starve the switches.
-    const argv = ['netns', 'exec', ns, 'sh', '-c', `echo ready; read go < ${fifo}; exec fping -r 600 -t 100 -B 1 -i 5 ${peers.join(' ')}`];
-    // stderr ignored: fping reports every ICMP unreachable there, and an unread pipe would block it.
-    const child = spawn('ip', argv, { stdio: ['ignore', 'pipe', 'ignore'] });
-    let buf = '';
-    child.stdout.on('data', (d: Buffer) => {
-      buf += d;
-      let nl;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        if (line === 'ready') ready++;
-        // fping flushes each "is alive" line as the reply comes: its arrival time is the reply's.
-        const m = /^(\S+) is alive/.exec(line);
-        if (m) {
-          const key = `${cname(e)}>${m[1]}`;
-          if (!firstReply.has(key)) firstReply.set(key, Date.now() / 1000);
-        }
-      }
-    });
-    return new Promise<void>((resolve) => child.on('exit', () => resolve()));
-  });
-  for (let i = 0; i < 600 && ready < eps.length; i++) await new Promise((r) => setTimeout(r, 100));
-  if (ready < eps.length) throw new Error(`only ${ready} of ${eps.length} probers started`);
-  await new Promise((r) => setTimeout(r, 200)); // from "ready" to blocked in read
+  const peersOf = eps.map((e) => byTenant.get(e.tenant)!.filter((p) => p !== e));
+  const prober = await startProber(
+    proberBin,
+    eps.map((e, i) => ({ namespace: state.containers.find((c) => c.name === cname(e))!.namespace, peers: peersOf[i]!.map((p) => p.ip) })),
+    { intervalMs: INTERVAL_MS, timeoutMs: PROBE_TIMEOUT_S * 1000 },
+  );
+  log(`run ${runNo}: neighbour tables flushed, underlay warm, prober ${prober.pid} ready`);
 
-  const realizedAt = new Map<string, number>();
+  const realizedAt = new Map<string, bigint>();
   let generation = Infinity;
   const closeEvents = await client.events((m) => {
-    if (m.type === 'realized' && m.generation >= generation) realizedAt.set(m.host, Date.now() / 1000);
+    if (m.type === 'realized' && m.generation >= generation) realizedAt.set(m.host, process.hrtime.bigint());
   });
 
   const doc = topology(state, eps, true);
-  const t0 = Date.now() / 1000;
-  if (!PROBERS_AFTER) writeSync(fifoFd, 'go\n'.repeat(eps.length));
-  const applied = await client.apply(doc);
-  generation = applied.generation;
-  const status = await client.wait(applied.generation, 60);
-  if (PROBERS_AFTER) writeSync(fifoFd, 'go\n'.repeat(eps.length));
-  log(`run ${runNo}: generation ${generation} stored and realized; waiting for the probers`);
-  const waitedAt = Date.now() / 1000;
-  await Promise.all(probers);
+  let t0 = process.hrtime.bigint();
+  if (!PROBERS_AFTER) t0 = prober.go();
+  let status;
+  try {
+    const applied = await client.apply(doc);
+    generation = applied.generation;
+    status = await client.wait(applied.generation, 60);
+  } catch (err) {
+    prober.kill();
+    throw err;
+  }
+  if (PROBERS_AFTER) prober.go();
+  const waitedAt = process.hrtime.bigint();
+  log(`run ${runNo}: generation ${generation} stored and realized; waiting for the prober`);
+  const probe = await prober.result;
   closeEvents();
-  closeSync(fifoFd);
-  rmSync(fifo, { force: true });
 
-  const pairs = eps.length * (PER_TENANT - 1);
+  const sec = (ns: bigint) => Number(ns) / 1e9;
+  const pairs = probe.pairs;
   const hostsRealized = [...realizedAt.values()];
-  const realized_s = hostsRealized.length === HOSTS ? Math.max(...hostsRealized) - t0 : waitedAt - t0;
-  const answered = [...firstReply.values()];
-  const reachable_s = answered.length === pairs ? Math.max(...answered) - t0 : NaN;
+  const realized_s = hostsRealized.length === HOSTS ? sec(hostsRealized.reduce((a, b) => (a > b ? a : b)) - t0) : sec(waitedAt - t0);
+  const offset = sec(probe.goNs - t0); // prober's t0 relative to the apply's start
+  const firsts = probe.answers.map((a) => a.atS + offset);
+  const reachable_s = probe.answers.length === pairs ? Math.max(...firsts) : NaN;
+  // Unanswered pairs by (from host -> to host): a pattern names the part of the network at fault.
+  const missingBy = new Map<string, number>();
+  for (const m of probe.missing) {
+    const from = eps[m.from]!;
+    const to = peersOf[m.from]![m.peer]!;
+    const k = from.host === to.host ? `${from.host} local` : `${from.host}->${to.host}`;
+    missingBy.set(k, (missingBy.get(k) ?? 0) + 1);
+  }
   const hosts = await client.hosts();
   const flows = hosts.map((h) => h.flows);
   log(
     `run ${runNo}: realized ${r3(realized_s)} s (${status.realized ? 'all hosts' : 'NOT all hosts'}), ` +
-      `${answered.length}/${pairs} pairs answered, last at ${r3(reachable_s)} s; flows per host ${flows.join('/')}; controller RSS ${rssMb(ctl.pid)} MB`,
+      `${probe.answers.length}/${pairs} pairs answered, median at ${r3(median(firsts))} s, last at ${r3(reachable_s)} s; ` +
+      `prober ${probe.sent} echoes, ${r3(probe.cpuS)} CPU-s; flows per host ${flows.join('/')}; controller RSS ${rssMb(ctl.pid)} MB` +
+      (missingBy.size ? `; unanswered by host pair: ${[...missingBy].map(([k, n]) => `${k} ${n}`).join(', ')}` : ''),
   );
-  return { realized_s, reachable_s, answered: answered.length, pairs, flows, rss: rssMb(ctl.pid) };
+  return {
+    realized_s,
+    reachable_s,
+    firstAnswerMedian_s: median(firsts),
+    answered: probe.answers.length,
+    pairs,
+    flows,
+    rss: rssMb(ctl.pid),
+    proberCpuS: probe.cpuS,
+    proberSent: probe.sent,
+    missingBy: Object.fromEntries(missingBy),
+  };
 }
 
 async function main(): Promise<void> {
   if (readState(NAME)) labDown(NAME);
   const eps = endpoints();
+  const loadStart = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
   log(`lab ${NAME}: ${HOSTS} hosts, ${eps.length} containers in ${TENANTS} tenants (all 10.0.0.0/24)`);
   await labUp({ name: NAME, hosts: HOSTS });
   const workDir = mkdtempSync(join(tmpdir(), 'tenet-converge-'));
+  const proberBin = buildProber(workDir);
   let ctl: LabController | undefined;
   try {
     let state = loadLab(NAME);
@@ -238,7 +241,7 @@ async function main(): Promise<void> {
     log(`${eps.length} containers bound`);
     const results = [];
     for (let runNo = 1; runNo <= RUNS; runNo++) {
-      results.push(await oneRun(state, ctl, client, eps, workDir, runNo));
+      results.push(await oneRun(state, ctl, client, eps, proberBin, runNo));
       if (runNo < RUNS) {
         const cleared = await client.apply(topology(state, eps, false));
         await client.wait(cleared.generation, 60);
@@ -252,7 +255,7 @@ async function main(): Promise<void> {
     console.log(
       JSON.stringify({
         bench: 'converge',
-        probers: PROBERS_AFTER ? 'after-realized' : 'at-apply',
+        prober: PROBERS_AFTER ? 'after-realized' : 'at-apply',
         hosts: HOSTS,
         tenants: TENANTS,
         containers: eps.length,
@@ -262,7 +265,13 @@ async function main(): Promise<void> {
         reachable_s,
         realized_runs_s: results.map((r) => r3(r.realized_s)),
         reachable_runs_s: results.map((r) => r3(r.reachable_s)),
+        answered_runs: results.map((r) => r.answered),
         all_pairs_answered: results.every((r) => r.answered === r.pairs),
+        first_answer_median_runs_s: results.map((r) => r3(r.firstAnswerMedian_s)),
+        prober_interval_ms: INTERVAL_MS,
+        prober_cpu_runs_s: results.map((r) => r3(r.proberCpuS)),
+        prober_echoes_runs: results.map((r) => r.proberSent),
+        ...(results.some((r) => Object.keys(r.missingBy).length) ? { unanswered_by_host_pair_runs: results.map((r) => r.missingBy) } : {}),
         flows_per_host: flowsPerHost,
         controller_rss_mb: rss,
         ovn_realized_s: OVN.realized_s,
@@ -272,6 +281,7 @@ async function main(): Promise<void> {
         realized_ratio: r3(realized_s / OVN.realized_s),
         reachable_ratio: r3(reachable_s / OVN.reachable_s),
         target_met: realized_s <= OVN.realized_s && reachable_s <= OVN.reachable_s,
+        loadavg_start: loadStart,
         loadavg: load,
       }),
     );
