@@ -11,6 +11,7 @@
  */
 import { chmodSync, rmSync } from 'node:fs';
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { TenetError } from '../util/errors.js';
 import type { DriverInstance } from './driver.js';
 import type { UnitCheckSpec } from './types.js';
 
@@ -153,7 +154,7 @@ export async function readAgentLogs(socketPath: string, id: string, tail = 100):
     } catch {
       /* plain text */
     }
-    throw new Error(msg);
+    throw new TenetError(r.status === 404 ? 'EAGENT_NO_LOGS' : 'EAGENT_SOCKET', msg, { socketPath, id, status: r.status });
   }
   return r.body;
 }
