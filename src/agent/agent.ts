@@ -268,6 +268,29 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
   };
 
   // --- assignments -----------------------------------------------------------------
+  // An instance that could not be created (OVSDB away, a namespace in the way) is tried
+  // again with backoff, not only when the next assignment set arrives.
+  let retryTimer: NodeJS.Timeout | undefined;
+  let convergeFailures = 0;
+  const convergeNow = async (): Promise<void> => {
+    clearTimeout(retryTimer);
+    retryTimer = undefined;
+    if (signal.aborted) return;
+    await driver.converge(assignments);
+    syncServices();
+    report();
+    const have = new Set(driver.list().map((i) => i.assignment.id));
+    const missing = assignments.filter((a) => !have.has(a.id)).map((a) => a.id);
+    if (missing.length === 0 || signal.aborted) {
+      convergeFailures = 0;
+      return;
+    }
+    convergeFailures++;
+    const delay = retryDelayMs(convergeFailures);
+    log('warn', `could not create ${missing.join(' ')}; trying again in ${(delay / 1000).toFixed(1)} s`);
+    retryTimer = setTimeout(() => void convergeNow().catch((err: Error) => log('error', `converge failed: ${err.message}`)), delay);
+    retryTimer.unref();
+  };
   const assignmentLoop = async (): Promise<void> => {
     let failures = 0;
     const waitS = opts.waitS ?? 30;
@@ -285,9 +308,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
           const gone = [...before].filter((x) => !after.has(x));
           log('info', `assignments index ${r.index}: ${assignments.length} instance(s)${added.length ? `, new ${added.join(' ')}` : ''}${gone.length ? `, removed ${gone.join(' ')}` : ''}`);
           index = r.index;
-          await driver.converge(assignments);
-          syncServices();
-          report();
+          await convergeNow();
         }
       } catch (err) {
         if (signal.aborted) return;
@@ -343,6 +364,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       (closing ??= (async () => {
         abort.abort();
         clearTimeout(reportTimer);
+        clearTimeout(retryTimer);
         await loops;
         await new Promise<void>((r) => sidekick.close(() => r()));
         await services.close(o.stopInstances === true);

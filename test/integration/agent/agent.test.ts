@@ -64,8 +64,14 @@ t.test('agent loop on a lab host', async (t) => {
     t.same(reg.resources, { cpu: 2000, memory: 2 ** 30 }, 'resources registered');
     t.equal(reg.socket, join(stateDir, 'agent.sock'), 'the socket path is registered');
 
-    stub.setAssignments('host1', [assignment('web@1', 5)]);
+    // bad@1 cannot be plumbed (no such address): retried, and it does not hold web@1 back.
+    const bad = assignment('bad@1', 6, { endpoint: { id: 'acme/bad-1', name: 'bad-1', ip: '10.0.0.300/24', mac: '02:00:00:00:01:06' } });
+    stub.setAssignments('host1', [assignment('web@1', 5), bad]);
     await until('web@1 reported running', () => stub.instances.get('host1')?.some((i) => i.id === 'web@1' && i.state === 'running') ?? false, 20_000, 50);
+    await until('bad@1 retried', () => logs.filter((l) => l.includes('could not create bad@1')).length >= 2, 10_000, 50);
+    t.pass('an instance that cannot be created is tried again with backoff; the others run');
+    t.notOk(logs.some((l) => l.includes('bad@1') && l.startsWith('info instance bad@1: port')), 'and it never got a port');
+    stub.setAssignments('host1', [assignment('web@1', 5)]);
     const pid = agent.instances().find((i) => i.id === 'web@1')!.pid!;
     const ns = `${lab.name}-u-host1-web-1`;
     t.ok(namespacePids(ns).includes(pid), 'the process runs in the instance namespace');
