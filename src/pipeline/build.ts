@@ -170,7 +170,6 @@ export function metadataTlv(vni: number): OxmTlv {
   return tlv(FLD.metadata, u64(vni));
 }
 
-const byOrder = (a: OxmTlv, b: OxmTlv) => a.field.order - b.field.order;
 
 /*
  * V8 keeps an object field that has only ever held numbers in "double" representation,
@@ -209,11 +208,18 @@ export const TAGGED_SHAPES: readonly unknown[] = [
 
 export function flow(tableId: number, priority: number, cookie: bigint, match: OxmTlv[], instructions: Instruction[]): FlowMod {
   // The codec keeps match fields in OVS's wire order; most callers already list them so.
-  for (let i = 1; i < match.length; i++)
-    if (match[i - 1]!.field.order > match[i]!.field.order) {
-      match.sort(byOrder);
-      break;
-    }
+  // Otherwise a stable insertion sort in place (what Array.prototype.sort gives, without its
+  // work array: a few fields, for every policy flow).
+  for (let i = 1; i < match.length; i++) {
+    const m = match[i]!;
+    let j = i - 1;
+    if (match[j]!.field.order <= m.field.order) continue;
+    do {
+      match[j + 1] = match[j]!;
+      j--;
+    } while (j >= 0 && match[j]!.field.order > m.field.order);
+    match[j + 1] = m;
+  }
   return {
     cookie,
     cookieMask: 0n,

@@ -59,14 +59,15 @@ interface PortCache {
 }
 // Preallocated: assigning index 30000 of an empty array turns it into a dictionary (hash) array.
 const PORTS = new Array<PortCache | undefined>(0x10000);
+// (the builders are not closures in the getters: that was one closure per call, 100k+ per compile)
 function portObjs(ofport: number): PortCache {
-  const make = (): PortCache => {
-    const b = u32s(ofport);
-    const outActs = [output(ofport)];
-    const inPort = tlv(FLD.in_port, b);
-    return { inPort, inPortMatch: [inPort], setReg13: setField(FLD.reg13, b), outActs, outIns: [apply(outActs)], outBucket: bucket(outActs) };
-  };
-  return ofport >= 0 && ofport < 0x10000 ? (PORTS[ofport] ??= make()) : make();
+  return ofport >= 0 && ofport < 0x10000 ? (PORTS[ofport] ??= makePortObjs(ofport)) : makePortObjs(ofport);
+}
+function makePortObjs(ofport: number): PortCache {
+  const b = u32s(ofport);
+  const outActs = [output(ofport)];
+  const inPort = tlv(FLD.in_port, b);
+  return { inPort, inPortMatch: [inPort], setReg13: setField(FLD.reg13, b), outActs, outIns: [apply(outActs)], outBucket: bucket(outActs) };
 }
 /** Objects that depend only on a logical port key (1..0x7fff, so they are shared across networks). */
 interface KeyCache {
@@ -77,11 +78,11 @@ interface KeyCache {
 }
 const KEYS = new Array<KeyCache | undefined>(0x10000); // preallocated, see PORTS
 function keyObjs(port: number): KeyCache {
-  const make = (): KeyCache => {
-    const b = u32s(port);
-    return { reg14: tlv(FLD.reg14, b), reg15: tlv(FLD.reg15, b), setReg14: setField(FLD.reg14, b), setReg15: setField(FLD.reg15, b) };
-  };
-  return port >= 0 && port < 0x10000 ? (KEYS[port] ??= make()) : make();
+  return port >= 0 && port < 0x10000 ? (KEYS[port] ??= makeKeyObjs(port)) : makeKeyObjs(port);
+}
+function makeKeyObjs(port: number): KeyCache {
+  const b = u32s(port);
+  return { reg14: tlv(FLD.reg14, b), reg15: tlv(FLD.reg15, b), setReg14: setField(FLD.reg14, b), setReg15: setField(FLD.reg15, b) };
 }
 // No cache per (logical port key, ofport) or (key, host): keys are hashed over 1..0x7fff, so
 // such pairs hardly repeat (99,850 distinct pairs for the benchmark's 100k endpoints); a
@@ -498,10 +499,14 @@ function remoteVariant(ctx: Ctx, host: string, n: Network): number {
 // Match lists below are written in the codec's field order (flow() would otherwise sort each one).
 // Flows are collected in one scratch array and copied out at their exact length: a fresh
 // `[]` grown by push() keeps 17 slots for 7 flows, in 100k contributions.
+// (Its length is not reset to 0: that drops the backing store, and every call grew a new one.)
 const scratch: FlowMod[] = [];
+let scratchLen = 0;
+const add = (f: FlowMod): void => {
+  scratch[scratchLen++] = f;
+};
 function endpointFlows(ctx: Ctx, host: string, e: Endpoint, c: EpCache): Contribution {
-  const flows = scratch;
-  flows.length = 0;
+  scratchLen = 0;
   const n = e.network;
   const nc = c.nc;
   const cookie = c.cookie;
@@ -511,23 +516,23 @@ function endpointFlows(ctx: Ctx, host: string, e: Endpoint, c: EpCache): Contrib
   const po = ofport !== undefined ? portObjs(ofport) : undefined;
   const sf = local && ctx.serviceFunctions.has(e);
   if (local && po) {
-    flows.push(flow(T.CLASSIFY, PRIO.NORMAL, cookie, po.inPortMatch, [apply([c.setReg14, po.setReg13]), nc.writeMeta, GOTO_PORT_SEC]));
+    add(flow(T.CLASSIFY, PRIO.NORMAL, cookie, po.inPortMatch, [apply([c.setReg14, po.setReg13]), nc.writeMeta, GOTO_PORT_SEC]));
     // Its own addresses: the normal path (anti-spoofing, then policy), service function or not.
-    if (c.nwSrc) flows.push(flow(T.PORT_SEC, PRIO.NORMAL, cookie, [c.dlSrc, M.ip, c.nwSrc, c.reg14, c.meta], TO_ACL_IN));
+    if (c.nwSrc) add(flow(T.PORT_SEC, PRIO.NORMAL, cookie, [c.dlSrc, M.ip, c.nwSrc, c.reg14, c.meta], TO_ACL_IN));
     // A service function also forwards others' IPv4 packets: straight to the chain table, which
     // passes only what matches one of its chain positions (see chains.ts sfFlows). No foreign IPv6.
-    if (sf) flows.push(flow(T.PORT_SEC, PRIO.SF_FOREIGN, cookie, [c.dlSrc, M.ip, c.reg14, c.meta], TO_CHAIN));
-    if (c.arpSpa) flows.push(flow(T.PORT_SEC, PRIO.NORMAL, cookie, [c.dlSrc, M.arp, c.arpSpa, c.arpSha, c.reg14, c.meta], TO_ACL_IN));
+    if (sf) add(flow(T.PORT_SEC, PRIO.SF_FOREIGN, cookie, [c.dlSrc, M.ip, c.reg14, c.meta], TO_CHAIN));
+    if (c.arpSpa) add(flow(T.PORT_SEC, PRIO.NORMAL, cookie, [c.dlSrc, M.arp, c.arpSpa, c.arpSha, c.reg14, c.meta], TO_ACL_IN));
     if (c.ip6Src) {
-      flows.push(flow(T.PORT_SEC, PRIO.NORMAL, cookie, [c.dlSrc, M.ip6, c.ip6Src, c.reg14, c.meta], TO_ACL_IN));
-      flows.push(flow(T.PORT_SEC, PRIO.NORMAL, cookie, [c.dlSrc, M.ip6, LINK_LOCAL_SRC, c.reg14, c.meta], TO_ACL_IN));
+      add(flow(T.PORT_SEC, PRIO.NORMAL, cookie, [c.dlSrc, M.ip6, c.ip6Src, c.reg14, c.meta], TO_ACL_IN));
+      add(flow(T.PORT_SEC, PRIO.NORMAL, cookie, [c.dlSrc, M.ip6, LINK_LOCAL_SRC, c.reg14, c.meta], TO_ACL_IN));
     }
   }
   // ARP responder for its IPv4 address, on every host that has the network.
-  if (hasNet && e.ip !== undefined) flows.push((c.arp ??= arpReply(cookie, nc.meta, c.arpTpa!, c.mac, c.arpTpa!.value)));
+  if (hasNet && e.ip !== undefined) add((c.arp ??= arpReply(cookie, nc.meta, c.arpTpa!, c.mac, c.arpTpa!.value)));
   // Routed traffic to it: next hop resolution, on every host that routes for the tenant.
   if (n.routed && e.ip !== undefined && ctx.routesOnTenant(host, e.tenant)) {
-    flows.push((c.resolve ??= flow(T.L3_RESOLVE, PRIO.NORMAL, cookie, [M.ip, c.nwDst!, nc.meta], [apply([setField(FLD.dl_dst, c.mac)]), goto(T.L2)])));
+    add((c.resolve ??= flow(T.L3_RESOLVE, PRIO.NORMAL, cookie, [M.ip, c.nwDst!, nc.meta], [apply([setField(FLD.dl_dst, c.mac)]), goto(T.L2)])));
   }
   // L2 lookup + output.
   const l2Match = (c.l2Match ??= [c.dlDst, nc.meta]);
@@ -538,20 +543,22 @@ function endpointFlows(ctx: Ctx, host: string, e: Endpoint, c: EpCache): Contrib
       // connections); traffic to its own addresses is tracked like any endpoint's, so that its
       // replies (normal path, conntrack at the source) are +est.
       const ownIns = [apply([c.setReg15, po.setReg13, CT_CLEAR]), GOTO_ACL_OUT];
-      if (c.nwDst) flows.push(flow(T.L2, PRIO.SF_OWN, cookie, [c.dlDst, M.ip, c.nwDst, nc.meta], ownIns));
-      if (c.ip6Src) flows.push(flow(T.L2, PRIO.SF_OWN, cookie, [c.dlDst, M.ip6, nc.meta], ownIns));
-      flows.push(flow(T.L2, PRIO.NORMAL, cookie, l2Match, [apply([c.setReg15]), GOTO_OUTPUT]));
-      flows.push(flow(T.OUTPUT, PRIO.NORMAL, cookie, [c.reg15, nc.meta], po.outIns));
-      flows.push(...sfFlows(cookie, c.reg14, nc.meta, c.nwSrc));
+      if (c.nwDst) add(flow(T.L2, PRIO.SF_OWN, cookie, [c.dlDst, M.ip, c.nwDst, nc.meta], ownIns));
+      if (c.ip6Src) add(flow(T.L2, PRIO.SF_OWN, cookie, [c.dlDst, M.ip6, nc.meta], ownIns));
+      add(flow(T.L2, PRIO.NORMAL, cookie, l2Match, [apply([c.setReg15]), GOTO_OUTPUT]));
+      add(flow(T.OUTPUT, PRIO.NORMAL, cookie, [c.reg15, nc.meta], po.outIns));
+      for (const f of sfFlows(cookie, c.reg14, nc.meta, c.nwSrc)) add(f);
     } else if (po) {
-      flows.push(flow(T.L2, PRIO.NORMAL, cookie, l2Match, [apply([c.setReg15, po.setReg13, CT_CLEAR]), GOTO_ACL_OUT]));
-      flows.push(flow(T.OUTPUT, PRIO.NORMAL, cookie, [c.reg15, nc.meta], po.outIns));
+      add(flow(T.L2, PRIO.NORMAL, cookie, l2Match, [apply([c.setReg15, po.setReg13, CT_CLEAR]), GOTO_ACL_OUT]));
+      add(flow(T.OUTPUT, PRIO.NORMAL, cookie, [c.reg15, nc.meta], po.outIns));
     }
   } else if (!c.l2Remote) {
     // table 40 on other hosts: reg15 := key, reg11 := the endpoint's host, -> output
-    flows.push((c.l2Remote = flow(T.L2, PRIO.NORMAL, cookie, l2Match, [apply([c.setReg15, ctx.hostObjs(e.host).setReg11]), GOTO_OUTPUT])));
-  } else flows.push(c.l2Remote);
-  return flows.length ? { flows: flows.slice(), groups: NO_GROUPS } : NONE;
+    add((c.l2Remote = flow(T.L2, PRIO.NORMAL, cookie, l2Match, [apply([c.setReg15, ctx.hostObjs(e.host).setReg11]), GOTO_OUTPUT])));
+  } else add(c.l2Remote);
+  if (!scratchLen) return NONE;
+  // (slots past the end keep the previous endpoint's flows: a few references to flows of the result)
+  return { flows: scratch.slice(0, scratchLen), groups: NO_GROUPS };
 }
 
 const LINK_LOCAL_SRC = tlv(FLD.ipv6_src, ip6bytes(0xfe80n << 112n), ip6bytes(((1n << 10n) - 1n) << 118n));
@@ -603,7 +610,7 @@ export function genNetwork(ctx: Ctx, host: string, n: Network): Contribution {
     const p = ctx.ofport(e);
     if (p !== undefined) locals.push(p);
   }
-  locals.sort((a, b) => a - b);
+  if (!ascending(locals)) locals.sort((a, b) => a - b);
   // Bucket objects are shared (per port, per network tunnel) and between the two groups.
   const localBuckets = locals.map((p) => portObjs(p).outBucket);
   const all = localBuckets.slice();
@@ -613,6 +620,11 @@ export function genNetwork(ctx: Ctx, host: string, n: Network): Contribution {
     if (tun !== undefined) all.push(tunnelBucket(nc, tun));
   }
   return { flows, groups: [allGroup(floodGroup(n.vni, false), all), allGroup(floodGroup(n.vni, true), localBuckets)] };
+}
+
+function ascending(xs: number[]): boolean {
+  for (let i = 1; i < xs.length; i++) if (xs[i - 1]! > xs[i]!) return false;
+  return true;
 }
 
 function tunnelBucket(nc: NetCache, tun: number): Bucket {
@@ -713,6 +725,8 @@ function isAny(sel: SelectorDoc): boolean {
 /** Destination side of a policy: [version, match fragments]. */
 type Frag = { v: 4 | 6; m: OxmTlv[] };
 
+const CT_NEW_TRK: OxmTlv[] = [M.ctNewTrk];
+
 /** A policy's flows on a host: for each local source it selects x each destination x each port block. */
 export function genPolicy(ctx: Ctx, host: string, p: Policy): Contribution {
   const t = ctx.tenants.get(p.tenant)!;
@@ -777,7 +791,8 @@ export function genPolicy(ctx: Ctx, host: string, p: Policy): Contribution {
   for (const f of from)
     for (const d of to) {
       if (d.v !== f.v) continue;
-      for (const l of l4by[f.v]) flows.push(flow(T.ACL_IN, prio, cookie, [M.ctNewTrk, ...f.m, ...d.m, ...l], ins));
+      // concat, not spread: no iterator objects; flow() puts the fields in codec order in place
+      for (const l of l4by[f.v]) flows.push(flow(T.ACL_IN, prio, cookie, CT_NEW_TRK.concat(f.m, d.m, l), ins));
     }
   return { flows, groups: NO_GROUPS };
 }
@@ -811,15 +826,26 @@ export function compileHost(ctx: Ctx, host: string): HostContribs {
   return out;
 }
 
+/** A host's contributions: its Map (iterated without iterator objects) or any iterable. */
+type Contribs = ReadonlyMap<string, Contribution> | Iterable<Contribution>;
+function eachContribution(contribs: Contribs, fn: (c: Contribution) => void): void {
+  if (contribs instanceof Map) contribs.forEach(fn);
+  else for (const c of contribs as Iterable<Contribution>) fn(c);
+}
+
 /** Canonical order: table asc, priority desc, then generation order (a stable bucket sort, O(n)). */
-export function orderFlows(contribs: Iterable<Contribution>): FlowMod[] {
+export function orderFlows(contribs: Contribs): FlowMod[] {
   const buckets = new Map<number, FlowMod[]>();
   // Per table, the bucket of its last flow: within a table, flows of consecutive contributions
   // mostly have one priority (every endpoint's table-40 flow, ...), so the Map is rarely needed.
   const lastKey: number[] = new Array<number>(256).fill(-1);
   const lastBucket: FlowMod[][] = new Array<FlowMod[]>(256);
-  for (const c of contribs)
-    for (const f of c.flows) {
+  let total = 0;
+  eachContribution(contribs, (c) => {
+    const flows = c.flows;
+    total += flows.length;
+    for (let i = 0; i < flows.length; i++) {
+      const f = flows[i]!;
       const t = f.tableId;
       const k = t * 0x10000 + (0xffff - f.priority);
       if (lastKey[t] === k) {
@@ -832,15 +858,23 @@ export function orderFlows(contribs: Iterable<Contribution>): FlowMod[] {
       lastBucket[t] = b;
       b.push(f);
     }
+  });
   const keys = [...buckets.keys()].sort((a, b) => a - b);
-  const out: FlowMod[] = [];
-  for (const k of keys) for (const f of buckets.get(k)!) out.push(f);
+  // written by index into an array of the final length: push() would regrow it ~20 times per host
+  const out = new Array<FlowMod>(total);
+  let n = 0;
+  for (const k of keys) {
+    const b = buckets.get(k)!;
+    for (let i = 0; i < b.length; i++) out[n++] = b[i]!;
+  }
   return out;
 }
 
-export function orderGroups(contribs: Iterable<Contribution>): GroupMod[] {
+export function orderGroups(contribs: Contribs): GroupMod[] {
   const out: GroupMod[] = [];
-  for (const c of contribs) out.push(...c.groups);
+  eachContribution(contribs, (c) => {
+    for (const g of c.groups) out.push(g);
+  });
   return out.sort((a, b) => a.groupId - b.groupId);
 }
 
@@ -866,7 +900,7 @@ export class CompileResult {
     if (!r) {
       if (this.unsorted.has(name)) this.sortHost(name);
       const c = this.hosts.get(name);
-      r = { host: name, flows: c ? orderFlows(c.values()) : [], groups: c ? orderGroups(c.values()) : [] };
+      r = { host: name, flows: c ? orderFlows(c) : [], groups: c ? orderGroups(c) : [] };
       this.flat.set(name, r);
     }
     return r;
