@@ -216,8 +216,8 @@ export class NetnsDriver implements RuntimeDriver {
           this.log('info', `instance ${rec.id}: adopted${rec.pid !== undefined ? ` (pid ${rec.pid})` : ''}`, { netns: rec.netns });
           if (rec.launched && rec.state !== 'running' && rec.pid !== undefined) this.setState(rec, 'running');
           this.changed(rec);
-          // A restart that was pending when the agent stopped.
-          if (rec.launched && rec.pid === undefined) this.scheduleRestart(rec, 0);
+          // A restart that was pending when the agent stopped (not an instance its policy left exited or failed).
+          if (rec.launched && rec.pid === undefined && rec.state === 'starting') this.scheduleRestart(rec, 0);
         } else {
           this.log('info', `instance ${rec.id}: adopted its namespace; its process exited while no agent watched`, { netns: rec.netns });
           this.onExit(rec);

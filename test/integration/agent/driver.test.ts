@@ -87,15 +87,23 @@ t.test('netns driver on a lab host', async (t) => {
     t.same(namespacePids(idle.netns), [], 'nothing runs in a loaded instance');
 
     // Adoption: a new driver on the same state dir finds the same process, starts none.
+    const late = assignment('late@1', 9, { command: 'sleep 1; exit 7', restart: 'never' });
+    await driver.start(late);
     const pidsBefore = namespacePids(ns).sort();
     await driver.close();
+    await until('late@1 exits while no driver watches', () => namespacePids(`${lab.name}-u-host1-late-1`).length === 0, 10_000, 50);
     driver = new NetnsDriver(driverOpts);
     const adopted = await driver.recover();
     const again = adopted.find((i) => i.assignment.id === 'web@1')!;
     t.equal(again.status.pid, pid, 'the new driver adopted the same pid');
+    await until('late@1 seen as failed', () => driver.list().find((i) => i.assignment.id === 'late@1')?.status.state === 'failed', 5000, 50);
+    t.equal(driver.list().find((i) => i.assignment.id === 'late@1')!.status.exitCode, 7, 'the exit status of a process that ended while no driver watched (exit file)');
     await driver.converge([web, crash, once, loaded]);
     t.equal(driver.list().find((i) => i.assignment.id === 'web@1')!.status.pid, pid, 'converge with the same assignment keeps it');
     t.same(namespacePids(ns).sort(), pidsBefore, 'no second process in the namespace');
+    await new Promise((r) => setTimeout(r, 600)); // room for a wrong restart to show
+    t.match(driver.list().find((i) => i.assignment.id === 'once@1')!.status, { state: 'failed', restarts: 0, exitCode: 4 }, 'a failed instance (policy never) stays failed after adoption');
+    t.same(namespacePids(idle.netns), [], 'a loaded instance stays without a process after adoption');
 
     // An adopted process that dies is restarted by policy.
     process.kill(-pid, 'SIGKILL');
