@@ -276,7 +276,9 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     clearTimeout(retryTimer);
     retryTimer = undefined;
     if (signal.aborted) return;
+    const t0 = Date.now();
     await driver.converge(assignments);
+    log('debug', `converged ${assignments.length} assignment(s) in ${Date.now() - t0} ms`, { ms: Date.now() - t0 });
     syncServices();
     report();
     const have = new Set(driver.list().map((i) => i.assignment.id));

@@ -47,8 +47,10 @@ t.test('real agents with the real daemon', async (t) => {
         },
       ],
     });
+    const applied = Date.now();
     const running = async () => (await api.units()).flatMap((u) => u.instances);
     await until('both running', async () => (await running()).filter((i) => i.state === 'running').length === 2, 90_000, 200);
+    t.comment(`apply -> both instances running (reported by their agents): ${((Date.now() - applied) / 1000).toFixed(2)} s`);
     const insts = await running();
     const w1 = insts.find((i) => i.id === 'web@1')!;
     const w2 = insts.find((i) => i.id === 'web@2')!;
@@ -63,6 +65,7 @@ t.test('real agents with the real daemon', async (t) => {
     };
     let answer = '';
     await until('TCP web@1 -> web@2', async () => (answer = await tcp()) === 'hello from web@2', 30_000, 200);
+    t.comment(`apply -> first TCP answer across hosts: ${((Date.now() - applied) / 1000).toFixed(2)} s`);
     t.equal(answer, 'hello from web@2', `web@1 (${w1.host}) reads from web@2 at ${ip2}:8080 (${w2.host})`);
 
     // Logs through the agent socket, as a user reads them.
@@ -96,9 +99,11 @@ t.test('real agents with the real daemon', async (t) => {
     t.same(namespacePids(ns(w1)), [], 'no process in a loaded instance');
     t.ok((await run(['ip', '-n', ns(w1), '-br', 'addr', 'show', 'eth0'])).stdout.includes(w1.ip!), 'its port keeps the address');
     await until('services deregistered', async () => (await registry('web')).length === 0, 20_000, 200);
+    const startedAt = Date.now();
     await api.startUnit('web@1..2');
     await until('running again', async () => (await running()).filter((i) => i.state === 'running').length === 2, 30_000, 200);
     await until('TCP again', async () => (await tcp()) === 'hello from web@2', 30_000, 200);
     t.pass('started again: TCP answers');
+    t.comment(`units start -> TCP answers again: ${((Date.now() - startedAt) / 1000).toFixed(2)} s`);
   });
 });
