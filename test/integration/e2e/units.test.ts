@@ -20,6 +20,7 @@ import { withLab } from '../../helpers/lab.js';
 import { until } from '../../helpers/net.js';
 
 const run = promisify(execFile);
+// A multiple of 3: the agent (src/agent/agent.ts heartbeat) passes ttl/3 ms to AbortSignal.timeout, which takes integers only.
 const TTL_S = 3;
 
 const instance = (units: UnitInfo[], id: string) => units.flatMap((u) => u.instances).find((i) => i.id === id);
@@ -72,6 +73,14 @@ t.test('units on a 3-host lab with real agents', async (t) => {
         { name: 'probe', tenant: 'acme', network: 'web', command: ['sleep', 'infinity'], constraints: { host: 'host3' } },
       ],
     };
+    /** On a timeout: what the controller and the agents say (the test fails anyway). */
+    const diag = async (err: Error): Promise<never> => {
+      t.comment(`units: ${JSON.stringify(await api.units().catch(() => null))}`);
+      t.comment(`agents: ${JSON.stringify(await api.agents().catch(() => null))}`);
+      for (const a of labAgents(lab.name)) t.comment(`--- agent ${a.host} (pid ${a.pid}):\n${readFileSync(a.logFile, 'utf8').split('\n').slice(-15).join('\n')}`);
+      t.comment(`--- controller:\n${readFileSync(ctl.logFile, 'utf8').split('\n').slice(-25).join('\n')}`);
+      throw err;
+    };
     const applied = await api.apply(doc);
     t.equal(applied.generation, 1);
     const ids = ['web@1', 'web@2', 'db', 'api', 'probe'];
@@ -79,7 +88,7 @@ t.test('units on a 3-host lab with real agents', async (t) => {
     await until('every instance running', async () => {
       const u = await api.units();
       return ids.every((id) => instance(u, id)?.state === 'running');
-    }, 90_000, 200);
+    }, 90_000, 200).catch(diag);
     t.comment(`all ${ids.length} instances running ${((Date.now() - t0) / 1000).toFixed(1)} s after the apply`);
     const units = await api.units();
     const hostOf = (id: string) => instance(units, id)!.host!;
@@ -112,17 +121,17 @@ t.test('units on a 3-host lab with real agents', async (t) => {
     const pidsBefore = new Map(host1Ids.map((id) => [id, namespacePids(ns(id)).sort().join(',')]));
     const reportedBefore = new Map((await api.agents()).find((a) => a.host === 'host1')!.instances.map((i) => [i.id, i.pid]));
     const genBefore = (await api.status()).generation;
-    await stopLabAgents(lab.name, ['host1']);
+    // A crash and a restart (SIGKILL, then a new agent process), well within the lease TTL.
+    const restartAt = Date.now();
+    await labAgents(lab.name).find((a) => a.host === 'host1')!.kill();
     await startLabAgents(lab.name, { ...agentOpts, hosts: ['host1'] });
+    const restartS = (Date.now() - restartAt) / 1000;
+    t.comment(`host1's agent killed and running again after ${restartS.toFixed(2)} s`);
+    t.ok(restartS < TTL_S, `restarted within the lease TTL (${TTL_S} s): otherwise its instances would be rescheduled`);
     await until('host1 re-registered and reporting', async () => {
       const a = (await api.agents()).find((x) => x.host === 'host1');
       return a?.alive === true && host1Ids.every((id) => a.instances.some((i) => i.id === id && i.state === 'running'));
-    }, 30_000, 200).catch(async (err: Error) => {
-      const h = labAgents(lab.name).find((a) => a.host === 'host1');
-      t.comment(JSON.stringify((await api.agents()).find((x) => x.host === 'host1')));
-      if (h) t.comment(readFileSync(h.logFile, 'utf8').split('\n').slice(-30).join('\n'));
-      throw err;
-    });
+    }, 30_000, 200).catch(diag);
     const reportedAfter = new Map((await api.agents()).find((a) => a.host === 'host1')!.instances.map((i) => [i.id, i.pid]));
     for (const id of host1Ids) {
       t.equal(reportedAfter.get(id), reportedBefore.get(id), `${id}: same pid after the agent restart`);
@@ -150,8 +159,8 @@ t.test('units on a 3-host lab with real agents', async (t) => {
       const ok = instance(await api.units(), 'api')?.host === otherHost;
       if (ok && !placedAt) placedAt = Date.now();
       return ok;
-    }, (TTL_S + 15) * 1000, 50);
-    await until('api running again', async () => instance(await api.units(), 'api')?.state === 'running', 30_000, 100);
+    }, (TTL_S + 15) * 1000, 50).catch(diag);
+    await until('api running again', async () => instance(await api.units(), 'api')?.state === 'running', 30_000, 100).catch(diag);
     const after = await api.units();
     t.equal(instance(after, 'api')!.ip, apiIp, 'api keeps its address');
     t.ok(await reachable(probeNs, apiIp, 20_000), `probe pings api at ${apiIp} on ${otherHost} again`);
