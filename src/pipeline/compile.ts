@@ -485,7 +485,8 @@ export function genEndpoint(ctx: Ctx, host: string, e: Endpoint): Contribution {
   const c = ctx.ep(e);
   if (e.host !== host) {
     const variant = remoteVariant(ctx, host, e.network);
-    const cache = (c.remote ??= []);
+    // four slots, one per variant: `[]` assigned at index 3 would grow to 22
+    const cache = (c.remote ??= [undefined, undefined, undefined, undefined]);
     return (cache[variant] ??= endpointFlows(ctx, host, e, c));
   }
   return endpointFlows(ctx, host, e, c);
