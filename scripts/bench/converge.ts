@@ -185,15 +185,19 @@ async function oneRun(state: LabState, ctl: LabController, client: ApiClient, ep
   }
   const hosts = await client.hosts();
   const flows = hosts.map((h) => h.flows);
+  const hostTimes = [...realizedAt.values()].map((t) => r3(sec(t - t0))).sort((a, b) => a - b);
+  const sorted = [...firsts].sort((a, b) => a - b);
+  const q = (p: number) => r3(sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? NaN);
   log(
-    `run ${runNo}: realized ${r3(realized_s)} s (${status.realized ? 'all hosts' : 'NOT all hosts'}), ` +
-      `${probe.answers.length}/${pairs} pairs answered, median at ${r3(median(firsts))} s, last at ${r3(reachable_s)} s; ` +
+    `run ${runNo}: realized ${r3(realized_s)} s (${status.realized ? 'all hosts' : 'NOT all hosts'}: ${hostTimes.join('/')}), ` +
+      `${probe.answers.length}/${pairs} pairs answered, first answers p10/p50/p90 ${q(0.1)}/${q(0.5)}/${q(0.9)} s, last at ${r3(reachable_s)} s; ` +
       `prober ${probe.sent} echoes, ${r3(probe.cpuS)} CPU-s; flows per host ${flows.join('/')}; controller RSS ${rssMb(ctl.pid)} MB` +
       (missingBy.size ? `; unanswered by host pair: ${[...missingBy].map(([k, n]) => `${k} ${n}`).join(', ')}` : ''),
   );
   return {
     realized_s,
     reachable_s,
+    hostsRealized_s: hostTimes,
     firstAnswerMedian_s: median(firsts),
     answered: probe.answers.length,
     pairs,
@@ -267,6 +271,7 @@ async function main(): Promise<void> {
         reachable_runs_s: results.map((r) => r3(r.reachable_s)),
         answered_runs: results.map((r) => r.answered),
         all_pairs_answered: results.every((r) => r.answered === r.pairs),
+        hosts_realized_runs_s: results.map((r) => r.hostsRealized_s),
         first_answer_median_runs_s: results.map((r) => r3(r.firstAnswerMedian_s)),
         prober_interval_ms: INTERVAL_MS,
         prober_cpu_runs_s: results.map((r) => r3(r.proberCpuS)),
