@@ -355,6 +355,12 @@ function resolve(doc: TopologyDoc, errors: ValidationIssue[], prev: Allocation):
     alloc.vni[net.id] = net.vni;
   }
 
+  // Without a previous allocation (a first load, the benchmark) skip the per-endpoint lookups:
+  // a keyed load with an id that is not yet an internalized string hashes it every time.
+  const prevIp = nonEmpty(prev.ip);
+  const prevIp6 = nonEmpty(prev.ip6);
+  const prevPort = nonEmpty(prev.port);
+  const prevMac = nonEmpty(prev.mac);
   const usedMac = new Set<number>([...macOwner.keys()].map(parseMac));
   const allEps: Endpoint[] = [];
   for (const { net } of sortedNets) {
@@ -371,7 +377,7 @@ function resolve(doc: TopologyDoc, errors: ValidationIssue[], prev: Allocation):
       }
       twoPass(
         eps.filter((e) => e.ip === undefined),
-        (e) => (prev.ip[e.id] !== undefined ? parseIp4(prev.ip[e.id]!) : undefined),
+        (e) => (prevIp?.[e.id] !== undefined ? parseIp4(prevIp[e.id]!) : undefined),
         (e, p, only) => {
           const v = allocate(e.id, lo, hi - lo + 1, (x) => !used.has(x), p, only);
           if (v === undefined) return false;
@@ -392,7 +398,7 @@ function resolve(doc: TopologyDoc, errors: ValidationIssue[], prev: Allocation):
       }
       twoPass(
         eps.filter((e) => e.ip6 === undefined),
-        (e) => (prev.ip6[e.id] !== undefined ? parseIp6(prev.ip6[e.id]!) : undefined),
+        (e) => (prevIp6?.[e.id] !== undefined ? parseIp6(prevIp6[e.id]!) : undefined),
         (e, p, only) => {
           const v = allocateBig(e.id, lo, hi - lo + 1n, (x) => !used.has(x), p, only);
           if (v === undefined) return false;
@@ -407,7 +413,7 @@ function resolve(doc: TopologyDoc, errors: ValidationIssue[], prev: Allocation):
     const usedPort = new Set<number>();
     twoPass(
       eps,
-      (e) => prev.port[e.id],
+      (e) => prevPort?.[e.id],
       (e, p, only) => {
         const v = allocate(e.id, PORT_KEY_MIN, PORT_KEY_MAX - PORT_KEY_MIN + 1, (x) => !usedPort.has(x), p, only);
         if (v === undefined) return false;
@@ -425,7 +431,7 @@ function resolve(doc: TopologyDoc, errors: ValidationIssue[], prev: Allocation):
   }
   twoPass(
     allEps.filter((e) => !e.mac),
-    (e) => (prev.mac[e.id] !== undefined && prev.mac[e.id]!.startsWith('0a:') ? parseMac(prev.mac[e.id]!) : undefined),
+    (e) => (prevMac?.[e.id] !== undefined && prevMac[e.id]!.startsWith('0a:') ? parseMac(prevMac[e.id]!) : undefined),
     (e, p, only) => {
       const v = allocate(e.id, ENDPOINT_MAC_PREFIX * 2 ** 40, 2 ** 40, (x) => !usedMac.has(x), p, only);
       if (v === undefined) return false;
@@ -442,6 +448,11 @@ function resolve(doc: TopologyDoc, errors: ValidationIssue[], prev: Allocation):
     alloc.port[e.id] = e.port;
   }
   return { hosts, tenants: tenants.sort(byName), alloc };
+}
+
+function nonEmpty<V>(r: Record<string, V>): Record<string, V> | undefined {
+  for (const _ in r) return r;
+  return undefined;
 }
 
 /**
