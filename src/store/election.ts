@@ -5,7 +5,8 @@
  * - campaign: grant a lease, then txn `version(key) == 0` → put `{id, since}` on it;
  * - leader: keep the lease alive every ttl/3 and watch the key; a failed keep-alive, a
  *   delete of the key (lease expired or revoked) or a put by another lease ends the
- *   leadership (`lost`), and the candidate campaigns again;
+ *   leadership (`lost`), and the candidate campaigns again after a short pause
+ *   (min(1 s, ttl/3)) that lets the followers, which campaign on the delete, go first;
  * - follower: watch the key and campaign again when it is deleted (and at least every
  *   TTL, in case a watch misses it).
  *
@@ -104,7 +105,10 @@ export class Election extends EventEmitter<{ elected: [LeaderRecord]; lost: [str
         });
         if (this.stopped) break;
         if (r.succeeded) {
-          await this.lead(record, r.revision);
+          const lost = await this.lead(record, r.revision);
+          // A leader whose lease was revoked or expired (a pause, a partition) lets the
+          // followers, which campaign on the delete, go first.
+          if (lost) await this.sleep(Math.min(1000, (this.ttlS * 1000) / 3));
           continue;
         }
         const res = r.results[0];
@@ -150,8 +154,8 @@ export class Election extends EventEmitter<{ elected: [LeaderRecord]; lost: [str
     }
   }
 
-  /** One term: keeps the lease alive until it, the key or the watch is lost, or stop(). */
-  private async lead(record: LeaderRecord, revision: number): Promise<void> {
+  /** One term: keeps the lease alive until it, the key or the watch is lost, or stop(). True when the lease or the key was lost. */
+  private async lead(record: LeaderRecord, revision: number): Promise<boolean> {
     const lease = this.lease!;
     let watch: Watch | undefined;
     const ended = new Promise<string>((resolve) => {
@@ -191,7 +195,9 @@ export class Election extends EventEmitter<{ elected: [LeaderRecord]; lost: [str
       const old = this.lease;
       this.lease = undefined;
       if (old) await this.opts.store.revokeLease(old).catch(() => undefined);
+      return true;
     }
+    return false;
   }
 
   private sleep(ms: number): Promise<void> {
