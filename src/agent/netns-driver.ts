@@ -89,6 +89,26 @@ export function processInNetns(pid: number, netns: string): boolean {
   }
 }
 
+/**
+ * The processes of an instance: those in its namespace whose session is the instance's
+ * (its process is started with setsid, so its pid is the session id). The agent's health
+ * checks also run inside the namespace (`ip netns exec`), briefly and in the agent's
+ * session: `ip netns pids` alone would count them.
+ */
+export function instanceProcesses(netns: string, leaderPid: number): number[] {
+  const r = runSync(['ip', 'netns', 'pids', netns], { allowFailure: true });
+  if (r.code !== 0) return [];
+  const session = (p: number) => {
+    try {
+      const st = readFileSync(`/proc/${p}/stat`, 'utf8');
+      return Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[3]);
+    } catch {
+      return -1;
+    }
+  };
+  return r.stdout.split('\n').map(Number).filter((p) => Number.isInteger(p) && p > 0 && session(p) === leaderPid).sort((a, b) => a - b);
+}
+
 let unshareWorks: boolean | undefined;
 /** Whether `unshare --pid --fork --mount-proc --uts` works on this machine (checked once). */
 export function unshareAvailable(): boolean {

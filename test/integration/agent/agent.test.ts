@@ -9,7 +9,7 @@ import t from 'tap';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startAgent, readAgentLogs, endpointName, type Agent, type AgentAssignment, type AgentOptions } from '../../../src/agent/index.js';
+import { startAgent, readAgentLogs, endpointName, instanceProcesses, type Agent, type AgentAssignment, type AgentOptions } from '../../../src/agent/index.js';
 import { hostEnv, namespacePids } from '../../../src/lab/index.js';
 import { run } from '../../../src/util/exec.js';
 import { withLab } from '../../helpers/lab.js';
@@ -121,12 +121,13 @@ t.test('agent loop on a lab host', async (t) => {
     t.ok(logs.some((l) => /reachable again|expired at the controller/.test(l)), 'the recovery is logged');
 
     // Agent restart: the new agent adopts; no second process.
-    const pidsBefore = namespacePids(ns).sort();
+    const pidsBefore = instanceProcesses(ns, pid);
+    t.ok(pidsBefore.includes(pid), 'the instance leads its own session');
     await agent.close();
     agent = await startAgent(opts);
     await until('new agent converged', () => agent.assignmentIndex() > 0, 15_000, 50);
     t.equal(agent.instances().find((i) => i.id === 'web@1')!.pid, pid, 'the restarted agent adopted the same pid');
-    t.same(namespacePids(ns).sort(), pidsBefore, 'nothing started twice');
+    t.same(instanceProcesses(ns, pid), pidsBefore, 'nothing started twice');
     t.ok(agent.services().some((w) => w.service === 'metrics' && w.source === 'sidekick'), 'the restarted agent keeps the container-registered service');
     await until('reported after restart', () => stub.instances.get('host1')?.find((i) => i.id === 'web@1')?.pid === pid, 10_000, 50);
 

@@ -46,7 +46,9 @@ t.test('netns driver on a lab host', async (t) => {
     t.teardown(() => driver.close({ stopInstances: true }));
 
     const web = assignment('web@1', 5, { command: 'echo hello from $TENET_INSTANCE_ID; exec sleep 1000' });
+    const t0 = Date.now();
     const inst = await driver.start(web);
+    t.comment(`netns driver: port plumbed and process started in ${Date.now() - t0} ms`);
     const ns = inst.netns;
     t.equal(ns, `${lab.name}-u-host1-web-1`);
     t.equal(inst.status.state, 'running');
