@@ -66,8 +66,8 @@ t.test('netns driver on a lab host', async (t) => {
     // Real packets: a lab container on the same host, br-int switching NORMAL.
     await lab.addContainer('host1', 'peer', { ip: '10.0.0.9/24', ifaceId: 'peer' });
     await lab.ofctl('host1', 'add-flow', 'br-int', 'actions=NORMAL');
-    const p = await lab.ping('peer', '10.0.0.5', { count: 2, timeoutS: 5 });
-    t.ok(p.ok, `the instance answers ping through br-int (${p.received}/${p.sent})`);
+    const p = await lab.ping('peer', '10.0.0.5', { count: 3, timeoutS: 5 });
+    t.ok(p.received > 0, `the instance answers ping through br-int (${p.received}/${p.sent})`);
 
     await until('log line', async () => (await driver.logs('web@1')).includes('hello from web@1'), 5000, 50);
     t.match(await driver.logs('web@1', 5), /hello from web@1/, 'logs are readable, with the instance environment');
