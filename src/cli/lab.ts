@@ -251,5 +251,9 @@ function formatStatus(s: LabState): string {
       lines.push(`  ${c.name.padEnd(17)} ${c.host.padEnd(9)} ${c.ip.padEnd(19)} ${c.mac.padEnd(18)} ${c.ifaceId}`);
     }
   }
+  if (s.agents?.length) {
+    lines.push(`  AGENT     PID       STATE    CONTROLLER`);
+    for (const a of s.agents) lines.push(`  ${a.host.padEnd(9)} ${String(a.pid).padEnd(9)} ${(labAgentAlive(a) ? 'running' : 'gone').padEnd(8)} ${a.controller}`);
+  }
   return lines.join('\n') + '\n';
 }

@@ -48,6 +48,7 @@ t.test('lab agents', async (t) => {
 
     const status = await tenet(['lab', 'agents', 'status', '--name', lab.name]);
     t.match(status.stdout, /host1\s+pid \d+\s+running/, 'lab agents status lists them');
+    t.match((await tenet(['lab', 'status', '--name', lab.name])).stdout, /AGENT[\s\S]*host2\s+\d+\s+running/, 'lab status too');
 
     // Stop and start again: the instance is adopted, not started twice.
     t.same(await stopLabAgents(lab.name), ['host1', 'host2']);
