@@ -15,6 +15,8 @@
  *   that appears twice in the chain (in one hop or two);
  * - one network per chain: instances and destinations on one network (the
  *   pipeline steers by destination-MAC rewrite, which stays inside a network);
+ *   sources on it too, or (named ones) on a network the tenant's router joins to
+ *   it: their traffic is routed on the source's host, then classified there;
  * - classifiers that overlap (a packet two chains of the tenant would both take),
  *   reported with both chains' paths: at a source's port, and at every other port
  *   where a chain puts a table-20 classifier (an instance's egress, a symmetric
@@ -62,11 +64,37 @@ export function chainDestinations(t: Tenant, c: Chain): Endpoint[] {
   return t.endpoints.filter((e) => e.network === c.network && selects(c.to, e));
 }
 
-/** Sources: endpoints of the chain's network that `from` selects, other than its instances and destinations. */
+/**
+ * Whether the tenant's router joins two networks (both IPv4, both on its list: a
+ * tenant has one router, so any two of its networks are joined to each other).
+ */
+export function routerJoins(a: Network, b: Network): boolean {
+  return a !== b && a.routed && b.routed && !!a.v4 && !!b.v4;
+}
+
+/**
+ * Whether `e` is a possible source of chain `c` by network: on the chain's network,
+ * or (named by `from`: {} means the chain's network only) on a network the tenant's
+ * router joins to it; traffic from such a source is routed, then classified.
+ */
+export function onSourceNetwork(c: Pick<Chain, 'network' | 'from'>, e: Endpoint): boolean {
+  return e.network === c.network || (!isAnySelector(c.from) && routerJoins(e.network, c.network));
+}
+
+/** Whether a source of the chain is on another network (its traffic is routed to the chain's network first). */
+export function isRoutedSource(c: Chain, e: Endpoint): boolean {
+  return e.network !== c.network;
+}
+
+/**
+ * Sources: endpoints that `from` selects, other than the chain's instances and
+ * destinations, on the chain's network or on one the tenant's router joins to it
+ * (see onSourceNetwork).
+ */
 export function chainSources(t: Tenant, c: Chain): Endpoint[] {
   const inst = chainInstances(c);
   const dst = new Set(chainDestinations(t, c));
-  return t.endpoints.filter((e) => e.network === c.network && selects(c.from, e) && !inst.has(e) && !dst.has(e));
+  return t.endpoints.filter((e) => onSourceNetwork(c, e) && selects(c.from, e) && !inst.has(e) && !dst.has(e));
 }
 
 const paths = new WeakMap<Chain, string>();
@@ -220,8 +248,14 @@ export function resolveChains(
       if (where.has(e)) bad(where.get(e)!, `instance "${e.name}" is also a destination of the chain (/to): a loop`);
       else if (e.network !== network) bad(`${cp}/to`, `destination "${e.name}" is on network "${e.network.name}", the chain's instances on "${network.name}": a chain steers within one network`);
     }
+    // Sources may be on another network the tenant's router joins to the chain's: routed, then classified.
     if (!isAnySelector(cd.from))
-      for (const e of tenantEps) if (selects(cd.from, e) && !where.has(e) && e.network !== network) bad(`${cp}/from`, `source "${e.name}" is on network "${e.network.name}", the chain's instances on "${network.name}": a chain steers within one network`);
+      for (const e of tenantEps)
+        if (selects(cd.from, e) && !where.has(e) && !onSourceNetwork(chain, e))
+          bad(
+            `${cp}/from`,
+            `source "${e.name}" is on network "${e.network.name}", which the tenant's router does not join to the chain's network "${network.name}": a chain's sources are on its network or on one routed to it (add both networks to /tenants/.../router)`,
+          );
     if (!ok) return;
     paths.set(chain, cp);
     chains.push(chain);
@@ -238,7 +272,7 @@ function checkShadowing(chains: Chain[], eps: Endpoint[], err: (path: string, me
     const inst = chainInstances(c);
     const dst = eps.filter((e) => e.network === c.network && selects(c.to, e));
     const dset = new Set(dst);
-    const src = eps.filter((e) => e.network === c.network && selects(c.from, e) && !inst.has(e) && !dset.has(e));
+    const src = eps.filter((e) => onSourceNetwork(c, e) && selects(c.from, e) && !inst.has(e) && !dset.has(e));
     return { src: new Set(src), dst };
   });
   for (let j = 0; j < chains.length; j++)
@@ -328,7 +362,7 @@ function checkPortClassifiers(chains: Chain[], eps: Endpoint[], reported: Readon
     const inst = chainInstances(c);
     const dstList = eps.filter((e) => e.network === c.network && selects(c.to, e));
     const dst = new Set(dstList);
-    const src = new Set(eps.filter((e) => e.network === c.network && selects(c.from, e) && !inst.has(e) && !dst.has(e)));
+    const src = new Set(eps.filter((e) => onSourceNetwork(c, e) && selects(c.from, e) && !inst.has(e) && !dst.has(e)));
     for (const s of src) add(s, { chain: ci, role: 'a source', dst, field: 'dst' });
     c.hops.forEach((h, k) => {
       for (const i of h.instances) {

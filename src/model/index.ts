@@ -20,5 +20,5 @@ export {
   type UnitSpec,
   type DesiredState,
 } from './units.js';
-export { selects, isAnySelector, chainSources, chainDestinations, chainInstances, chainKey } from './chains.js';
+export { selects, isAnySelector, chainSources, onSourceNetwork, isRoutedSource, routerJoins, chainDestinations, chainInstances, chainKey } from './chains.js';
 export type { Chain, ChainHop, ChainInstance } from './types.js';

@@ -10,13 +10,20 @@
  *   destination (the instance addressed it there itself: it routed the packet).
  * - Over a tunnel: never here (table 0 sends tunnel traffic straight to L2); the
  *   sending host already steered it.
+ * - From a routed source (on another network the tenant's router joins to the
+ *   chain's): routed first (table 30), then classified in table 35 on its host
+ *   as if it had entered on the chain's network, and sent to hop 0 the same way.
+ *   Its replies leave the destination for the gateway MAC: classified at the
+ *   destination's port as any reply, each instance forwards them to its gateway
+ *   (the router MAC), and after the reverse path's last hop table 20 passes them
+ *   on to table 30, which routes them to the source's network.
  * Steering rewrites eth_dst to the instance's MAC in a select-group bucket, which
  * resubmits to L2: local instances are output directly, remote ones through the
  * overlay like any endpoint. Symmetric chains also classify the replies at the
  * destination's port and walk the hops backwards through groups with the same
  * buckets, so OVS's symmetric 5-tuple hash picks the same instance both ways.
  */
-import { chainDestinations, chainSources, type Chain, type ChainInstance, type Endpoint } from '../model/index.js';
+import { chainDestinations, chainSources, isRoutedSource, type Chain, type ChainInstance, type Endpoint } from '../model/index.js';
 import { OFPG_ANY, OFPGC, OFPGT, OFPP, type Action, type FlowMod, type GroupMod, type Instruction, type OxmTlv } from '../openflow/index.js';
 import { TenetError } from '../util/errors.js';
 import { apply, FLD, flow, goto, M, mac, portMasks, setField, tlv, u32 } from './build.js';
@@ -161,9 +168,18 @@ export function genChain(ctx: Ctx, host: string, c: Chain): Contribution {
   const prio = PRIO.NORMAL;
 
   // Forward: classify at the source's port, then from each hop's egress port to the next hop.
+  // A routed source (another network the tenant's router joins to the chain's) is classified
+  // after the router stage, in table 35 on its host: metadata is the chain's network by then,
+  // its reg14 and address still the source's. With no hop to go to (failMode open, all
+  // empty) it is routed on as usual; closed drops it.
   const fwd0 = steer(ctx, c, 0, 1);
   for (const s of sources) {
     if (!local(s)) continue;
+    if (isRoutedSource(c, s)) {
+      if (fwd0 === PASS) continue;
+      for (const d of dests) for (const m of fwd) flows.push(flow(T.L3_RESOLVE, PRIO.CHAIN_ROUTED, cookie, [meta, reg14(s), ...m, nwSrc(s), nwDst(d)], fwd0));
+      continue;
+    }
     for (const d of dests) for (const m of fwd) flows.push(flow(T.CHAIN, prio, cookie, [meta, reg14(s), ...m, nwDst(d)], fwd0));
   }
   const seen = new Set<Endpoint>();

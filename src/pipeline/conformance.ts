@@ -35,7 +35,11 @@ export function flowProblems(f: FlowMod, where = `table=${f.tableId},priority=${
   return out;
 }
 
-/** Flood groups are entered from the L2 table, chain groups from the chain table; their buckets follow its rules. */
+/**
+ * Flood groups are entered from the L2 table, chain groups from the chain table (and,
+ * hop 0 for routed sources, from l3_resolve, whose set/next include the buckets'
+ * dl_dst and L2); their buckets follow the entering table's rules.
+ */
 export function groupProblems(g: GroupMod, fromTable = isChainGroup(g.groupId) ? T.CHAIN : T.L2): string[] {
   const spec = TABLE_BY_ID.get(fromTable)!;
   return g.buckets.flatMap((b, i) => actionProblems(spec, b.actions, `group ${g.groupId} bucket ${i}`));

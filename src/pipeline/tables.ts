@@ -116,10 +116,17 @@ export const TABLES: readonly TableSpec[] = [
   },
   {
     // Next-hop resolution for routed packets: ip_dst -> the endpoint's MAC (no ARP needed).
+    // Above it, a chain's routed sources (on another network the router joins to the chain's):
+    // the packet is routed (table 30: metadata is now the chain's network) and classified here,
+    // on the source's host, as if it had entered on the chain's network: chain + classifier ->
+    // hop 0's select group (eth_dst := instance MAC, resubmit to L2), as table 20 does for
+    // same-network sources. Replies need nothing here: an instance sends them to its gateway,
+    // and after the reverse path's last hop table 20 passes them on to table 30, which routes.
     id: T.L3_RESOLVE,
     name: 'l3_resolve',
-    doc: 'routed packet: ip_dst -> destination MAC',
-    match: ['metadata', 'dl_type', 'nw_dst'],
+    doc: 'routed packet: ip_dst -> destination MAC; a chain\'s routed source: classifier -> hop 0 (select group)',
+    match: ['metadata', 'reg14', 'dl_type', 'nw_src', 'nw_dst', 'nw_proto', 'tcp_dst', 'udp_dst', 'icmp_type'],
+    // dl_dst: also set in the chain groups' buckets
     set: ['dl_dst'],
     next: [T.L2],
   },
@@ -170,6 +177,8 @@ export const PRIO = {
   /** Policy i of a tenant: POLICY_TOP - i. */
   POLICY_TOP: 2000,
   CT_COMMIT: 1000,
+  /** L3 resolve: a chain's classifier for a routed source, above the resolve flows (NORMAL). */
+  CHAIN_ROUTED: 150,
   FLOOD_FROM_TUNNEL: 110,
   /** L2: a service function's own addresses (conntracked) before its untracked MAC flow. */
   SF_OWN: 105,

@@ -178,3 +178,24 @@ t.test('no chain on a network with an IPv6 subnet (its classifiers are IPv4 only
     },
   ]);
 });
+
+t.test('routed sources: another network the tenant router joins to the chain\'s, else an error with the path', async (t) => {
+  const fromFar = { ...base, from: { endpoints: ['far'] } };
+  const noRouter = errs(doc([fromFar]));
+  t.same(noRouter.map((e) => e.path), ['/tenants/0/chains/0/from'], 'no router: rejected');
+  t.match(noRouter[0]!.message, /source "far" is on network "other", which the tenant's router does not join to the chain's network "net"/);
+  const r = validate(doc([fromFar], { router: {} }));
+  t.ok(r.ok, 'with a router joining both networks: a routed source');
+  if (r.ok) t.same(r.model.tenants[0]!.chains[0]!.network.name, 'net', 'the chain stays on its instances\' network');
+  t.same(errs(doc([{ ...base, from: { networks: ['other'] } }], { router: { networks: ['net'] } })).map((e) => e.path), ['/tenants/0/chains/0/from'], 'a router that does not join the source\'s network: rejected');
+  t.same(errs(doc([{ ...base, to: { endpoints: ['far'] } }], { router: {} })).map((e) => e.path), ['/tenants/0/chains/0/to'], 'destinations stay on the chain\'s network, router or not');
+  // {} picks the chain's network only: a routed source must be named
+  t.same(errs(doc([{ ...base, from: {} }], { router: {} })), [], 'from {} with a router: fine (the chain\'s network only)');
+  // Overlap checks see routed sources: two chains taking "far" -> server tcp 80
+  const two = errs(doc([fromFar, { ...fromFar, name: 'again', hops: [{ instances: ['fw-b'] }] }], { router: {} }));
+  t.same(two.map((e) => e.path), ['/tenants/0/chains/1'], 'two chains classifying one routed source\'s traffic overlap');
+  t.match(two[0]!.message, /from "far" to "server"/);
+  // and the replies of a symmetric chain with a routed source against another chain's forward classifier
+  const sym = errs(doc([{ ...fromFar, symmetric: true }, { ...base, name: 'back', from: { endpoints: ['server'] }, to: { endpoints: ['client'] }, hops: [{ instances: ['fw-b'] }] }], { router: {} }));
+  t.same(sym, [], 'server -> client (same network) is not the routed chain\'s reply (server -> far)');
+});
