@@ -32,6 +32,7 @@
  */
 import { fnv32 } from '../ipam/index.js';
 import type { ChainDoc, SelectorDoc, TenantDoc, TopologyDoc } from './schema.js';
+import { pendingUnitEndpoints } from './units.js';
 import type { Chain, ChainHop, ChainInstance, Endpoint, Network, Tenant, ValidationIssue } from './types.js';
 
 /** The chain's key: names its select groups (see pipeline chainGroup). */
@@ -104,7 +105,7 @@ const paths = new WeakMap<Chain, string>();
  * network (by name).
  */
 export function resolveChains(
-  _doc: TopologyDoc,
+  doc: TopologyDoc,
   td: TenantDoc,
   tp: string,
   byName: ReadonlyMap<string, Endpoint>,
@@ -114,6 +115,8 @@ export function resolveChains(
   const err = (path: string, message: string) => errors.push({ path, message });
   const chains: Chain[] = [];
   const tenantEps = [...byName.values()];
+  // Unit instances not placed yet: naming one is not an error; the chain waits for it.
+  const pending = pendingUnitEndpoints(doc).get(td.name) ?? new Set<string>();
   const seenName = new Map<string, number>();
   td.chains.forEach((cd: ChainDoc, ci) => {
     const cp = `${tp}/chains/${ci}`;
@@ -121,6 +124,7 @@ export function resolveChains(
     if (first !== undefined) err(`${cp}/name`, `duplicate chain name "${cd.name}" (first at ${tp}/chains/${first}/name)`);
     else seenName.set(cd.name, ci);
     let ok = true;
+    let waits = false;
     const bad = (path: string, message: string) => {
       ok = false;
       err(path, message);
@@ -133,7 +137,9 @@ export function resolveChains(
         if (!networkNames.has(n)) bad(`${cp}/${side}/networks/${k}`, `unknown network "${n}" in tenant "${td.name}"`);
       });
       s.endpoints?.forEach((n, k) => {
-        if (!byName.has(n)) bad(`${cp}/${side}/endpoints/${k}`, `unknown endpoint "${n}" in tenant "${td.name}"`);
+        if (byName.has(n)) return;
+        if (pending.has(n)) waits = true;
+        else bad(`${cp}/${side}/endpoints/${k}`, `unknown endpoint "${n}" in tenant "${td.name}"`);
       });
       if (s.cidrs?.length) bad(`${cp}/${side}/cidrs`, 'chain selectors take networks, endpoints and labels, not CIDRs (a chain steers between endpoints)');
     }
@@ -163,7 +169,8 @@ export function resolveChains(
         name = name.slice(slash + 1);
       }
       const e = byName.get(name);
-      if (!e) bad(path, `unknown endpoint "${name}" in tenant "${td.name}"`);
+      if (!e && pending.has(name)) waits = true;
+      else if (!e) bad(path, `unknown endpoint "${name}" in tenant "${td.name}"`);
       return e;
     };
     const use = (e: Endpoint, path: string) => {
@@ -220,6 +227,8 @@ export function resolveChains(
     const inst = [...where.keys()];
     const named = isAnySelector(cd.to) ? [] : tenantEps.filter((e) => selects(cd.to, e));
     const network: Network | undefined = inst[0]?.network ?? named[0]?.network;
+    // Names a unit instance the scheduler has not placed yet and has nothing to steer between now: no flows until it has.
+    if (waits && (!network || !tenantEps.some((e) => selects(cd.to, e) && e.network === network))) return;
     if (!network) {
       err(`${cp}/to`, isAnySelector(cd.to) ? 'no hop has an instance yet (services nobody labelled) and /to selects every endpoint: name the destinations so the chain\'s network is known' : 'selects no endpoint');
       return;

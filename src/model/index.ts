@@ -8,6 +8,7 @@ export {
   expandUnits,
   expandedCount,
   validateUnits,
+  pendingUnitEndpoints,
   cycleText,
   MAX_TEMPLATE_INSTANCES,
   MAX_EXPANDED_UNITS,

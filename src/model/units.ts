@@ -335,3 +335,29 @@ export function validateUnits(doc: TopologyDoc, errors: ValidationIssue[]): Unit
   }
   return specs;
 }
+
+/**
+ * Per tenant, the endpoint names its units' instances take once placed (the
+ * scheduler's endpointName of each instance id: `web@1` → `web-1`, replicas
+ * `db.2` → `db-2`, a global unit `m:host1` → `m-host1` for the document's hosts),
+ * minus names the tenant's own endpoints already have. Chains and policies may
+ * name these before the scheduler has placed them: such a reference selects
+ * nothing until the instance exists, instead of being an unknown endpoint.
+ */
+export function pendingUnitEndpoints(doc: TopologyDoc): Map<string, Set<string>> {
+  const out = new Map<string, Set<string>>();
+  if (!doc.units.length) return out;
+  const name = (id: string) => id.replace(/[@.:]/g, '-');
+  for (const s of expandUnits(doc.units)) {
+    let set = out.get(s.tenant);
+    if (!set) out.set(s.tenant, (set = new Set()));
+    if (s.global) for (const h of doc.hosts) set.add(name(`${s.name}:${h.name}`));
+    else if (s.replicas === 1) set.add(name(s.name));
+    else for (let i = 1; i <= s.replicas; i++) set.add(name(`${s.name}.${i}`));
+  }
+  for (const t of doc.tenants) {
+    const set = out.get(t.name);
+    if (set) for (const e of t.endpoints) set.delete(e.name);
+  }
+  return out;
+}

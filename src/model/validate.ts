@@ -44,7 +44,7 @@ import { formatIssues } from '../util/issues.js';
 import { Topology, type SelectorDoc, type TopologyDoc } from './schema.js';
 import type { Endpoint, Host, Model, Network, Policy, Tenant, ValidationIssue } from './types.js';
 import { checkChainKeys, resolveChains } from './chains.js';
-import { validateUnits } from './units.js';
+import { pendingUnitEndpoints, validateUnits } from './units.js';
 
 export class TopologyError extends TenetError {
   constructor(readonly issues: ValidationIssue[]) {
@@ -125,6 +125,8 @@ function resolve(doc: TopologyDoc, errors: ValidationIssue[], prev: Allocation):
     errors,
   );
   const hosts: Host[] = doc.hosts.map((h) => ({ ...h })).sort(byName);
+  // Unit instances not placed yet may be named by policies (they select nothing until placed).
+  let pendingByTenant: Map<string, Set<string>> | undefined;
 
   dupCheck(doc.tenants, (t) => t.name, (i) => `/tenants/${i}/name`, 'tenant name', errors);
 
@@ -290,6 +292,7 @@ function resolve(doc: TopologyDoc, errors: ValidationIssue[], prev: Allocation):
     // policies
     dupCheck(td.policies, (p) => p.name, (i) => `${tp}/policies/${i}/name`, 'policy name', errors);
     const policies: Policy[] = [];
+    const pendingEps = () => (pendingByTenant ??= pendingUnitEndpoints(doc)).get(td.name) ?? new Set<string>();
     td.policies.forEach((pd, pi) => {
       const pp = `${tp}/policies/${pi}`;
       const cidrs: Policy['cidrs'] = { from4: [], from6: [], to4: [], to6: [] };
@@ -298,7 +301,7 @@ function resolve(doc: TopologyDoc, errors: ValidationIssue[], prev: Allocation):
           if (!netByName(n)) err(`${pp}/${side}/networks/${k}`, `unknown network "${n}" in tenant "${td.name}"`);
         });
         s.endpoints?.forEach((n, k) => {
-          if (epIdx.get(n) === undefined) err(`${pp}/${side}/endpoints/${k}`, `unknown endpoint "${n}" in tenant "${td.name}"`);
+          if (epIdx.get(n) === undefined && !pendingEps().has(n)) err(`${pp}/${side}/endpoints/${k}`, `unknown endpoint "${n}" in tenant "${td.name}"`);
         });
         s.cidrs?.forEach((c, k) => {
           const v4 = c.includes(':') ? undefined : parseCidr4(c);
