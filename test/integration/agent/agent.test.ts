@@ -16,7 +16,7 @@ import { withLab } from '../../helpers/lab.js';
 import { until } from '../../helpers/net.js';
 import { startAgentApiStub, STUB_TOKEN } from '../../helpers/agent-api-stub.js';
 
-const SERVER = "require('net').createServer((s)=>{s.on('error',()=>{});s.end('hi\\n')}).listen(8080,()=>console.log('listening 8080'))";
+const SERVER = "require('net').createServer((s)=>{s.on('error',()=>{});s.end('HTTP/1.0 200 OK\\r\\n\\r\\nhi\\n')}).listen(8080,()=>console.log('listening 8080'))";
 
 const assignment = (id: string, n: number, over: Partial<AgentAssignment> = {}): AgentAssignment => ({
   id,
@@ -28,7 +28,10 @@ const assignment = (id: string, n: number, over: Partial<AgentAssignment> = {}):
   env: { GREETING: 'hello' },
   restart: 'always',
   endpoint: { id: `acme/${endpointName(id)}`, name: endpointName(id), ip: `10.0.0.${n}/24`, mac: `02:00:00:00:01:${n.toString(16).padStart(2, '0')}`, gateway: '10.0.0.1' },
-  services: [{ name: 'web', port: 8080, check: { type: 'tcp', intervalMs: 300, timeoutMs: 250 } }],
+  services: [
+    { name: 'web', port: 8080, check: { type: 'tcp', intervalMs: 300, timeoutMs: 250 } },
+    { name: 'api', port: 8080, check: { type: 'http', path: '/health', intervalMs: 300, timeoutMs: 250 } },
+  ],
   ...over,
 });
 
@@ -85,6 +88,8 @@ t.test('agent loop on a lab host', async (t) => {
     t.equal(inst.address, '10.0.0.5');
     t.equal(inst.port, 8080);
     t.same(inst.meta, { unit: 'web', instance: 'web@1', host: 'host1', endpoint: 'acme/web-1' }, 'meta names unit, instance, host, endpoint');
+    await until('api (http check) passing', () => stub.registry.list({ tenant: 'acme', service: 'api', passing: true }).instances.length === 1, 15_000, 50);
+    t.pass('an http check (GET /health inside the namespace, 200) passes');
 
     // Sidekick: the container registers a service of its own through the socket.
     const script = join(stateDir, 'sidekick.cjs');

@@ -5,6 +5,7 @@ import { parseControllerUrl, parseLabels, parseOvsdb, parseUnderlayIp } from '..
 import { labAgentArgv, labAgentNetnsPrefix, type LabState, type LabHost } from '../../../src/lab/index.js';
 import { parseRegistration } from '../../../src/registry/index.js';
 import { UsageError } from '../../../src/util/errors.js';
+import { run } from '../../../src/util/exec.js';
 
 t.test('command-line values', async (t) => {
   t.same(parseLabels('zone=a, disk=ssd'), { zone: 'a', disk: 'ssd' });
@@ -42,6 +43,26 @@ t.test('checks run inside the namespace', async (t) => {
   const http = checkArgv('ns1', '10.0.0.5', 80, { type: 'http', path: '/health?x=1;rm' });
   t.match(http.at(-1)!, /GET \/health\?x=1rm HTTP\/1\.0/, 'the path is kept to URL characters');
   t.match(http.at(-1)!, /\[23\]/, '2xx and 3xx pass');
+});
+
+t.test('the http check script: 2xx/3xx pass, 5xx fails (run here with bash against a local server)', async (t) => {
+  let status = 200;
+  const srv = createServer((s) => {
+    s.on('error', () => {});
+    s.once('data', () => s.end(`HTTP/1.1 ${status} X\r\nContent-Length: 0\r\n\r\n`));
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => srv.close(() => r())));
+  const port = (srv.address() as AddressInfo).port;
+  const script = checkArgv('ns', '127.0.0.1', port, { type: 'http', path: '/health' }).at(-1)!;
+  const bash = () => run(['bash', '-c', script], { allowFailure: true });
+  t.equal((await bash()).code, 0, '200 passes');
+  status = 302;
+  t.equal((await bash()).code, 0, '302 passes');
+  status = 503;
+  const r = await bash();
+  t.equal(r.code, 1, '503 fails');
+  t.match(r.stdout, /HTTP\/1\.1 503/, 'and says what came back');
 });
 
 t.test('service registrations are valid registry bodies', async (t) => {
