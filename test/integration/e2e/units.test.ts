@@ -8,13 +8,14 @@
  * and starts nothing.
  */
 import { execFile } from 'node:child_process';
+import { Resolver } from 'node:dns/promises';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
 import { ApiClient, ApiError } from '../../../src/api/index.js';
-import { labAgentNetnsPrefix, labAgents, labTopologyHosts, namespacePids, startLabAgents, startLabController, stopLabAgents } from '../../../src/lab/index.js';
+import { DNS_PORT, labAgentNetnsPrefix, labAgents, labTopologyHosts, namespacePids, startLabAgents, startLabController, stopLabAgents } from '../../../src/lab/index.js';
 import { endpointName, type UnitInfo } from '../../../src/scheduler/index.js';
 import { withLab } from '../../helpers/lab.js';
 import { until } from '../../helpers/net.js';
@@ -115,6 +116,13 @@ t.test('units on a 3-host lab with real agents', async (t) => {
     const regs = await services();
     t.same(regs.map((s) => s.meta.instance).sort(), ['web@1', 'web@2'], 'registered by instance');
     for (const s of regs) t.equal(s.address, instance(units, s.meta.instance!)!.ip!.split('/')[0], `${s.meta.instance} registered at its controller-assigned address`);
+    // … and in the registry's DNS (healthy instances: the agents' TCP checks pass inside the namespaces).
+    const resolver = new Resolver({ timeout: 1000, tries: 1 });
+    resolver.setServers([`${lab.state.mgmt.gateway}:${DNS_PORT}`]);
+    const webA = async () => (await resolver.resolve4('web.acme.tenet').catch(() => [] as string[])).sort();
+    const webIps = ['web@1', 'web@2'].map((id) => instance(units, id)!.ip!.split('/')[0]!).sort();
+    await until('web.acme.tenet answers both web addresses', async () => JSON.stringify(await webA()) === JSON.stringify(webIps), 30_000, 250).catch(diag);
+    t.pass(`DNS web.acme.tenet → ${webIps.join(', ')}`);
 
     // Restart host1's agent: it adopts its instances (no instance started twice).
     const host1Ids = ids.filter((id) => hostOf(id) === 'host1');
@@ -170,6 +178,10 @@ t.test('units on a 3-host lab with real agents', async (t) => {
     t.match(after.find((u) => u.name === 'web@1..2')!.unplaceable, new RegExp(`${lostWeb}: `), `${lostWeb} cannot move (region=eu, conflicts): explained`);
     await until(`${lostWeb} gone from the registry`, async () => !(await services()).some((s) => s.meta.instance === lostWeb), 15_000, 200);
     t.pass(`${lostWeb}'s registration is gone`);
+    const lostIp = instance(units, lostWeb)!.ip!.split('/')[0]!;
+    const left = webIps.filter((ip) => ip !== lostIp);
+    await until(`DNS web.acme.tenet → ${left.join(', ')} only`, async () => JSON.stringify(await webA()) === JSON.stringify(left), 15_000, 250).catch(diag);
+    t.pass(`DNS web.acme.tenet → only the web instance that still runs (${left.join(', ')})`);
     t.match(await api.agents(), [{ host: 'host1' }, { host: 'host2' }, { host: 'host3' }]);
     t.notOk((await api.agents()).find((a) => a.host === lostHost)!.alive, `${lostHost} not alive`);
     const log = readFileSync(ctl.logFile, 'utf8');
