@@ -336,6 +336,9 @@ export function validateUnits(doc: TopologyDoc, errors: ValidationIssue[]): Unit
   return specs;
 }
 
+/** Per document: every tenant's chains and policies ask, the units expand once. */
+const pendingCache = new WeakMap<TopologyDoc, Map<string, Set<string>>>();
+
 /**
  * Per tenant, the endpoint names its units' instances take once placed (the
  * scheduler's endpointName of each instance id: `web@1` → `web-1`, replicas
@@ -345,7 +348,10 @@ export function validateUnits(doc: TopologyDoc, errors: ValidationIssue[]): Unit
  * nothing until the instance exists, instead of being an unknown endpoint.
  */
 export function pendingUnitEndpoints(doc: TopologyDoc): Map<string, Set<string>> {
+  const cached = pendingCache.get(doc);
+  if (cached) return cached;
   const out = new Map<string, Set<string>>();
+  pendingCache.set(doc, out);
   if (!doc.units.length) return out;
   const name = (id: string) => id.replace(/[@.:]/g, '-');
   for (const s of expandUnits(doc.units)) {

@@ -125,8 +125,6 @@ function resolve(doc: TopologyDoc, errors: ValidationIssue[], prev: Allocation):
     errors,
   );
   const hosts: Host[] = doc.hosts.map((h) => ({ ...h })).sort(byName);
-  // Unit instances not placed yet may be named by policies (they select nothing until placed).
-  let pendingByTenant: Map<string, Set<string>> | undefined;
 
   dupCheck(doc.tenants, (t) => t.name, (i) => `/tenants/${i}/name`, 'tenant name', errors);
 
@@ -292,7 +290,8 @@ function resolve(doc: TopologyDoc, errors: ValidationIssue[], prev: Allocation):
     // policies
     dupCheck(td.policies, (p) => p.name, (i) => `${tp}/policies/${i}/name`, 'policy name', errors);
     const policies: Policy[] = [];
-    const pendingEps = () => (pendingByTenant ??= pendingUnitEndpoints(doc)).get(td.name) ?? new Set<string>();
+    // Unit instances not placed yet may be named by policies (they select nothing until placed).
+    const pendingEps = () => pendingUnitEndpoints(doc).get(td.name) ?? new Set<string>();
     td.policies.forEach((pd, pi) => {
       const pp = `${tp}/policies/${pi}`;
       const cidrs: Policy['cidrs'] = { from4: [], from6: [], to4: [], to6: [] };
