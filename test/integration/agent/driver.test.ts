@@ -4,10 +4,10 @@
  * (no second process), removal of namespace and port.
  */
 import t from 'tap';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { NetnsDriver, processInNetns, type AgentAssignment, endpointName } from '../../../src/agent/index.js';
+import { NetnsDriver, processInNetns, unshareAvailable, type AgentAssignment, endpointName } from '../../../src/agent/index.js';
 import { hostEnv, namespacePids } from '../../../src/lab/index.js';
 import { run } from '../../../src/util/exec.js';
 import { withLab } from '../../helpers/lab.js';
@@ -54,6 +54,14 @@ t.test('netns driver on a lab host', async (t) => {
     t.equal(inst.status.state, 'running');
     const pid = inst.status.pid!;
     t.ok(processInNetns(pid, ns), 'the process runs inside the instance namespace');
+    if (unshareAvailable()) {
+      // The recorded pid is unshare; its child is the instance's init in new PID/UTS namespaces.
+      const childOf = () => Number(readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/)[0] || 0);
+      await until('unshare forked', () => childOf() > 0, 5000, 20);
+      const child = childOf();
+      t.not(readlinkSync(`/proc/${child}/ns/pid`), readlinkSync('/proc/self/ns/pid'), 'own PID namespace');
+      t.equal((await run(['nsenter', '-t', String(child), '-u', 'hostname'])).stdout.trim(), 'web-1', 'own UTS namespace, hostname = endpoint name');
+    }
 
     const addr = (await run(['ip', '-n', ns, '-br', 'addr', 'show', 'eth0'])).stdout;
     t.match(addr, /10\.0\.0\.5\/24/, 'eth0 has the assigned address');
