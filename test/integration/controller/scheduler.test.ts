@@ -149,5 +149,18 @@ t.test('scheduler in the daemon: placement, lease expiry, re-registration, bad i
     t.match(net, { status: 400, issues: [{ path: '/units/2/network', message: /unknown network "nope"/ }] });
     t.equal((await api.status()).generation, g, 'nothing stored');
     t.same((await api.units()).map((u) => u.name), ['web@1..2', 'cache']);
+
+    // A daemon restart keeps the placement: same generation, same hosts and addresses.
+    const unitsBefore = await api.units();
+    await ctl.stop();
+    const ctl2 = await startLabController(lab.state, { stateDir, driftIntervalS: 0, args: ['--agent-ttl', String(TTL_S)] });
+    t.teardown(() => ctl2.stop());
+    const api2 = new ApiClient({ url: ctl2.url, ...(ctl2.token ? { token: ctl2.token } : {}) });
+    t.equal((await api2.status()).generation, g, 'restart: same generation');
+    t.same((await api2.units()).map((u) => u.instances.map((i) => [i.id, i.host, i.ip])), unitsBefore.map((u) => u.instances.map((i) => [i.id, i.host, i.ip])), 'restart: same placement and addresses');
+    const realizedAgain = await api2.wait(g, 60);
+    t.ok(realizedAgain.realized, 'restart: every switch holds the generation');
+    await new Promise((r) => setTimeout(r, 1000));
+    t.equal((await api2.status()).generation, g, 'restart: the new leader finds nothing to change (host1 still heartbeating)');
   });
 });
