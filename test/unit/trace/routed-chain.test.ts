@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { loadTopology, TopologyError } from '../../../src/model/index.js';
 import { formatFlow, type FlowMod } from '../../../src/openflow/index.js';
-import { compile, cookieOf, flowProblems, groupProblems, T } from '../../../src/pipeline/index.js';
+import { compile, cookieOf, flowProblems, groupProblems, IncrementalCompiler, T } from '../../../src/pipeline/index.js';
 import { findEndpoint, formatTrace, headersBetween, traceBetween, Tracer, verdicts } from '../../../src/trace/index.js';
 
 const doc = JSON.parse(readFileSync(new URL('../../../topologies/chain-routed.json', import.meta.url), 'utf8'));
@@ -114,4 +114,17 @@ t.test('a source on a network the router does not join is rejected, with the pat
   } catch (e) {
     t.match(String((e as Error).message), /\/tenants\/0\/chains\/0\/from.*source "client" is on network "web", which the tenant's router does not join to the chain's network "db"/);
   }
+});
+
+t.test('incremental: a new endpoint on the routed source network is classified like a full compile does', async (t) => {
+  const r2 = compile(loadTopology(doc)); // its own model: the incremental compiler changes it
+  const inc = new IncrementalCompiler(r2);
+  inc.apply({ op: 'addEndpoint', tenant: 'acme', endpoint: { name: 'client-2', network: 'web', host: 'host2', labels: {} } });
+  const d = structuredClone(doc);
+  d.tenants[0].endpoints.push({ name: 'client-2', network: 'web', host: 'host2' });
+  const full = compile(loadTopology(d, { previous: r2.model.alloc }), r2.ctx.placement);
+  const mine = (x: typeof full, h: string) => x.host(h).flows.filter((f) => f.cookie === cookie).map(formatFlow);
+  for (const h of model.hosts) t.same(mine(r2, h.name), mine(full, h.name), `${h.name}: chain flows equal a full compile`);
+  t.ok(mine(r2, 'host2').some((f) => f.includes('table=35') && f.includes('nw_src=10.1.0.')), 'host2 now classifies client-2 (routed)');
+  t.same(traceBetween(r2, 'acme/client-2', 'acme/server', PG).passes, ['acme/fw@host2', 'acme/ids@host3']);
 });
