@@ -248,10 +248,11 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     while (!signal.aborted) {
       if (!lease) await register();
       if (signal.aborted) return;
-      await sleep(Math.max(200, ((lease?.ttlS ?? 10) * 1000) / 3), signal);
+      // Whole milliseconds: AbortSignal.timeout and setTimeout-based waits take integers (10 s / 3 is not).
+      await sleep(Math.max(200, Math.round(((lease?.ttlS ?? 10) * 1000) / 3)), signal);
       if (signal.aborted || !lease) continue;
       try {
-        const r = await client.request<{ ttlS?: number }>('POST', `${hostPath}/heartbeat`, { leaseId: lease.leaseId }, Math.max(1000, (lease.ttlS * 1000) / 3), signal);
+        const r = await client.request<{ ttlS?: number }>('POST', `${hostPath}/heartbeat`, { leaseId: lease.leaseId }, Math.max(1000, Math.round((lease.ttlS * 1000) / 3)), signal);
         if (r?.ttlS && lease) lease.ttlS = r.ttlS;
         reachable();
         report();
@@ -261,7 +262,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
           log('warn', `lease of host ${opts.host} expired at the controller; registering again`);
           lease = undefined;
         } else {
-          unreachable('heartbeat', err, ((lease?.ttlS ?? 10) * 1000) / 3);
+          unreachable('heartbeat', err, Math.round(((lease?.ttlS ?? 10) * 1000) / 3));
         }
       }
     }
