@@ -128,3 +128,16 @@ t.test('incremental: a new endpoint on the routed source network is classified l
   t.ok(mine(r2, 'host2').some((f) => f.includes('table=35') && f.includes('nw_src=10.1.0.')), 'host2 now classifies client-2 (routed)');
   t.same(traceBetween(r2, 'acme/client-2', 'acme/server', PG).passes, ['acme/fw@host2', 'acme/ids@host3']);
 });
+
+t.test('the source\'s host has no endpoint of the chain\'s network (server on host3 with the IDS)', async (t) => {
+  const d = structuredClone(doc);
+  d.tenants[0].endpoints.find((e: { name: string }) => e.name === 'server').host = 'host3';
+  const r3 = compile(loadTopology(d));
+  const tracer = new Tracer(r3);
+  const fwd = traceBetween(r3, 'acme/client', 'acme/server', { ...PG, sport: 40000 }, tracer);
+  t.same(verdicts(fwd), ['delivered to acme/server on host3'], formatTrace(fwd));
+  t.same(fwd.passes, ['acme/fw@host2', 'acme/ids@host3']);
+  const rep = traceBetween(r3, 'acme/server', 'acme/client', { protocol: 'tcp', sport: 5432, dport: 40000 }, tracer);
+  t.same(verdicts(rep), ['delivered to acme/client on host1'], formatTrace(rep));
+  t.same(rep.passes, ['acme/ids@host3', 'acme/fw@host2']);
+});
