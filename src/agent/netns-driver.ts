@@ -329,7 +329,7 @@ export class NetnsDriver implements RuntimeDriver {
       ...(a.endpoint.gateway ? { gateway: a.endpoint.gateway } : {}),
       ifaceId: a.endpoint.id,
       externalIds: { 'tenet-instance': a.id },
-    });
+    }, { ofport: false });
     const rec: InstanceRecord = {
       version: 1,
       id: a.id,

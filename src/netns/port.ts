@@ -41,6 +41,7 @@ export interface PluggedPort {
   hostIface: string;
   /** The MAC the interface ended up with (assigned or random). */
   mac: string;
+  /** -1 when not asked for (plugPort(spec, {ofport: false})). */
   ofport: number;
 }
 
@@ -50,33 +51,42 @@ function vsctlArgv(ovsdb: string, ...args: string[]): string[] {
   return ['ovs-vsctl', `--db=${ovsdb}`, '--timeout=30', ...args];
 }
 
-async function addAddress(ns: string, iface: string, cidr: string): Promise<void> {
-  const v6 = cidr.includes(':');
-  await run(['ip', '-n', ns, ...(v6 ? ['-6'] : []), 'addr', 'add', cidr, 'dev', iface, ...(v6 ? ['nodad'] : [])]);
+/**
+ * The `ip -batch` lines that set up the namespace's side (pure): loopback, the veth pair
+ * (peer into `peerNs`), MAC, addresses, link up, default route. One `ip` process instead
+ * of one per step: each costs 0.2-0.5 s on a loaded machine.
+ */
+export function portBatch(spec: Pick<PortSpec, 'hostIface' | 'ip' | 'ip6' | 'mac' | 'gateway'> & { iface: string; peerNs: string }): string[] {
+  const v6 = (a: string) => a.includes(':');
+  return [
+    'link set lo up',
+    `link add ${spec.iface} type veth peer name ${spec.hostIface} netns ${spec.peerNs}`,
+    ...(spec.mac ? [`link set ${spec.iface} address ${spec.mac}`] : []),
+    ...[spec.ip, spec.ip6].filter((a): a is string => !!a).map((a) => `addr add ${a} dev ${spec.iface}${v6(a) ? ' nodad' : ''}`),
+    `link set ${spec.iface} up`,
+    ...(spec.gateway ? [`route add default via ${spec.gateway}`] : []),
+  ];
 }
 
 /** Creates the namespace, the veth pair and the br-int port. On failure nothing of it is left behind. */
-export async function plugPort(spec: PortSpec): Promise<PluggedPort> {
+export async function plugPort(spec: PortSpec, opts: { ofport?: boolean } = {}): Promise<PluggedPort> {
   const ns = spec.namespace;
   const iface = spec.iface ?? CONTAINER_IFACE;
   const peerNs = spec.hostNamespace ?? String(process.pid); // `netns PID` = that process's namespace: ours
   // Checked first: the cleanup below must never delete a namespace someone else made.
   if (netnsExists(ns)) throw new TenetError('ENETNS_EXISTS', `network namespace '${ns}' already exists`, { namespace: ns });
+  for (const [what, v] of [['MAC', spec.mac], ['address', spec.ip], ['address', spec.ip6], ['gateway', spec.gateway], ['interface', spec.hostIface]] as const) {
+    if (v !== undefined && !/^[0-9A-Za-z:./_-]+$/.test(v)) throw new TenetError('EPORT_SPEC', `invalid ${what} '${v}'`, { [what]: v });
+  }
   try {
     await run(['ip', 'netns', 'add', ns]);
-    await ipIn(ns, 'link', 'set', 'lo', 'up');
-    await ipIn(ns, 'link', 'add', iface, 'type', 'veth', 'peer', 'name', spec.hostIface, 'netns', peerNs);
-    if (spec.mac) await ipIn(ns, 'link', 'set', iface, 'address', spec.mac);
-    if (spec.ip) await addAddress(ns, iface, spec.ip);
-    if (spec.ip6) await addAddress(ns, iface, spec.ip6);
-    await ipIn(ns, 'link', 'set', iface, 'up');
+    await run(['ip', '-n', ns, '-batch', '-'], { input: portBatch({ ...spec, iface, peerNs }).join('\n') + '\n' });
     // The userspace datapath does not complete checksums offloaded by a veth:
     // without this, ping works but every TCP/UDP segment arrives corrupt.
     await run(['ip', 'netns', 'exec', ns, 'ethtool', '-K', iface, 'tx', 'off'], { timeoutMs: 10_000 });
-    if (spec.gateway) await ipIn(ns, ...(spec.gateway.includes(':') ? ['-6'] : []), 'route', 'add', 'default', 'via', spec.gateway);
     if (spec.hostNamespace) await ipIn(spec.hostNamespace, 'link', 'set', spec.hostIface, 'up');
     else await run(['ip', 'link', 'set', spec.hostIface, 'up']);
-    const mac = (await ipIn(ns, '-br', 'link', 'show', iface)).stdout.trim().split(/\s+/)[2] ?? '';
+    const mac = spec.mac?.toLowerCase() ?? (await ipIn(ns, '-br', 'link', 'show', iface)).stdout.trim().split(/\s+/)[2] ?? '';
     const extra = Object.entries(spec.externalIds ?? {}).map(([k, v]) => `external_ids:${k}=${v}`);
     const env = spec.env ?? process.env;
     await run(
@@ -87,7 +97,8 @@ export async function plugPort(spec: PortSpec): Promise<PluggedPort> {
       ),
       { env },
     );
-    const ofport = Number((await run(vsctlArgv(spec.ovsdb, 'get', 'Interface', spec.hostIface, 'ofport'), { env })).stdout.trim());
+    // The ofport is known once vswitchd added the port (add-port waited for that): one more query, only for who asks.
+    const ofport = opts.ofport === false ? -1 : Number((await run(vsctlArgv(spec.ovsdb, 'get', 'Interface', spec.hostIface, 'ofport'), { env })).stdout.trim());
     return { namespace: ns, iface, hostIface: spec.hostIface, mac, ofport };
   } catch (err) {
     unplugPort({ namespace: ns, hostIface: spec.hostIface, ovsdb: spec.ovsdb, ...(spec.env ? { env: spec.env } : {}) });

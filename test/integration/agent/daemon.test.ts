@@ -28,7 +28,7 @@ t.test('real agents with the real daemon', async (t) => {
     const ctl = await startLabController(lab.state, { stateDir, driftIntervalS: 0, args: ['--agent-ttl', String(TTL_S)] });
     t.teardown(() => ctl.stop());
     const api = new ApiClient({ url: ctl.url, ...(ctl.token ? { token: ctl.token } : {}) });
-    await startLabAgents(lab.name, { controller: ctl.url, token: ctl.token });
+    const agents = await startLabAgents(lab.name, { controller: ctl.url, token: ctl.token, logLevel: 'debug' });
     t.teardown(() => stopLabAgents(lab.name).then(() => undefined));
     await until('two agents alive', async () => (await api.agents()).filter((a) => a.alive).length === 2, 30_000, 100);
 
@@ -66,6 +66,14 @@ t.test('real agents with the real daemon', async (t) => {
     let answer = '';
     await until('TCP web@1 -> web@2', async () => (answer = await tcp()) === 'hello from web@2', 30_000, 200);
     t.comment(`apply -> first TCP answer across hosts: ${((Date.now() - applied) / 1000).toFixed(2)} s`);
+    for (const a of agents) {
+      // Where the agent's share of that time went (its own log, JSON lines).
+      const lines = readFileSync(a.logFile, 'utf8').split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { time: number; msg: string });
+      const first = lines.find((l) => /assignments index .*new web@/.test(l.msg));
+      const conv = lines.find((l) => /converged [1-9]/.test(l.msg));
+      t.comment(readFileSync(a.logFile, 'utf8').split('\n').filter((l) => l.startsWith('PORTDBG')).join('\n'));
+      if (first && conv) t.comment(`${a.host}: assignment received ${((first.time - applied) / 1000).toFixed(2)} s after the apply; ${conv.msg}`);
+    }
     t.equal(answer, 'hello from web@2', `web@1 (${w1.host}) reads from web@2 at ${ip2}:8080 (${w2.host})`);
 
     // Logs through the agent socket, as a user reads them.
