@@ -30,9 +30,15 @@ t.test('demo --check: every check passes, exit 0, nothing left', async (t) => {
   t.match(demo.output(), /PASS {2}acme and globex .* never reach each other/);
   t.notMatch(demo.output(), /^ {2}FAIL /m, 'no failed check');
   t.notMatch(demo.output(), /MISMATCH/, 'no matrix cell contradicts the policy');
-  t.match(demo.output(), /7 of 7 checks passed/);
+  t.match(demo.output(), /PASS {2}every unit placed and running \(8 instances on 3 hosts\)/);
+  t.match(demo.output(), /PASS {2}placement honours the constraints/);
+  t.match(demo.output(), /PASS {2}the connection passed the firewall and then the IDS, both ways/);
+  t.match(demo.output(), /delivered to acme\/db on host\d/, 'the tracer\'s verdict for the chained connection');
+  t.match(demo.output(), /PASS {2}DNS answers every service/);
+  t.match(demo.output(), /\(5\) where to look next/);
+  t.match(demo.output(), /12 of 12 checks passed/);
   t.match(demo.output(), /stopped the controller \(pid \d+\)/);
-  t.same(listNamespaces().filter((n) => n.startsWith(`${name}-`)), [], 'no namespaces left');
+  t.same(listNamespaces().filter((n) => n.startsWith(`${name}-`)), [], 'no namespaces left (hosts, agents\' containers)');
 });
 
 // Interrupted while it runs (once the topology is applied) rather than after the matrix:
@@ -56,9 +62,12 @@ t.test('Ctrl-C during the demo stops the controller and tears everything down', 
   t.ok(listNamespaces().includes(`${name}-host1`), 'lab is up while the demo runs');
   const pid = Number(/controller runs \(pid (\d+)\)/.exec(demo.output())?.[1]);
   t.ok(pid > 0 && isAlive(pid), 'the controller runs while the demo runs');
+  const agentPids = [...demo.output().matchAll(/host\d: pid (\d+)/g)].map((m) => Number(m[1]));
+  t.equal(agentPids.length, 3, 'three agents started');
   demo.child.kill('SIGINT');
   t.equal(await demo.exited, 130, 'exits with 130 after Ctrl-C');
   await until('the controller is gone', () => !isAlive(pid), 10_000, 100);
+  await until('the agents are gone', () => agentPids.every((p) => !isAlive(p)), 10_000, 100);
   t.match(demo.output(), /nothing of the demo is left/);
-  t.same(listNamespaces().filter((n) => n.startsWith(`${name}-`)), [], 'no namespaces left');
+  t.same(listNamespaces().filter((n) => n.startsWith(`${name}-`)), [], 'no namespaces left (hosts, agents\' containers)');
 });
