@@ -92,6 +92,8 @@ export async function plugPort(spec: PortSpec, opts: { ofport?: boolean } = {}):
     await run(
       vsctlArgv(
         spec.ovsdb,
+        // Without an ofport to read back, no need to wait until vswitchd has made the port.
+        ...(opts.ofport === false ? ['--no-wait'] : []),
         '--', '--may-exist', 'add-port', INTEGRATION_BRIDGE, spec.hostIface,
         '--', 'set', 'Interface', spec.hostIface, `external_ids:iface-id=${spec.ifaceId}`, `external_ids:attached-mac=${mac}`, ...extra,
       ),

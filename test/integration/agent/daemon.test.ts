@@ -71,7 +71,6 @@ t.test('real agents with the real daemon', async (t) => {
       const lines = readFileSync(a.logFile, 'utf8').split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { time: number; msg: string });
       const first = lines.find((l) => /assignments index .*new web@/.test(l.msg));
       const conv = lines.find((l) => /converged [1-9]/.test(l.msg));
-      t.comment(readFileSync(a.logFile, 'utf8').split('\n').filter((l) => l.startsWith('PORTDBG')).join('\n'));
       if (first && conv) t.comment(`${a.host}: assignment received ${((first.time - applied) / 1000).toFixed(2)} s after the apply; ${conv.msg}`);
     }
     t.equal(answer, 'hello from web@2', `web@1 (${w1.host}) reads from web@2 at ${ip2}:8080 (${w2.host})`);
