@@ -21,8 +21,8 @@ import { withLab } from '../../helpers/lab.js';
 import { until } from '../../helpers/net.js';
 
 const run = promisify(execFile);
-// A multiple of 3: the agent (src/agent/agent.ts heartbeat) passes ttl/3 ms to AbortSignal.timeout, which takes integers only.
-const TTL_S = 3;
+// Not a multiple of 3 on purpose: the agent heartbeats every ttl/3 (1333 ms here), which must be rounded to whole ms (AbortSignal.timeout rejects fractions).
+const TTL_S = 4;
 
 const instance = (units: UnitInfo[], id: string) => units.flatMap((u) => u.instances).find((i) => i.id === id);
 
