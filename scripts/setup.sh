@@ -13,8 +13,9 @@ die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
 # Debian packages: Open vSwitch (userspace datapath), namespaces/veth, ping, ethtool
 # (checksum offload off in containers), etcd for the store conformance suite, nftables
 # (counters inside the service-function containers of the chain tests), openvswitch-testcontroller
-# (the codec benchmark's C reference controller).
-packages=(openvswitch-switch iproute2 iputils-ping ethtool procps util-linux etcd-server etcd-client openssl nftables fping openvswitch-testcontroller "$@")
+# (the codec benchmark's C reference controller). `npm run bench` adds gcc and libc6-dev
+# (the codec bench's C load generator and the converge bench's prober are built at run time).
+packages=(openvswitch-switch iproute2 iputils-ping ethtool procps util-linux etcd-server etcd-client openssl nftables openvswitch-testcontroller "$@")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
