@@ -27,11 +27,14 @@ function tourCommands(): string[] {
 
 /** What each command must print (beyond exiting 0), by a piece of its text. */
 const expectations: Array<[RegExp, RegExp]> = [
-  [/ validate /, /valid \(2 tenants, 4 networks, 6 endpoints, 3 hosts\)/],
+  [/ validate topologies\/demo\.json/, /valid \(2 tenants, 4 networks, 0 endpoints, 3 hosts\)/],
+  [/ units place -f topologies\/demo\.json/, /8 placed \(8 new\), 0 unplaceable/],
+  [/ units place -f topologies\/demo\.json/, /web@1\s+host1\n[\s\S]*web@2\s+host2/],
   [/ compile .*--host host1/, /table=60, priority=0 actions=drop/],
-  [/--from acme\/web-1 --to acme\/db-1 tcp 5432/, /delivered to acme\/db-1 on host3/],
-  [/--from globex\/db-1 --to globex\/web-1 tcp 80/, /dropped on host1 at table 10 \(acl_ingress\)/],
-  [/ units place /, /\d+ placed/],
+  [/--from acme\/web-1 --to acme\/db-1 tcp 5432/, /delivered to acme\/db-1 on host2/],
+  [/--from acme\/web-1 --to acme\/db-1 tcp 22/, /dropped on host1 at table 10 \(acl_ingress\)/],
+  [/--from acme\/client --to acme\/server tcp 5432/, /service functions: acme\/fw@host2 -> acme\/ids@host3/],
+  [/--from acme\/client --to acme\/server tcp 5432/, /delivered to acme\/server on host1/],
   [/ ping -c 3 /, /3 packets transmitted, [1-3] received/],
   [/ dump-flows br-int/, /actions=/],
 ];
