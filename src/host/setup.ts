@@ -206,8 +206,6 @@ export async function setupHost(opts: HostSetupOptions): Promise<HostSetupResult
   if (datapathType === 'netdev') {
     if (iface) {
       await ipCmd(ns, 'link', 'set', iface, 'up');
-      // Merged (GRO) frames would reach the userspace datapath larger than its buffers.
-      await inHost(ns, ['ethtool', '-K', iface, 'gro', 'off'], process.env).catch(() => undefined);
     }
     // The userspace datapath's native tunnelling routes and ARPs through br-phy's own interface.
     if (holder && holder.link !== UNDERLAY_BRIDGE) await ipCmd(ns, 'addr', 'del', holder.cidr, 'dev', holder.link);
