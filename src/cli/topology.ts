@@ -1,6 +1,6 @@
 /** `tenet validate|compile|trace FILE`: the topology model, compiler and tracer, offline. */
 import { Command, Option } from 'commander';
-import { validate, type Model } from '../model/index.js';
+import { expandedCount, validate, type Model } from '../model/index.js';
 import { formatFlow, formatGroup } from '../openflow/index.js';
 import { compile, defaultPlacement } from '../pipeline/index.js';
 import { formatTrace, traceBetween, verdicts, type PacketSpec } from '../trace/index.js';
@@ -28,7 +28,9 @@ export function validateText(file: string): { ok: boolean; text: string } {
   const m = r.model;
   const eps = m.tenants.reduce((n, t) => n + t.endpoints.length, 0);
   const nets = m.tenants.reduce((n, t) => n + t.networks.length, 0);
-  return { ok: true, text: `${file}: valid (${m.tenants.length} tenants, ${nets} networks, ${eps} endpoints, ${m.hosts.length} hosts)\n` };
+  const waiting = m.tenants.flatMap((t) => (t.waitingChains ?? []).map((c) => `  chain ${t.name}/${c.name} (${c.path}) waits for unit instances the scheduler places: ${c.waitingFor.join(', ')}\n`));
+  const units = r.doc.units.length ? `, ${expandedCount(r.doc.units)} units` : '';
+  return { ok: true, text: `${file}: valid (${m.tenants.length} tenants, ${nets} networks, ${eps} endpoints${units}, ${m.hosts.length} hosts)\n${waiting.join('')}` };
 }
 
 export function compileText(file: string, opts: { host?: string; format: 'ofctl' | 'json' }): string {

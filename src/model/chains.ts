@@ -100,8 +100,17 @@ export function chainSources(t: Tenant, c: Chain): Endpoint[] {
 
 const paths = new WeakMap<Chain, string>();
 
+/** A chain that names unit instances not placed yet: it has no flows until they are. */
+export interface WaitingChain {
+  name: string;
+  /** JSON Pointer of the chain in the document. */
+  path: string;
+  /** Endpoint names of the unplaced instances it names. */
+  waitingFor: string[];
+}
+
 /**
- * Resolves a tenant's chains. `endpoints` are the tenant's endpoints that have a
+ * Resolves a tenant's chains. Chains that wait for unplaced unit instances go to `waiting`. `endpoints` are the tenant's endpoints that have a
  * network (by name).
  */
 export function resolveChains(
@@ -111,6 +120,7 @@ export function resolveChains(
   byName: ReadonlyMap<string, Endpoint>,
   networkNames: ReadonlySet<string>,
   errors: ValidationIssue[],
+  waiting: WaitingChain[] = [],
 ): Chain[] {
   const err = (path: string, message: string) => errors.push({ path, message });
   const chains: Chain[] = [];
@@ -124,7 +134,7 @@ export function resolveChains(
     if (first !== undefined) err(`${cp}/name`, `duplicate chain name "${cd.name}" (first at ${tp}/chains/${first}/name)`);
     else seenName.set(cd.name, ci);
     let ok = true;
-    let waits = false;
+    const waitsFor = new Set<string>();
     const bad = (path: string, message: string) => {
       ok = false;
       err(path, message);
@@ -138,7 +148,7 @@ export function resolveChains(
       });
       s.endpoints?.forEach((n, k) => {
         if (byName.has(n)) return;
-        if (pending.has(n)) waits = true;
+        if (pending.has(n)) waitsFor.add(n);
         else bad(`${cp}/${side}/endpoints/${k}`, `unknown endpoint "${n}" in tenant "${td.name}"`);
       });
       if (s.cidrs?.length) bad(`${cp}/${side}/cidrs`, 'chain selectors take networks, endpoints and labels, not CIDRs (a chain steers between endpoints)');
@@ -169,7 +179,7 @@ export function resolveChains(
         name = name.slice(slash + 1);
       }
       const e = byName.get(name);
-      if (!e && pending.has(name)) waits = true;
+      if (!e && pending.has(name)) waitsFor.add(name);
       else if (!e) bad(path, `unknown endpoint "${name}" in tenant "${td.name}"`);
       return e;
     };
@@ -222,13 +232,17 @@ export function resolveChains(
       hops.push({ instances, service: svc });
     });
     if (!ok) return;
+    // It names unit instances the scheduler has not placed yet: the whole chain waits (no flows, no
+    // partly steered traffic) until every one of them is an endpoint; it is reported as waiting.
+    if (waitsFor.size) {
+      waiting.push({ name: cd.name, path: cp, waitingFor: [...waitsFor].sort() });
+      return;
+    }
 
     // one network: the instances', else (every hop an empty service) the destinations'
     const inst = [...where.keys()];
     const named = isAnySelector(cd.to) ? [] : tenantEps.filter((e) => selects(cd.to, e));
     const network: Network | undefined = inst[0]?.network ?? named[0]?.network;
-    // Names a unit instance the scheduler has not placed yet and has nothing to steer between now: no flows until it has.
-    if (waits && (!network || !tenantEps.some((e) => selects(cd.to, e) && e.network === network))) return;
     if (!network) {
       err(`${cp}/to`, isAnySelector(cd.to) ? 'no hop has an instance yet (services nobody labelled) and /to selects every endpoint: name the destinations so the chain\'s network is known' : 'selects no endpoint');
       return;

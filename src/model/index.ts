@@ -21,5 +21,6 @@ export {
   type UnitSpec,
   type DesiredState,
 } from './units.js';
+export type { WaitingChain } from './chains.js';
 export { selects, isAnySelector, chainSources, onSourceNetwork, isRoutedSource, routerJoins, chainDestinations, chainInstances, chainKey } from './chains.js';
 export type { Chain, ChainHop, ChainInstance } from './types.js';

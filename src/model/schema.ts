@@ -93,7 +93,7 @@ export const ChainInstance = z.union([
 
 export const ChainHop = z.strictObject({
   instances: z.array(ChainInstance).min(1).optional().describe('service-function instances (endpoints)'),
-  service: Name.optional().describe('service name: the endpoints labelled service=<name>'),
+  service: Name.optional().describe('service name: its instances registered in the service registry (verified), else the endpoints labelled service=<name>; empty until one exists'),
 });
 
 export const Chain = z.strictObject({

@@ -67,6 +67,8 @@ export interface Tenant {
   router?: { networks: Network[] };
   /** Service chains, in document order (see chains.ts). */
   chains: Chain[];
+  /** Chains that name unit instances not placed yet: no flows until they are (see chains.ts). */
+  waitingChains?: Array<{ name: string; path: string; waitingFor: string[] }>;
 }
 
 /** One service-function instance: packets go in by `ingress`, come back out of `egress` (often the same port). */

@@ -43,7 +43,7 @@ import { TenetError } from '../util/errors.js';
 import { formatIssues } from '../util/issues.js';
 import { Topology, type SelectorDoc, type TopologyDoc } from './schema.js';
 import type { Endpoint, Host, Model, Network, Policy, Tenant, ValidationIssue } from './types.js';
-import { checkChainKeys, resolveChains } from './chains.js';
+import { checkChainKeys, resolveChains, type WaitingChain } from './chains.js';
 import { pendingUnitEndpoints, validateUnits } from './units.js';
 
 export class TopologyError extends TenetError {
@@ -326,8 +326,10 @@ function resolve(doc: TopologyDoc, errors: ValidationIssue[], prev: Allocation):
     });
 
     for (const n of nets) n.endpoints.sort(byName);
-    const chains = resolveChains(doc, td, tp, new Map(endpoints.map((e) => [e.name, e])), new Set(netIdx.keys()), errors);
+    const waitingChains: WaitingChain[] = [];
+    const chains = resolveChains(doc, td, tp, new Map(endpoints.map((e) => [e.name, e])), new Set(netIdx.keys()), errors, waitingChains);
     const tenant: Tenant = { name: td.name, networks: [...nets].sort(byName), endpoints: endpoints.sort(byName), policies, defaultPolicy: td.defaultPolicy, chains };
+    if (waitingChains.length) tenant.waitingChains = waitingChains;
     if (router) tenant.router = router;
     tenants.push(tenant);
   });

@@ -49,7 +49,21 @@ t.test('names are the scheduler\'s endpoint names of every instance', async (t) 
 t.test('before placement: references to unplaced instances validate, the chain waits', async (t) => {
   const v = validate(doc());
   t.ok(v.ok, v.ok ? 'valid' : JSON.stringify(v.errors));
-  if (v.ok) t.same(v.model.tenants[0]!.chains, [], 'no chain compiled while its destination is not placed');
+  if (v.ok) {
+    t.same(v.model.tenants[0]!.chains, [], 'no chain compiled while its destination is not placed');
+    t.same(v.model.tenants[0]!.waitingChains, [{ name: 'c', path: '/tenants/0/chains/0', waitingFor: ['db'] }], 'reported as waiting for db');
+  }
+});
+
+t.test('a hop naming an unplaced instance: the whole chain waits, even with its destination placed', async (t) => {
+  const d = doc();
+  d.tenants[0]!.chains[0]!.hops = [{ instances: ['fw'] }] as never;
+  const eff = effectiveDoc(d, { assignments: [{ id: 'db', unit: 'db', host: 'host2' }] });
+  const v = validate(eff.doc);
+  t.ok(v.ok, v.ok ? 'valid' : JSON.stringify(v.errors));
+  if (!v.ok) return;
+  t.same(v.model.tenants[0]!.chains, [], 'no partly steered chain (its only hop would be empty)');
+  t.same(v.model.tenants[0]!.waitingChains?.[0]?.waitingFor, ['fw']);
 });
 
 t.test('a name no unit takes is still an unknown endpoint', async (t) => {
