@@ -2,7 +2,7 @@
 export type { AgentAssignment, AgentRegistration, InstanceStatus, InstanceState, RestartPolicy, AssignmentService } from './types.js';
 export type { RuntimeDriver, DriverInstance } from './driver.js';
 export { NetnsDriver, DriverError, processStartTime, processInNetns, instanceProcesses, unshareAvailable, type NetnsDriverOptions, type LogFn } from './netns-driver.js';
-export { endpointName, instanceNetns, instanceHostIface, instanceFileName, defaultNetnsPrefix } from './naming.js';
+export { endpointName, instanceLocalName, instanceNetns, instanceHostIface, instanceFileName, defaultNetnsPrefix } from './naming.js';
 export { launchArgv, restartDecision, backoffMs, nextQuickExits, adoptionDecision, convergePlan, portKey, processKey } from './plan.js';
 export { startAgent, retryDelayMs, AgentError, AGENT_VERSION, type Agent, type AgentOptions } from './agent.js';
 export { ControllerClient, ControllerHttpError, ControllerUnreachableError, networkReason } from './client.js';

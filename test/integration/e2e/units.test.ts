@@ -16,7 +16,8 @@ import { promisify } from 'node:util';
 import t from 'tap';
 import { ApiClient, ApiError } from '../../../src/api/index.js';
 import { DNS_PORT, labAgentNetnsPrefix, labAgents, labTopologyHosts, namespacePids, startLabAgents, startLabController, stopLabAgents } from '../../../src/lab/index.js';
-import { endpointName, type UnitInfo } from '../../../src/scheduler/index.js';
+import { type UnitInfo } from '../../../src/scheduler/index.js';
+import { instanceNetns } from '../../../src/agent/index.js';
 import { withLab } from '../../helpers/lab.js';
 import { until } from '../../helpers/net.js';
 
@@ -98,7 +99,7 @@ t.test('units on a 3-host lab with real agents', async (t) => {
     t.same([hostOf('web@1'), hostOf('web@2')].sort(), ['host1', 'host2'], 'web: region=eu, one per host (conflicts)');
     t.ok(['host1', 'host2'].includes(hostOf('api')), 'api: region=eu');
 
-    const ns = (id: string, host = hostOf(id)) => `${labAgentNetnsPrefix(lab.name, host)}-${endpointName(id)}`;
+    const ns = (id: string, host = hostOf(id)) => instanceNetns(labAgentNetnsPrefix(lab.name, host), id);
     const probeNs = ns('probe');
     for (const id of ['web@1', 'web@2', 'db', 'api']) {
       const ip = instance(units, id)!.ip!;

@@ -4,6 +4,7 @@ import {
   backoffMs,
   convergePlan,
   endpointName,
+  instanceFileName,
   instanceHostIface,
   instanceNetns,
   launchArgv,
@@ -32,11 +33,17 @@ t.test('names: endpoint names, namespaces, host-side veths', async (t) => {
   t.equal(endpointName('web@1'), 'web-1');
   t.equal(endpointName('web.2'), 'web-2');
   t.equal(endpointName('metrics:host1'), 'metrics-host1');
-  t.equal(instanceNetns('tn-host1', 'web@1'), 'tn-host1-web-1');
+  t.match(instanceNetns('tn-host1', 'web@1'), /^tn-host1-web-1-[0-9a-f]{6}$/, 'recognisable: prefix, endpoint name, hash');
   const long = instanceNetns('tn-host1', `${'x'.repeat(70)}@1`);
   t.ok(long.length <= 64, 'long namespace names are truncated');
   t.not(long, instanceNetns('tn-host1', `${'x'.repeat(70)}@2`), 'a hash keeps truncated names apart');
-  t.equal(instanceHostIface('web@1'), 'u-web-1');
+  t.match(instanceHostIface('web@1'), /^u-web-1[0-9a-f]{8}$/);
+  // Two tenants' instances with the same endpoint name (acme web@1, other web-1) on one host
+  // get distinct namespaces, ports and files (r3 finding 1).
+  t.not(instanceNetns('tn-host1', 'web@1'), instanceNetns('tn-host1', 'web-1'));
+  t.not(instanceHostIface('web@1'), instanceHostIface('web-1'));
+  t.not(instanceFileName('web@1'), instanceFileName('web-1'));
+  t.equal(endpointName('web@1'), endpointName('web-1'), 'the endpoint names do clash');
   const a = instanceHostIface('a-very-long-unit@1');
   const b = instanceHostIface('a-very-long-unit@2');
   t.ok(a.length <= 15 && b.length <= 15, 'veth names fit IFNAMSIZ');
