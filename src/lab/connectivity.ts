@@ -53,7 +53,8 @@ export function expectedMatrix(model: Model, probes: readonly Probe[]): Cell[] {
         // that endpoint, not `to`: the observation would not say anything about `to`.
         const src = findEndpoint(model, from);
         const dst = findEndpoint(model, to);
-        if (src.tenant !== dst.tenant && probe.kind === 'icmp') {
+        // Likewise a TCP probe: it would reach the twin in the sender's own tenant.
+        if (src.tenant !== dst.tenant) {
           const clash = model.tenants.find((t) => t.name === src.tenant)?.endpoints.find((e) => e.ip === dst.ip);
           if (clash) cell.note = `${to}'s address is also ${clash.id}'s`;
         }
