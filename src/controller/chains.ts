@@ -9,7 +9,7 @@
  * controller passes in, so this file does no I/O.
  */
 import type { Endpoint, Model } from '../model/index.js';
-import { resolveServices, type RegisteredInstance, type SkippedRegistration } from './services.js';
+import { resolveServices, type RegisteredInstance, type SkippedRegistration, type UnitInstance } from './services.js';
 import type { ChainHopInfo, ChainInfo, ChainInstanceInfo, HopState, InstanceHealth } from './types.js';
 
 /** What the controller knows about one endpoint's port and checks. */
@@ -112,6 +112,6 @@ export function chainInfos(model: Model | null, v: HealthView, skipped: readonly
  * Endpoint ids of chain instances whose registry health check is critical (see
  * services.ts for how registrations map to endpoints and hops).
  */
-export function registryCheckFailing(model: Model | null, registered: readonly RegisteredInstance[]): Set<string> {
-  return model ? resolveServices(model, registered).checkFailing : new Set();
+export function registryCheckFailing(model: Model | null, registered: readonly RegisteredInstance[], units: readonly UnitInstance[] = []): Set<string> {
+  return model ? resolveServices(model, registered, units).checkFailing : new Set();
 }

@@ -252,8 +252,9 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
     return this.serviceView.view;
   }
 
-  private resolved(model: Model): ServiceView {
-    return resolveServices(model, this.services?.instances() ?? []);
+  /** `instances`: the unit instances of `model` (their units' declared services verify registrations). */
+  private resolved(model: Model, instances: readonly InstanceEndpoint[] = this.instances): ServiceView {
+    return resolveServices(model, this.services?.instances() ?? [], instances);
   }
 
   private servicesChanged(): void {
@@ -270,8 +271,8 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
   }
 
   async plan(doc: unknown): Promise<Plan> {
-    const model = this.validate(doc, false);
-    return (await this.planModel(model, this.generation + 1)).plan;
+    const { model, instances } = this.validateEffective(doc, this.record?.placement, false);
+    return (await this.planModel(model, this.generation + 1, instances)).plan;
   }
 
   apply(doc: unknown): Promise<ApplyResult> {
@@ -463,12 +464,10 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
 
   // ------------------------------------------------------------------ topology
 
-  /** `apply`: count an invalid document in tenet_apply_total (a plan is not an apply). */
-  private validate(doc: unknown, apply = true, placement = this.record?.placement): Model {
-    return this.validateEffective(doc, placement, apply).model;
-  }
-
-  /** Validates the effective document (units' instances as endpoints, agents' hosts: src/scheduler/endpoints.ts). */
+  /**
+   * Validates the effective document (units' instances as endpoints, agents' hosts: src/scheduler/endpoints.ts).
+   * `apply`: count an invalid document in tenet_apply_total (a plan is not an apply).
+   */
   private validateEffective(doc: unknown, placement: PlacementRecord | undefined, apply = true, userChange = false): { model: Model; instances: InstanceEndpoint[] } {
     const eff = effectiveDoc(doc, placement, placement?.agents ?? {});
     const v = validate(eff.doc, this.record ? { previous: this.record.alloc } : {});
@@ -485,10 +484,10 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
     const { model, instances } = this.validateEffective(doc, placement, true, why === undefined);
     if (this.record && JSON.stringify(doc) === JSON.stringify(this.record.doc) && placement === this.record.placement) {
       this.m.applies.inc({ result: 'unchanged' });
-      return { generation: this.generation, plan: (await this.planModel(model, this.generation)).plan, changed: false };
+      return { generation: this.generation, plan: (await this.planModel(model, this.generation, instances)).plan, changed: false };
     }
     const generation = this.generation + 1;
-    const { plan, result, placementVersion } = await this.planModel(model, generation);
+    const { plan, result, placementVersion } = await this.planModel(model, generation, instances);
     const record: TopologyRecord = { generation, doc, alloc: model.alloc, ...(placement ? { placement } : {}) };
     const key = this.opts.key ?? TOPOLOGY_KEY;
     const r = await this.opts.store.txn({
@@ -664,9 +663,9 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
     return { generation: this.generation, state: { flows: h.flows, groups: h.groups } };
   }
 
-  private async planModel(model: Model, generation: number): Promise<{ plan: Plan; result: CompileResult; placementVersion: number }> {
+  private async planModel(model: Model, generation: number, instances: readonly InstanceEndpoint[]): Promise<{ plan: Plan; result: CompileResult; placementVersion: number }> {
     const placementVersion = this.placementVersion;
-    const v = this.resolved(model);
+    const v = this.resolved(model, instances);
     const result = uncompilable(model, () => {
       try {
         return compile(v.model, this.placement(), { unhealthy: this.unhealthy(v.model, v.checkFailing) });

@@ -2,27 +2,32 @@
  * Service chains and the service registry (pure): which endpoints a hop given as a
  * service has right now, and which chain instances fail their registry check.
  *
- * Membership of a service hop of chain C (tenant T, service S), from the registry's
- * instances of T/S:
- * - each registration stands for one endpoint of T: the one `meta.endpoint` names
- *   ("T/name"), else the one whose IPv4 or IPv6 address is the registration's
- *   address; a registration that names no endpoint of T is skipped;
- * - that endpoint qualifies when it is on C's network, is not a destination of C,
- *   and is not already an instance of C (another hop, or this hop twice);
- * - registered members: the qualifying endpoints, whatever their health (a critical
- *   one stays a member and is only out of the group: "check failing");
- * - when no registration of T/S qualifies, the hop keeps its labelled endpoints
- *   (`service=S`, resolved at validation; possibly none).
- * Health: a chain instance is "check failing" when a registration standing for it is
- * critical: for a service hop, one of that service; for a hop listing its instances,
- * one of any service. Warning counts as healthy (as DNS does).
+ * Registry writes need only the shared API token, so a registration proves nothing by
+ * itself. A registration of service S in tenant T counts only when it is *verified*:
+ * - it stands for one endpoint of T: the one `meta.endpoint` names ("T/name"), else
+ *   the one whose IPv4 or IPv6 address is the registration's address;
+ * - that endpoint's address is the registration's `address`;
+ * - when `meta.host` is given, it is the endpoint's host;
+ * - the endpoint provides S: it is labelled `service=S`, or it is a unit instance
+ *   whose unit declares S (src/scheduler/endpoints.ts; the agent registers those).
+ * Membership of a service hop of chain C (tenant T, service S):
+ * - its labelled endpoints (`service=S`, resolved at validation; possibly none), always;
+ * - plus the endpoints of T's verified registrations of S that are on C's network, are
+ *   not a destination or (named by a `from` that is not `{}`) a source of C, and are not
+ *   already an instance of C (a listed or labelled one, or another hop's registered one);
+ * - whatever their health (a critical one stays a member and is only out of the
+ *   group: "check failing"). Any other registration is *skipped*, with the reason, and
+ *   changes nothing (it never displaces a labelled member).
+ * Health: a chain instance is "check failing" when a verified registration standing for
+ * it is critical: for a service hop, one of that service; for a hop listing its
+ * instances, one of any service the instance provides. Warning counts as healthy (as DNS does).
  *
  * The registry's own HTTP/TCP checks run in the controller's network namespace,
  * which does not reach tenant addresses: tenant instances report TTL checks (the
  * agent, or the service itself, PUTs pass/fail).
  */
 import { formatIp4, formatIp6 } from '../ipam/index.js';
-import { chainDestinations, type Chain, type ChainHop, type Endpoint, type Model, type Tenant } from '../model/index.js';
+import { chainDestinations, chainSources, isAnySelector, type Chain, type ChainHop, type Endpoint, type Model, type Tenant } from '../model/index.js';
 
 /** What the controller reads from a service registry instance (src/registry `Instance` has these fields). */
 export interface RegisteredInstance {
@@ -54,7 +59,7 @@ export interface ServiceSource {
 
 /**
  * Whether a change can matter to chains: a registration or deregistration, or an update
- * that changes the instance's status, address or meta.endpoint. Most registry events
+ * that changes the instance's status, address, meta.endpoint or meta.host. Most registry events
  * are TTL-check reports and renewals that change none of these (a passing check
  * reported again rewrites its timestamp); they are skipped without resolving anything.
  * `seen` (instance -> what chains read of it) is the caller's, updated here.
@@ -66,7 +71,7 @@ export function relevantChange(seen: Map<string, string>, ch: ServiceChange): bo
     seen.delete(k);
     return true;
   }
-  const now = `${ch.instance.status} ${ch.instance.address} ${ch.instance.meta?.['endpoint'] ?? ''}`;
+  const now = `${ch.instance.status} ${ch.instance.address} ${ch.instance.meta?.['endpoint'] ?? ''} ${ch.instance.meta?.['host'] ?? ''}`;
   seen.set(k, now);
   return ch.type !== 'update' || before !== now;
 }
@@ -82,7 +87,7 @@ export interface SkippedRegistration {
 }
 
 export interface ServiceView {
-  /** The model with each service hop's registered members in place of its labelled ones. */
+  /** The model with each service hop's verified registered members added to its labelled ones. */
   model: Model;
   /** Endpoint ids of chain instances whose registry check is critical. */
   checkFailing: Set<string>;
@@ -91,22 +96,37 @@ export interface ServiceView {
   key: string;
 }
 
-/** Endpoints of a tenant by address (IPv4 and IPv6 text) and by name. */
+/**
+ * What the resolution reads of a unit instance (src/scheduler/endpoints.ts
+ * InstanceEndpoint has these fields): the services its unit declares.
+ */
+export interface UnitInstance {
+  tenant: string;
+  /** Endpoint name; the endpoint id is `tenant/name`. */
+  name: string;
+  unit: { services: readonly { name: string }[] };
+}
+
+/** Endpoints of a tenant by address (IPv4 and IPv6 text) and by name, and what each provides. */
 interface TenantIndex {
   byAddress: Map<string, Endpoint>;
   byName: Map<string, Endpoint>;
+  /** Endpoint name -> services its unit declares (unit instances only). */
+  declared: Map<string, Set<string>>;
 }
 
-function indexTenant(t: Tenant): TenantIndex {
+function indexTenant(t: Tenant, units: readonly UnitInstance[] = []): TenantIndex {
   const byAddress = new Map<string, Endpoint>();
   for (const e of t.endpoints) {
     if (e.ip !== undefined) byAddress.set(formatIp4(e.ip), e);
     if (e.ip6 !== undefined) byAddress.set(formatIp6(e.ip6), e);
   }
-  return { byAddress, byName: new Map(t.endpoints.map((e) => [e.name, e])) };
+  const declared = new Map<string, Set<string>>();
+  for (const u of units) if (u.tenant === t.name) declared.set(u.name, new Set(u.unit.services.map((s) => s.name)));
+  return { byAddress, byName: new Map(t.endpoints.map((e) => [e.name, e])), declared };
 }
 
-/** The endpoint a registration stands for, or why none. */
+/** The endpoint a registration claims to stand for (not verified: see standsFor), or why none. */
 export function endpointOf(t: Tenant, r: RegisteredInstance, idx: TenantIndex = indexTenant(t)): Endpoint | string {
   const named = r.meta?.['endpoint'];
   if (named !== undefined) {
@@ -120,6 +140,25 @@ export function endpointOf(t: Tenant, r: RegisteredInstance, idx: TenantIndex = 
   return e ?? `no endpoint of tenant "${t.name}" has address ${r.address}`;
 }
 
+/**
+ * The endpoint a registration stands for once verified (see the file comment), or why
+ * it does not count: the address, meta.host and service must all be the endpoint's.
+ */
+export function standsFor(t: Tenant, r: RegisteredInstance, units: readonly UnitInstance[] = [], idx: TenantIndex = indexTenant(t, units)): Endpoint | string {
+  const e = endpointOf(t, r, idx);
+  if (typeof e === 'string') return e;
+  const a = canonical6(r.address);
+  if (!(e.ip !== undefined && formatIp4(e.ip) === a) && !(e.ip6 !== undefined && formatIp6(e.ip6) === a)) {
+    return `endpoint "${e.name}" does not have address ${r.address} (${[e.ip !== undefined ? formatIp4(e.ip) : undefined, e.ip6 !== undefined ? formatIp6(e.ip6) : undefined].filter(Boolean).join(', ') || 'none'})`;
+  }
+  const host = r.meta?.['host'];
+  if (host !== undefined && host !== e.host) return `meta.host "${host}" is not endpoint "${e.name}"'s host "${e.host}"`;
+  if (e.labels['service'] !== r.service && !idx.declared.get(e.name)?.has(r.service)) {
+    return `endpoint "${e.name}" does not provide service "${r.service}" (not labelled service=${r.service}, not an instance of a unit declaring it)`;
+  }
+  return e;
+}
+
 function canonical6(a: string): string {
   if (!a.includes(':')) return a;
   try {
@@ -129,8 +168,11 @@ function canonical6(a: string): string {
   }
 }
 
-/** Membership and health of every chain instance, from the registry's instances (see the file comment). */
-export function resolveServices(model: Model, registered: readonly RegisteredInstance[]): ServiceView {
+/**
+ * Membership and health of every chain instance, from the registry's instances and
+ * the unit instances of the model (what they declare; see the file comment).
+ */
+export function resolveServices(model: Model, registered: readonly RegisteredInstance[], units: readonly UnitInstance[] = []): ServiceView {
   const byTenant = new Map<string, RegisteredInstance[]>();
   for (const r of registered) {
     const l = byTenant.get(r.tenant);
@@ -144,46 +186,43 @@ export function resolveServices(model: Model, registered: readonly RegisteredIns
   const tenants = model.tenants.map((t) => {
     const regs = byTenant.get(t.name) ?? [];
     if (!t.chains.length) return t;
-    const idx = indexTenant(t);
-    // registration -> its endpoint (or the reason it has none), once per tenant
-    const mapped = new Map<RegisteredInstance, Endpoint | string>(regs.map((r) => [r, endpointOf(t, r, idx)]));
+    const idx = indexTenant(t, units);
+    // registration -> its verified endpoint (or the reason it does not count), once per tenant
+    const mapped = new Map<RegisteredInstance, Endpoint | string>(regs.map((r) => [r, standsFor(t, r, units, idx)]));
     let tenantChanged = false;
     const chains = t.chains.map((c) => {
       const dst = new Set(chainDestinations(t, c));
-      // Static instances of every hop first: a registered member never takes an endpoint another hop lists.
+      // Sources a `from` names (by endpoint, label or CIDR); `{}` selects every endpoint, so only the verification guards it.
+      const src = new Set(isAnySelector(c.from) ? [] : chainSources(t, c));
+      // Every listed and labelled instance first: a registration never takes or displaces one.
       const used = new Set<Endpoint>();
-      for (const h of c.hops) if (h.service === undefined) for (const i of h.instances) used.add(i.ingress).add(i.egress);
+      for (const h of c.hops) for (const i of h.instances) used.add(i.ingress).add(i.egress);
       let chainChanged = false;
       const hops = c.hops.map((h, k): ChainHop => {
         if (h.service === undefined) return h;
-        const members: Endpoint[] = [];
+        const added: Endpoint[] = [];
         for (const r of regs) {
           if (r.service !== h.service) continue;
           const e = mapped.get(r)!;
           const skip = (reason: string) => skipped.push({ chain: c.id, hop: k, service: h.service!, id: r.id, reason });
           if (typeof e === 'string') skip(e);
+          else if (h.instances.some((i) => i.ingress === e)) continue; // a labelled member registered itself (health only)
+          else if (added.includes(e)) continue; // two registrations of one endpoint: one member
           else if (e.network !== c.network) skip(`endpoint "${e.name}" is on network "${e.network.name}", the chain on "${c.network.name}"`);
           else if (dst.has(e)) skip(`endpoint "${e.name}" is a destination of the chain`);
-          else if (members.includes(e)) continue; // two registrations of one endpoint: one member
+          else if (src.has(e)) skip(`endpoint "${e.name}" is a source of the chain`);
           else if (used.has(e)) skip(`endpoint "${e.name}" is already an instance of the chain`);
-          else members.push(e);
+          else added.push(e);
         }
-        if (!members.length) {
-          // The labelled endpoints, less any an earlier hop's registrations took (never one endpoint twice in a chain).
-          const kept = h.instances.filter((i) => !used.has(i.ingress) && !used.has(i.egress));
-          for (const i of kept) used.add(i.ingress).add(i.egress);
-          if (kept.length === h.instances.length) return h;
-          chainChanged = true;
-          return { service: h.service, instances: kept };
-        }
-        members.sort((a, b) => (a.name < b.name ? -1 : 1));
-        for (const e of members) used.add(e);
+        if (!added.length) return h;
+        for (const e of added) used.add(e);
         chainChanged = true;
-        return { service: h.service, instances: members.map((e) => ({ ingress: e, egress: e, weight: 1 })) };
+        const instances = [...h.instances, ...added.map((e) => ({ ingress: e, egress: e, weight: 1 }))].sort((a, b) => (a.ingress.name < b.ingress.name ? -1 : 1));
+        return { service: h.service, instances };
       });
       const out: Chain = chainChanged ? { ...c, hops } : c;
       if (chainChanged) tenantChanged = true;
-      // health, over the members in force
+      // health, over the members in force, from verified registrations only
       out.hops.forEach((h, k) => {
         keyParts.push(`${c.id}#${k}=${h.instances.map((i) => `${i.ingress.id}>${i.egress.id}`).join(',')}`);
         for (const r of regs) {

@@ -3,7 +3,9 @@
  * /v1/services on the API's port with the API's token, the WebSocket watch next to
  * /v1/events, `tenet services` with the client commands' TENET_API/TENET_TOKEN, the
  * controller's tenants as the registry's, DNS from the daemon's --dns port, and a
- * service hop of a chain taking the registered instances (GET /v1/chains).
+ * service hop of a chain following the registry (GET /v1/chains): unverified registrations
+ * (an endpoint that does not provide the service, a meta.endpoint with another address)
+ * are skipped with their reason; a labelled member's registration gives its health.
  */
 import { readFileSync } from 'node:fs';
 import t from 'tap';
@@ -68,10 +70,23 @@ t.test('the controller daemon serves the registry', async (t) => {
   const list = await run('services', 'list', '--tenant', 'red', '-o', 'json');
   t.same((JSON.parse(list.stdout) as { id: string; status: string }[]).map((i) => [i.id, i.status]), [['x', 'critical'], ['y', 'critical']], 'tenet services list: both, critical until their TTL check passes');
 
-  // The chain follows: both are members (by address, by meta.endpoint); critical ones are "check failing"
-  // only when they have a port (these hosts are unreachable, so they show "port missing").
-  await until('the hop has both registered members', async () => (await chains())[0]!.hops[0]!.instances.length === 2, 10_000, 50);
-  t.same((await chains())[0]!.hops[0]!.instances.map((i) => i.endpoint), ['red/ids-x', 'red/ids-y'], 'GET /v1/chains: the registered members');
+  // Neither counts: ids-x does not provide ids (no label, no unit), y's address is not ids-y's.
+  await until('both skipped', async () => ((await chains())[0]!.hops[0]!.skipped ?? []).length === 2, 10_000, 50);
+  t.same(
+    (await chains())[0]!.hops[0]!.skipped!.map((s) => [s.id, s.reason]),
+    [
+      ['x', 'endpoint "ids-x" does not provide service "ids" (not labelled service=ids, not an instance of a unit declaring it)'],
+      ['y', `endpoint "ids-y" does not have address 192.0.2.50 (${ipOf('ids-y')})`],
+    ],
+    'GET /v1/chains: unverified registrations skipped, with the reason',
+  );
+  t.equal((await chains())[0]!.hops[0]!.instances.length, 0, 'and the hop stays empty');
+  // ids-x labelled service=ids: a member, and x (its address) now verified: no longer skipped.
+  doc.tenants[0]!.endpoints.find((e) => e.name === 'ids-x')!.labels = { service: 'ids' };
+  t.equal((await call('PUT', '/v1/topology', doc)).status, 200, 'ids-x labelled service=ids');
+  await until('ids-x a member', async () => (await chains())[0]!.hops[0]!.instances.length === 1, 10_000, 50);
+  t.same((await chains())[0]!.hops[0]!.instances.map((i) => i.endpoint), ['red/ids-x'], 'GET /v1/chains: the labelled member');
+  t.same((await chains())[0]!.hops[0]!.skipped!.map((s) => s.id), ['y'], 'only y is skipped now');
 
   // DNS from the daemon's own port.
   const log = readFileSync(d.logFile, 'utf8');
@@ -85,9 +100,9 @@ t.test('the controller daemon serves the registry', async (t) => {
   t.same(a.answers.map((r) => r.address), [ipOf('ids-x')], `ids.red.tenet. A ${ipOf('ids-x')} from the controller's DNS`);
   t.equal((await resolve('nope.red.tenet.', 'A', undefined, { recursive: false })).header.rcode, 3, 'an unknown service: NXDOMAIN');
 
-  // Deregistering every instance: the hop is empty again.
+  // Deregistering every instance: nothing skipped; the labelled member stays (registrations never remove it).
   t.equal((await run('services', 'deregister', 'red', 'ids', 'x')).code, 0);
   t.equal((await call('DELETE', '/v1/services/red/ids/y')).status, 204);
-  await until('the hop is empty again', async () => (await chains())[0]!.hops[0]!.instances.length === 0, 10_000, 50);
-  t.pass('deregistered: the hop has no instance');
+  await until('nothing skipped', async () => (await chains())[0]!.hops[0]!.skipped === undefined, 10_000, 50);
+  t.same((await chains())[0]!.hops[0]!.instances.map((i) => i.endpoint), ['red/ids-x'], 'deregistered: the labelled member stays');
 });

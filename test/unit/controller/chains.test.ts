@@ -64,13 +64,17 @@ t.test('instance health and hop state', async (t) => {
 t.test('registry checks mapped to chain instances by address', async (t) => {
   const reg = (service: string, address: string, status: 'passing' | 'warning' | 'critical', tenant = 'acme') => ({ tenant, service, id: `${service}-${address}`, address, status });
   t.same([...registryCheckFailing(model, [])], []);
-  t.same([...registryCheckFailing(model, [reg('fw', '10.1.0.41', 'critical'), reg('fw', '10.1.0.42', 'passing')])], ['acme/fw-1'], 'an instance hop: any critical registration at its address');
+  // fw-1 and fw-2 carry no service label: only as instances of a unit declaring fw do their registrations count.
+  const fwUnits = ['fw-1', 'fw-2'].map((name) => ({ tenant: 'acme', name, unit: { services: [{ name: 'fw' }] } }));
+  t.same([...registryCheckFailing(model, [reg('fw', '10.1.0.41', 'critical'), reg('fw', '10.1.0.42', 'passing')], fwUnits)], ['acme/fw-1'], 'an instance hop: a critical registration of a service it provides');
+  t.same([...registryCheckFailing(model, [reg('fw', '10.1.0.41', 'critical')])], [], 'not when nothing says it provides the service');
+  t.same([...registryCheckFailing(model, [reg('metrics', '10.1.0.41', 'critical')], fwUnits)], [], 'nor another service at its address');
   t.same([...registryCheckFailing(model, [reg('fw', '10.1.0.42', 'warning')])], [], 'warning is not failing');
   t.same([...registryCheckFailing(model, [reg('ids', '10.1.0.51', 'critical')])], ['acme/ids-1'], 'a service hop: its service critical there');
   t.same([...registryCheckFailing(model, [reg('other', '10.1.0.51', 'critical')])], [], 'a service hop ignores other services at the address');
   t.same([...registryCheckFailing(model, [reg('fw', '10.1.0.41', 'critical', 'globex')])], [], 'another tenant with the same address');
   t.same([...registryCheckFailing(model, [reg('fw', '10.1.0.20', 'critical')])], [], 'not a chain instance (the server)');
-  const v = { ...view(), checkFailing: registryCheckFailing(model, [reg('fw', '10.1.0.41', 'critical')]) };
+  const v = { ...view(), checkFailing: registryCheckFailing(model, [reg('fw', '10.1.0.41', 'critical')], fwUnits) };
   t.same(chainInfos(model, v)[0]!.hops[0]!.instances.map((i) => i.health), ['check failing', 'healthy']);
   t.same([...unhealthyEndpoints(model, v)], ['acme/fw-1']);
 });

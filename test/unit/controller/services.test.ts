@@ -5,7 +5,7 @@
  */
 import t from 'tap';
 import { chainInfos } from '../../../src/controller/chains.js';
-import { endpointOf, relevantChange, resolveServices, type RegisteredInstance } from '../../../src/controller/services.js';
+import { endpointOf, relevantChange, resolveServices, standsFor, type RegisteredInstance } from '../../../src/controller/services.js';
 import { validate, type Model } from '../../../src/model/index.js';
 
 const doc = {
@@ -66,33 +66,38 @@ t.test('no registration: the labelled endpoints, the model untouched', async (t)
   t.same(v.skipped, []);
 });
 
-t.test('registered instances replace the labelled ones', async (t) => {
-  const one = resolveServices(model, [reg('a', '10.1.0.52')]);
-  t.same(members(one.model), ['ids-2'], 'by address: ids-2 only (the label no longer counts once the registry has the service)');
+// ids-2 and ids-3 are unit instances whose unit declares ids (as effectiveDoc makes them; their
+// first service is another one, so they carry no service=ids label); ids-1 is labelled.
+const units = ['ids-2', 'ids-3'].map((name) => ({ tenant: 'acme', name, unit: { services: [{ name: 'metrics' }, { name: 'ids' }, { name: 'dpi' }] } }));
+const resolve = (m: Model, regs: RegisteredInstance[]) => resolveServices(m, regs, units);
+
+t.test('verified registrations join the labelled members', async (t) => {
+  const one = resolve(model, [reg('a', '10.1.0.52')]);
+  t.same(members(one.model), ['ids-1', 'ids-2'], 'by address: ids-2 (its unit declares ids) next to the labelled ids-1');
   t.same(members(model), ['ids-1'], 'the validated model is not modified');
   t.equal(one.model.tenants[0]!.chains[0]!.hops[0], model.tenants[0]!.chains[0]!.hops[0], 'a hop listing its instances is kept as is');
-  const two = resolveServices(model, [reg('b', '10.1.0.53'), reg('a', '10.1.0.52')]);
-  t.same(members(two.model), ['ids-2', 'ids-3'], 'sorted by endpoint name (the bucket order does not follow registration order)');
-  t.same(two.model.tenants[0]!.chains[0]!.hops[1]!.instances.map((i) => [i.egress.name, i.weight]), [['ids-2', 1], ['ids-3', 1]], 'one port, weight 1');
-  const byMeta = resolveServices(model, [reg('c', '192.0.2.99', { meta: { endpoint: 'acme/ids-3' } })]);
-  t.same(members(byMeta.model), ['ids-3'], 'meta.endpoint wins over the address');
-  t.same(members(resolveServices(model, [reg('c', '10.1.0.52', { meta: { endpoint: 'ids-3' } })]).model), ['ids-3'], 'meta.endpoint without a tenant: the registration\'s tenant');
-  t.same(members(resolveServices(model, [reg('a', '10.1.0.52'), reg('a2', '10.1.0.52')]).model), ['ids-2'], 'two registrations of one endpoint: one member');
-  t.same(members(resolveServices(model, [reg('a', '10.1.0.52', { service: 'dpi' })]).model), ['ids-1'], 'another service: not a member');
-  t.same(members(resolveServices(model, [reg('a', '10.1.0.52', { tenant: 'globex' })]).model), ['ids-1'], 'another tenant (same address): not a member');
+  const two = resolve(model, [reg('b', '10.1.0.53'), reg('a', '10.1.0.52')]);
+  t.same(members(two.model), ['ids-1', 'ids-2', 'ids-3'], 'sorted by endpoint name (the bucket order does not follow registration order)');
+  t.same(two.model.tenants[0]!.chains[0]!.hops[1]!.instances.map((i) => [i.egress.name, i.weight]), [['ids-1', 1], ['ids-2', 1], ['ids-3', 1]], 'one port, weight 1');
+  t.same(members(resolve(model, [reg('c', '10.1.0.53', { meta: { endpoint: 'acme/ids-3', host: 'host1' } })]).model), ['ids-1', 'ids-3'], 'by meta.endpoint (as the agent registers)');
+  t.same(members(resolve(model, [reg('c', '10.1.0.53', { meta: { endpoint: 'ids-3' } })]).model), ['ids-1', 'ids-3'], 'meta.endpoint without a tenant: the registration\'s tenant');
+  t.same(members(resolve(model, [reg('a', '10.1.0.52'), reg('a2', '10.1.0.52')]).model), ['ids-1', 'ids-2'], 'two registrations of one endpoint: one member');
+  t.equal(resolve(model, [reg('x', '10.1.0.51')]).model, model, 'the labelled member registering itself changes no membership');
+  t.same(members(resolve(model, [reg('a', '10.1.0.52', { service: 'dpi' })]).model), ['ids-1'], 'another service: not a member');
+  t.same(members(resolve(model, [reg('a', '10.1.0.52', { tenant: 'globex' })]).model), ['ids-1'], 'another tenant (same address): not a member');
   t.same(
     chainInfos(two.model, { ofport: () => 1, linkDown: () => false, checkFailing: two.checkFailing })[0]!.hops[1]!.instances.map((i) => `${i.endpoint} ${i.health}`),
-    ['acme/ids-2 healthy', 'acme/ids-3 healthy'],
+    ['acme/ids-1 healthy', 'acme/ids-2 healthy', 'acme/ids-3 healthy'],
     'GET /v1/chains shows the registered members',
   );
 });
 
 t.test('registrations that cannot be members are skipped, with the reason', async (t) => {
-  const v = resolveServices(model, [
+  const v = resolve(model, [
     reg('nowhere', '10.1.0.99'),
     reg('foreign', '10.1.0.52', { meta: { endpoint: 'globex/g' } }),
     reg('ghost', '10.1.0.52', { meta: { endpoint: 'acme/ghost' } }),
-    reg('other-net', '10.9.0.5'),
+    reg('other-net', '10.9.0.5', { meta: { endpoint: 'acme/far' } }),
     reg('dest', '10.1.0.20'),
     reg('twice', '10.1.0.41'),
   ]);
@@ -102,9 +107,9 @@ t.test('registrations that cannot be members are skipped, with the reason', asyn
       ['nowhere', 'acme/web', 1, 'no endpoint of tenant "acme" has address 10.1.0.99'],
       ['foreign', 'acme/web', 1, 'meta.endpoint "globex/g" is in another tenant than "acme"'],
       ['ghost', 'acme/web', 1, 'meta.endpoint "acme/ghost": no such endpoint'],
-      ['other-net', 'acme/web', 1, 'endpoint "far" is on network "mgmt", the chain on "net"'],
-      ['dest', 'acme/web', 1, 'endpoint "server" is a destination of the chain'],
-      ['twice', 'acme/web', 1, 'endpoint "fw-1" is already an instance of the chain'],
+      ['other-net', 'acme/web', 1, 'endpoint "far" does not provide service "ids" (not labelled service=ids, not an instance of a unit declaring it)'],
+      ['dest', 'acme/web', 1, 'endpoint "server" does not provide service "ids" (not labelled service=ids, not an instance of a unit declaring it)'],
+      ['twice', 'acme/web', 1, 'endpoint "fw-1" does not provide service "ids" (not labelled service=ids, not an instance of a unit declaring it)'],
     ],
   );
   t.same(members(v.model), ['ids-1'], 'none qualifies: the labelled endpoints stay');
@@ -114,44 +119,96 @@ t.test('registrations that cannot be members are skipped, with the reason', asyn
   t.equal(v.model, model, 'and the model is the validated one');
 });
 
-t.test('health: a critical registration takes its instance out', async (t) => {
-  const pass = resolveServices(model, [reg('a', '10.1.0.52'), reg('b', '10.1.0.53')]);
-  const crit = resolveServices(model, [reg('a', '10.1.0.52', { status: 'critical' }), reg('b', '10.1.0.53')]);
-  t.same([...crit.checkFailing], ['acme/ids-2'], 'critical: check failing');
-  t.same(members(crit.model), ['ids-2', 'ids-3'], 'but still a member (it rejoins when it passes again)');
-  t.same([...resolveServices(model, [reg('a', '10.1.0.52', { status: 'warning' })]).checkFailing], [], 'warning counts as healthy');
-  t.not(crit.key, pass.key, 'a health change changes the key (recompile)');
-  t.equal(resolveServices(model, [reg('b', '10.1.0.53'), reg('a', '10.1.0.52')]).key, pass.key, 'the same registrations in another order: the same key (no recompile)');
-  t.not(resolveServices(model, [reg('a', '10.1.0.52')]).key, pass.key, 'a member gone: another key');
-  t.same([...resolveServices(model, [reg('a', '10.1.0.52', { status: 'critical', service: 'dpi' }), reg('b', '10.1.0.52')]).checkFailing], [], "a service hop reads only its service's checks");
-  // A hop listing its instances: any critical registration standing for the instance.
-  t.same([...resolveServices(model, [reg('x', '10.1.0.41', { service: 'anything', status: 'critical' })]).checkFailing], ['acme/fw-1'], 'an instance hop: any service');
-  t.same([...resolveServices(model, [reg('x', '10.1.0.41', { service: 'anything', status: 'critical', tenant: 'globex' })]).checkFailing], [], 'not another tenant\'s');
-  t.same([...resolveServices(model, [reg('x', '10.1.0.20', { status: 'critical' })]).checkFailing], [], 'not an endpoint outside the chain (the server)');
-  t.same([...resolveServices(model, [reg('x', '10.1.0.51', { status: 'critical', service: 'other' })]).checkFailing], [], 'a labelled member and another service\'s check');
-  t.same([...resolveServices(model, [reg('x', '10.1.0.51', { status: 'critical' })]).checkFailing], ['acme/ids-1'], 'its own service critical: the labelled member registered itself');
+t.test('hijack: a registration must be the endpoint it names, and the endpoint must provide the service', async (t) => {
+  const reason = (r: RegisteredInstance, m = model, u = units) => {
+    const v = resolveServices(m, [r], u);
+    t.same(members(v.model), members(m), `${r.id}: the members are unchanged`);
+    return v.skipped.map((s) => s.reason);
+  };
+  t.same(reason(reg('spoof', '10.1.0.99', { meta: { endpoint: 'acme/ids-2' } })), ['endpoint "ids-2" does not have address 10.1.0.99 (10.1.0.52)'], 'meta.endpoint with another address');
+  t.same(reason(reg('moved', '10.1.0.52', { meta: { endpoint: 'acme/ids-2', host: 'host1' } })), ['meta.host "host1" is not endpoint "ids-2"\'s host "host2"'], 'meta.host not the endpoint\'s host');
+  t.same(
+    reason(reg('plain', '10.1.0.52'), model, []),
+    ['endpoint "ids-2" does not provide service "ids" (not labelled service=ids, not an instance of a unit declaring it)'],
+    'neither labelled nor a unit instance: not a member',
+  );
+  t.same(
+    reason(reg('undeclared', '10.1.0.52', { service: 'ids' }), model, [{ tenant: 'acme', name: 'ids-2', unit: { services: [{ name: 'web' }] } }]),
+    ['endpoint "ids-2" does not provide service "ids" (not labelled service=ids, not an instance of a unit declaring it)'],
+    'a unit instance whose unit does not declare the service',
+  );
+  t.same(
+    reason(reg('other-tenant-unit', '10.1.0.52'), model, [{ tenant: 'globex', name: 'ids-2', unit: { services: [{ name: 'ids' }] } }]).length,
+    1,
+    'a unit of another tenant with the same endpoint name declares nothing here',
+  );
+  // A chain source: the client of a chain whose `from` names it (here the unit declares the service).
+  const srcUnits = [...units, { tenant: 'acme', name: 'client', unit: { services: [{ name: 'ids' }] } }];
+  t.same(reason(reg('source', '10.1.0.10'), model, srcUnits), ['endpoint "client" is a source of the chain'], 'a source of the chain');
+  const dstUnits = [...units, { tenant: 'acme', name: 'server', unit: { services: [{ name: 'ids' }] } }];
+  t.same(reason(reg('dest', '10.1.0.20'), model, dstUnits), ['endpoint "server" is a destination of the chain'], 'a destination of the chain');
+  const farUnits = [...units, { tenant: 'acme', name: 'far', unit: { services: [{ name: 'ids' }] } }];
+  t.same(reason(reg('far', '10.9.0.5'), model, farUnits), ['endpoint "far" is on network "mgmt", the chain on "net"'], 'another network');
+  const fwUnits = [...units, { tenant: 'acme', name: 'fw-1', unit: { services: [{ name: 'ids' }] } }];
+  t.same(reason(reg('fw', '10.1.0.41'), model, fwUnits), ['endpoint "fw-1" is already an instance of the chain'], 'an instance another hop lists');
+  // Unverified registrations next to a verified one: only the verified one counts.
+  const mixed = resolve(model, [reg('spoof', '10.1.0.99', { meta: { endpoint: 'acme/ids-3' } }), reg('a', '10.1.0.52')]);
+  t.same(members(mixed.model), ['ids-1', 'ids-2'], 'the labelled member stays, the verified one joins, the spoofed one is skipped');
+  t.same(mixed.skipped.map((s) => s.id), ['spoof']);
 });
 
-t.test('a service hop nobody labelled: empty until instances register', async (t) => {
+t.test('health: a critical verified registration takes its instance out', async (t) => {
+  const pass = resolve(model, [reg('a', '10.1.0.52'), reg('b', '10.1.0.53')]);
+  const crit = resolve(model, [reg('a', '10.1.0.52', { status: 'critical' }), reg('b', '10.1.0.53')]);
+  t.same([...crit.checkFailing], ['acme/ids-2'], 'critical: check failing');
+  t.same(members(crit.model), ['ids-1', 'ids-2', 'ids-3'], 'but still a member (it rejoins when it passes again)');
+  t.same([...resolve(model, [reg('a', '10.1.0.52', { status: 'warning' })]).checkFailing], [], 'warning counts as healthy');
+  t.not(crit.key, pass.key, 'a health change changes the key (recompile)');
+  t.equal(resolve(model, [reg('b', '10.1.0.53'), reg('a', '10.1.0.52')]).key, pass.key, 'the same registrations in another order: the same key (no recompile)');
+  t.not(resolve(model, [reg('a', '10.1.0.52')]).key, pass.key, 'a member gone: another key');
+  t.same([...resolve(model, [reg('a', '10.1.0.52', { status: 'critical', service: 'dpi' }), reg('b', '10.1.0.52')]).checkFailing], [], "a service hop reads only its service's checks");
+  t.same([...resolve(model, [reg('x', '10.1.0.51', { status: 'critical', service: 'other' })]).checkFailing], [], 'a labelled member and another service\'s check');
+  t.same([...resolve(model, [reg('x', '10.1.0.51', { status: 'critical' })]).checkFailing], ['acme/ids-1'], 'its own service critical: the labelled member registered itself');
+  t.same([...resolve(model, [reg('x', '10.1.0.99', { status: 'critical', meta: { endpoint: 'acme/ids-1' } })]).checkFailing], [], 'a spoofed registration (another address) cannot fail it');
+  t.same([...resolve(model, [reg('x', '10.1.0.51', { status: 'critical', meta: { host: 'host1' } })]).checkFailing], [], 'nor one from another host');
+  // A hop listing its instances: only a verified registration of a service the instance provides.
+  const fwUnit = [{ tenant: 'acme', name: 'fw-1', unit: { services: [{ name: 'fw' }, { name: 'metrics' }] } }];
+  const fail = (r: RegisteredInstance, u: readonly { tenant: string; name: string; unit: { services: { name: string }[] } }[] = fwUnit) => [...resolveServices(model, [r], u).checkFailing];
+  t.same(fail(reg('x', '10.1.0.41', { service: 'fw', status: 'critical' })), ['acme/fw-1'], 'an instance hop: its unit\'s service critical');
+  t.same(fail(reg('x', '10.1.0.41', { service: 'metrics', status: 'critical' })), ['acme/fw-1'], 'any service its unit declares');
+  t.same(fail(reg('x', '10.1.0.41', { service: 'anything', status: 'critical' })), [], 'not a service the instance does not provide (a bogus or unrelated registration)');
+  t.same(fail(reg('x', '10.1.0.41', { service: 'fw', status: 'critical' }), []), [], 'not when nothing says fw-1 provides it (no label, no unit)');
+  t.same(fail(reg('x', '10.1.0.41', { service: 'fw', status: 'critical', tenant: 'globex' })), [], 'not another tenant\'s');
+  t.same(fail(reg('x', '10.1.0.20', { status: 'critical' })), [], 'not an endpoint outside the chain (the server)');
+});
+
+t.test('a service hop nobody labelled: empty until verified instances register', async (t) => {
   const d = structuredClone(doc);
   d.tenants[0]!.chains![0]!.hops = [{ service: 'dpi' }];
   const m = modelOf(d);
   t.same(members(m, 0), [], 'validates with an empty hop');
   t.same(chainInfos(m, { ofport: () => 1, linkDown: () => false, checkFailing: new Set() })[0]!.hops[0]!.state, 'dropping', 'failMode closed: dropping');
-  const v = resolveServices(m, [reg('a', '10.1.0.52', { service: 'dpi' }), reg('b', '10.1.0.41', { service: 'dpi' })]);
-  t.same(members(v.model, 0), ['fw-1', 'ids-2'], 'registered: its members');
+  const v = resolve(m, [reg('a', '10.1.0.52', { service: 'dpi' }), reg('b', '10.1.0.53', { service: 'dpi' }), reg('c', '10.1.0.41', { service: 'dpi' })]);
+  t.same(members(v.model, 0), ['ids-2', 'ids-3'], 'registered and declared: its members (fw-1 declares nothing: skipped)');
+  t.same(v.skipped.map((s) => s.id), ['c']);
   const twoHops = structuredClone(doc);
   twoHops.tenants[0]!.chains![0]!.hops = [{ service: 'dpi' }, { service: 'ids' }];
   const m2 = modelOf(twoHops);
-  const v2 = resolveServices(m2, [reg('a', '10.1.0.51', { service: 'dpi' })]);
-  t.same([members(v2.model, 0), members(v2.model, 1)], [['ids-1'], []], 'an endpoint an earlier hop registered leaves the later hop\'s labelled members (never twice in a chain)');
+  const v2 = resolve(m2, [reg('a', '10.1.0.52', { service: 'dpi' }), reg('b', '10.1.0.52', { service: 'ids' })]);
+  t.same([members(v2.model, 0), members(v2.model, 1)], [['ids-2'], ['ids-1']], 'an endpoint an earlier hop registered is not also a later hop\'s member (never twice in a chain)');
+  t.same(v2.skipped.map((s) => [s.id, s.reason]), [['b', 'endpoint "ids-2" is already an instance of the chain']]);
+  const v3 = resolve(m2, [reg('x', '10.1.0.51', { service: 'dpi', meta: { endpoint: 'acme/ids-1' } })]);
+  t.same([members(v3.model, 0), members(v3.model, 1)], [[], ['ids-1']], 'a registration never takes a labelled member from its hop');
 });
 
-t.test('endpointOf', async (t) => {
+t.test('endpointOf and standsFor', async (t) => {
   const acme = model.tenants.find((x) => x.name === 'acme')!;
   const e = endpointOf(acme, reg('a', '10.1.0.41'));
   t.equal(typeof e === 'string' ? e : e.id, 'acme/fw-1');
   t.equal(endpointOf(acme, reg('a', '::1')), 'no endpoint of tenant "acme" has address ::1');
+  const s = standsFor(acme, reg('a', '10.1.0.51'));
+  t.equal(typeof s === 'string' ? s : s.id, 'acme/ids-1', 'verified: labelled service=ids, its address');
+  t.match(standsFor(acme, reg('a', '10.1.0.41')), /does not provide service "ids"/);
 });
 
 t.test('relevantChange: only what chains read wakes the controller', async (t) => {
