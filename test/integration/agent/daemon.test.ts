@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { ApiClient } from '../../../src/api/index.js';
-import { endpointName } from '../../../src/agent/index.js';
+import { instanceNetns } from '../../../src/agent/index.js';
 import { labAgentNetnsPrefix, labTopologyHosts, namespacePids, startLabAgents, startLabController, stopLabAgents } from '../../../src/lab/index.js';
 import { run } from '../../../src/util/exec.js';
 import { withLab } from '../../helpers/lab.js';
@@ -55,7 +55,7 @@ t.test('real agents with the real daemon', async (t) => {
     const w1 = insts.find((i) => i.id === 'web@1')!;
     const w2 = insts.find((i) => i.id === 'web@2')!;
     t.not(w1.host, w2.host, 'one instance per host');
-    const ns = (i: { id: string; host?: string }) => `${labAgentNetnsPrefix(lab.name, i.host!)}-${endpointName(i.id)}`;
+    const ns = (i: { id: string; host?: string }) => instanceNetns(labAgentNetnsPrefix(lab.name, i.host!), i.id);
 
     // TCP across hosts through the controller's pipeline (tx offload off on eth0 matters here).
     const ip2 = w2.ip!.split('/')[0]!;

@@ -7,7 +7,7 @@ import t from 'tap';
 import { mkdtempSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { NetnsDriver, processInNetns, unshareAvailable, type AgentAssignment, endpointName } from '../../../src/agent/index.js';
+import { NetnsDriver, processInNetns, unshareAvailable, instanceNetns, instanceHostIface, type AgentAssignment, endpointName } from '../../../src/agent/index.js';
 import { hostEnv, namespacePids } from '../../../src/lab/index.js';
 import { run } from '../../../src/util/exec.js';
 import { withLab } from '../../helpers/lab.js';
@@ -50,7 +50,7 @@ t.test('netns driver on a lab host', async (t) => {
     const inst = await driver.start(web);
     t.comment(`netns driver: port plumbed and process started in ${Date.now() - t0} ms`);
     const ns = inst.netns;
-    t.equal(ns, `${lab.name}-u-host1-web-1`);
+    t.equal(ns, instanceNetns(`${lab.name}-u-host1`, 'web@1'));
     t.equal(inst.status.state, 'running');
     const pid = inst.status.pid!;
     t.ok(processInNetns(pid, ns), 'the process runs inside the instance namespace');
@@ -68,7 +68,7 @@ t.test('netns driver on a lab host', async (t) => {
     const link = (await run(['ip', '-n', ns, '-br', 'link', 'show', 'eth0'])).stdout;
     t.match(link, /02:00:00:00:00:05/, 'eth0 has the assigned MAC');
     t.match((await run(['ip', '-n', ns, 'route'])).stdout, /default via 10\.0\.0\.1/, 'default route via the gateway');
-    const ifaceId = (await lab.vsctl('host1', 'get', 'Interface', 'u-web-1', 'external_ids:iface-id')).stdout.trim();
+    const ifaceId = (await lab.vsctl('host1', 'get', 'Interface', instanceHostIface('web@1'), 'external_ids:iface-id')).stdout.trim();
     t.equal(ifaceId, '"acme/web-1"', 'the br-int port carries the endpoint id as iface-id');
 
     // Real packets: a lab container on the same host, br-int switching NORMAL.
@@ -101,7 +101,7 @@ t.test('netns driver on a lab host', async (t) => {
     await driver.start(late);
     const pidsBefore = namespacePids(ns).sort();
     await driver.close();
-    await until('late@1 exits while no driver watches', () => namespacePids(`${lab.name}-u-host1-late-1`).length === 0, 10_000, 50);
+    await until('late@1 exits while no driver watches', () => namespacePids(instanceNetns(`${lab.name}-u-host1`, 'late@1')).length === 0, 10_000, 50);
     driver = new NetnsDriver(driverOpts);
     const adopted = await driver.recover();
     const again = adopted.find((i) => i.assignment.id === 'web@1')!;
@@ -128,6 +128,6 @@ t.test('netns driver on a lab host', async (t) => {
     t.notOk(driver.list().some((i) => i.assignment.id === 'web@1'));
     t.notOk((await run(['ip', 'netns', 'list'])).stdout.includes(ns), 'the namespace is gone');
     const ports = (await lab.vsctl('host1', 'list-ports', 'br-int')).stdout;
-    t.notMatch(ports, /u-web-1/, 'the br-int port is gone');
+    t.notMatch(ports, new RegExp(instanceHostIface('web@1')), 'the br-int port is gone');
   });
 });
