@@ -368,10 +368,12 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
         abort.abort();
         clearTimeout(reportTimer);
         clearTimeout(retryTimer);
+        // Told at once (not after the loops): a converge in progress makes nothing more.
+        const driverClosed = driver.close({ stopInstances: o.stopInstances === true });
         await loops;
         await new Promise<void>((r) => sidekick.close(() => r()));
         await services.close(o.stopInstances === true);
-        await driver.close({ stopInstances: o.stopInstances === true });
+        await driverClosed;
         if (o.stopInstances && lease) {
           // Tell the controller at once rather than at the next heartbeat it never gets.
           await client.request('PUT', `${hostPath}/instances`, { leaseId: lease.leaseId, instances: [] }, 2000).catch(() => {});

@@ -129,6 +129,8 @@ export class NetnsDriver implements RuntimeDriver {
   private queue: Promise<unknown> = Promise.resolve();
   private poller: NodeJS.Timeout | undefined;
   private closed = false;
+  /** close() was called: a converge in progress makes nothing more. */
+  private stopping = false;
 
   constructor(private readonly opts: NetnsDriverOptions) {
     this.prefix = opts.netnsPrefix ?? defaultNetnsPrefix(opts.host);
@@ -253,6 +255,7 @@ export class NetnsDriver implements RuntimeDriver {
       for (const r of this.records.values()) current.set(r.id, { portKey: r.portKey, processKey: r.processKey, launched: r.launched });
       const byId = new Map(assignments.map((a) => [a.id, a]));
       for (const step of convergePlan(current, assignments)) {
+        if (this.stopping) break; // closing: make nothing new
         try {
           await this.applyStep(step.op, step.id, byId.get(step.id));
         } catch (err) {
@@ -511,6 +514,7 @@ export class NetnsDriver implements RuntimeDriver {
   }
 
   async close(opts: { stopInstances?: boolean } = {}): Promise<void> {
+    this.stopping = true;
     await this.serial(async () => {
       if (this.closed) return;
       if (opts.stopInstances) for (const id of [...this.records.keys()]) await this.remove(id);

@@ -265,18 +265,19 @@ export function labDown(nameArg: string): string[] {
   const state = readState(name);
   const dir = labDir(name);
 
+  // 0. Host agents first (recorded pid, same start time): alive, they would restart the
+  // units' processes killed below. Before the namespaces are listed: an agent stopping
+  // may finish plumbing an instance namespace.
+  const agentPids = (state?.agents ?? []).filter((a) => isAlive(a.pid) && (a.startTime === undefined || processStartTime(a.pid) === a.startTime)).map((a) => a.pid);
+  const agentsStopped = stopPids(agentPids);
+  if (agentsStopped > 0) removed.push(`${agentsStopped} agent(s)`);
+
   const namespaces = new Set<string>();
   for (const c of state?.containers ?? []) namespaces.add(c.namespace);
   for (const h of state?.hosts ?? []) namespaces.add(h.namespace);
   // Also whatever follows the naming rules: a crash may have left a namespace
   // that never reached the state file.
   for (const ns of listNamespaces()) if (ns.startsWith(`${name}-`)) namespaces.add(ns);
-
-  // 0. Host agents first (recorded pid, same start time): alive, they would restart the
-  // units' processes killed below.
-  const agentPids = (state?.agents ?? []).filter((a) => isAlive(a.pid) && (a.startTime === undefined || processStartTime(a.pid) === a.startTime)).map((a) => a.pid);
-  const agentsStopped = stopPids(agentPids);
-  if (agentsStopped > 0) removed.push(`${agentsStopped} agent(s)`);
 
   // 1. OVS daemons, by their pidfiles (SIGTERM lets them remove their sockets).
   const pidfiles = (state?.hosts ?? []).flatMap((h) => [h.pidfiles.ovsVswitchd, h.pidfiles.ovsdbServer]);

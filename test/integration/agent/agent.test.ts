@@ -9,7 +9,7 @@ import t from 'tap';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startAgent, readAgentLogs, endpointName, instanceProcesses, type Agent, type AgentAssignment, type AgentOptions } from '../../../src/agent/index.js';
+import { startAgent, readAgentLogs, endpointName, instanceProcesses, instanceNetns, instanceHostIface, type Agent, type AgentAssignment, type AgentOptions } from '../../../src/agent/index.js';
 import { hostEnv, namespacePids } from '../../../src/lab/index.js';
 import { run } from '../../../src/util/exec.js';
 import { withLab } from '../../helpers/lab.js';
@@ -76,7 +76,7 @@ t.test('agent loop on a lab host', async (t) => {
     t.notOk(logs.some((l) => l.includes('bad@1') && l.startsWith('info instance bad@1: port')), 'and it never got a port');
     stub.setAssignments('host1', [assignment('web@1', 5)]);
     const pid = agent.instances().find((i) => i.id === 'web@1')!.pid!;
-    const ns = `${lab.name}-u-host1-web-1`;
+    const ns = instanceNetns(`${lab.name}-u-host1`, 'web@1');
     t.ok(namespacePids(ns).includes(pid), 'the process runs in the instance namespace');
     const env = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
     t.ok(env.includes(`TENET_AGENT_SOCKET=${agent.socketPath}`), 'the unit environment names the agent socket');
@@ -141,7 +141,7 @@ t.test('agent loop on a lab host', async (t) => {
     await until('web@1 removed', () => agent.instances().length === 0, 15_000, 50);
     await until('services deregistered', () => stub.registry.list({ tenant: 'acme' }).instances.length === 0, 10_000, 50);
     t.notOk((await run(['ip', 'netns', 'list'])).stdout.includes(ns), 'namespace removed');
-    t.notMatch((await lab.vsctl('host1', 'list-ports', 'br-int')).stdout, /u-web-1/, 'port removed');
+    t.notOk((await lab.vsctl('host1', 'list-ports', 'br-int')).stdout.includes(instanceHostIface('web@1')), 'port removed');
     t.same(stub.instances.get('host1'), [], 'the empty instance list is reported');
   });
 });

@@ -4,8 +4,8 @@
  * a stop/start by adopting, and `lab down` stops them by pid.
  */
 import t from 'tap';
-import { endpointName, type AgentAssignment } from '../../../src/agent/index.js';
-import { labAgents, labDown, loadLab, namespacePids, startLabAgents, stopLabAgents, labAgentAlive } from '../../../src/lab/index.js';
+import { endpointName, instanceNetns, type AgentAssignment } from '../../../src/agent/index.js';
+import { labAgentNetnsPrefix, labAgents, labDown, loadLab, namespacePids, startLabAgents, stopLabAgents, labAgentAlive } from '../../../src/lab/index.js';
 import { withLab } from '../../helpers/lab.js';
 import { until } from '../../helpers/net.js';
 import { tenet } from '../../helpers/cli.js';
@@ -43,7 +43,7 @@ t.test('lab agents', async (t) => {
     stub.setAssignments('host2', [assignment('web@2', 12)]);
     await until('both running', () => ['host1', 'host2'].every((h) => stub.instances.get(h)?.[0]?.state === 'running'), 20_000, 50);
     const pid1 = stub.instances.get('host1')![0]!.pid!;
-    const ns1 = `${lab.name}-u-host1-web-1`;
+    const ns1 = instanceNetns(labAgentNetnsPrefix(lab.name, 'host1'), 'web@1');
     t.ok(namespacePids(ns1).includes(pid1), 'host1 instance runs in its namespace');
 
     const status = await tenet(['lab', 'agents', 'status', '--name', lab.name]);
