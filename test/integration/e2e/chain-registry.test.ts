@@ -1,16 +1,17 @@
 /**
  * A chain hop given as a service, driven by the service registry the controller
  * daemon hosts: a 2-host lab, `tenet controller` (the lab's), a chain client ->
- * service "fw" -> server whose instances nobody labelled. fw-1 (host1) registers
+ * service "fw" -> server, fw-1 and fw-2 labelled service=fw. fw-1 (host1) registers
  * with meta.endpoint, fw-2 (host2) by its address, both with TTL checks pushed
  * through /v1/services (as an agent does). Shows, with real packets and nftables
  * counters in the service functions:
+ * - a registration of the client as "fw" (a source, not providing fw) is skipped;
  * - registered and passing: both in host1's select group, new connections spread
  *   over both, every one through exactly one forwarding hop;
  * - fw-1's check set to fail: it leaves the group (time measured from the PUT to the
  *   group change on the switch), a long-lived connection through fw-2 goes on, new
  *   connections all go through fw-2; passing again: it rejoins;
- * - both deregistered: the hop is empty, failMode open bypasses it;
+ * - both checks failing: the hop has no healthy instance, failMode open bypasses it;
  * - DNS: fw.acme.tenet. from the daemon's DNS port answers the passing instances.
  */
 import { spawn } from 'node:child_process';
@@ -40,8 +41,8 @@ const TOPOLOGY = {
       endpoints: [
         { name: 'client', network: 'net', host: 'host1', ip: CLIENT },
         { name: 'server', network: 'net', host: 'host2', ip: SERVER },
-        { name: 'fw-1', network: 'net', host: 'host1', ip: FW['fw-1'] },
-        { name: 'fw-2', network: 'net', host: 'host2', ip: FW['fw-2'] },
+        { name: 'fw-1', network: 'net', host: 'host1', ip: FW['fw-1'], labels: { service: 'fw' } },
+        { name: 'fw-2', network: 'net', host: 'host2', ip: FW['fw-2'], labels: { service: 'fw' } },
       ],
       chains: [
         { name: 'web', from: { endpoints: ['client'] }, to: { endpoints: ['server'] }, protocol: 'tcp', ports: [80], hops: [{ service: 'fw' }], symmetric: true, failMode: 'open' },
@@ -142,11 +143,17 @@ t.test('a service hop follows the registry the controller hosts', async (t) => {
       return `${h.state}: ${h.instances.map((i) => `${i.endpoint.split('/')[1]} ${i.health}`).join(', ')}`;
     };
 
-    // Nothing registered: an empty hop, failMode open, connections bypass it (TTL 64 at the server).
-    t.equal(await healthOf(), 'bypassed: ', 'no instance registered: the hop is bypassed (failMode open)');
+    // Nothing registered: the labelled members, no check (healthy), connections go through them (TTL 63 at the server).
+    t.equal(await healthOf(), 'ok: fw-1 healthy, fw-2 healthy', 'no instance registered: the labelled members, healthy (checks are opt-in)');
     await until('client reaches server:80', async () => (await conn(1)) === 1, 30_000, 500);
     const s0 = await read('server');
-    t.ok(s0['ttl64']! > 0 && s0['ttl63'] === 0, `before any registration the packets come straight from the client (TTL 64: ${s0['ttl64']}, TTL 63: ${s0['ttl63']})`);
+    t.ok(s0['ttl63']! > 0 && s0['ttl64'] === 0, `before any registration the packets cross one hop (TTL 63: ${s0['ttl63']}, TTL 64: ${s0['ttl64']})`);
+
+    // Hijack attempt: the client registered as fw (it neither is labelled fw nor may a source be a member).
+    t.equal(await call('PUT', '/v1/services/acme/fw/evil', { address: CLIENT, port: 80, tags: [], meta: { endpoint: 'acme/client' } }), 201, 'the client registered as fw');
+    await until('skipped', async () => ((await hop()).skipped ?? []).some((s) => s.id === 'evil'), 10_000, 50);
+    t.equal(await healthOf(), 'ok: fw-1 healthy, fw-2 healthy', 'skipped: the members are unchanged');
+    t.equal(await call('DELETE', '/v1/services/acme/fw/evil'), 204);
 
     // Register both (as an agent: TTL check, critical until the first pass), then pass.
     const registration = (name: Fw, byMeta: boolean) => ({
@@ -225,19 +232,24 @@ t.test('a service hop follows the registry the controller hosts', async (t) => {
     await until('new connections reach fw-1 again', async () => (await conn(4), (await read('fw-1'))['c2s']! > h1['c2s']!), 30_000, 200);
     t.ok(await held.say('third'), 'the long-lived connection through fw-2 survived it all');
 
-    // Every instance deregistered: the hop is empty, failMode open bypasses it.
-    t.equal(await call('DELETE', '/v1/services/acme/fw/fw-1'), 204);
-    t.equal(await call('DELETE', '/v1/services/acme/fw/fw-2'), 204);
+    // Every instance's check failing: no healthy instance, failMode open bypasses the hop.
+    t.equal(await call('PUT', '/v1/services/acme/fw/fw-1/checks/agent/fail'), 200);
+    t.equal(await call('PUT', '/v1/services/acme/fw/fw-2/checks/agent/fail'), 200);
     await until('no fw in host1\'s groups', async () => {
       const g = await groups();
       return !g.includes(macOf('fw-1')) && !g.includes(macOf('fw-2'));
     }, 30_000, 50);
-    t.equal(await healthOf(), 'bypassed: ', 'GET /v1/chains: no instance, bypassed');
+    t.equal(await healthOf(), 'bypassed: fw-1 check failing, fw-2 check failing', 'GET /v1/chains: no healthy instance, bypassed');
     const [e1, e2, es] = await Promise.all([read('fw-1'), read('fw-2'), read('server')]);
     t.equal(await conn(8), 8, '8 new connections complete (failMode open)');
     const [k1, k2, ks] = await Promise.all([read('fw-1'), read('fw-2'), read('server')]);
     t.same([k1['forwarded'], k2['forwarded']], [e1['forwarded'], e2['forwarded']], 'no service function forwarded anything');
     t.ok(ks['ttl64']! - es['ttl64']! >= 8 * 3 && ks['ttl63'] === es['ttl63'], `the server got them straight from the client (TTL 64: ${ks['ttl64']! - es['ttl64']!} packets)`);
+    // Deregistered: the labelled members stay, with no check again (healthy).
+    t.equal(await call('DELETE', '/v1/services/acme/fw/fw-1'), 204);
+    t.equal(await call('DELETE', '/v1/services/acme/fw/fw-2'), 204);
+    await until('both healthy again', async () => (await healthOf()) === 'ok: fw-1 healthy, fw-2 healthy', 10_000, 50);
+    t.pass('deregistered: the labelled members stay, healthy');
     t.equal((await resolve('fw.acme.tenet.', 'A', undefined, { recursive: false })).header.rcode, 3, 'fw.acme.tenet. is NXDOMAIN once nothing is registered');
   });
 });
