@@ -27,7 +27,7 @@ function tourCommands(): string[] {
 
 /** What each command must print (beyond exiting 0), by a piece of its text. */
 const expectations: Array<[RegExp, RegExp]> = [
-  [/ validate topologies\/demo\.json/, /valid \(2 tenants, 4 networks, 0 endpoints, 3 hosts\)/],
+  [/ validate topologies\/demo\.json/, /valid \(2 tenants, 4 networks, 0 endpoints, 8 units, 3 hosts\)/],
   [/ units place -f topologies\/demo\.json/, /8 placed \(8 new\), 0 unplaceable/],
   [/ units place -f topologies\/demo\.json/, /web@1\s+host1\n[\s\S]*web@2\s+host2/],
   [/ compile .*--host host1/, /table=60, priority=0 actions=drop/],
