@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 import { LeaseNotFoundError, type Store } from '../store/index.js';
-import type { AgentInfo, AgentRecord, AgentRegistration, InstanceStatus } from '../scheduler/index.js';
+import { agentHostIssues, type AgentInfo, type AgentRecord, type AgentRegistration, type InstanceStatus } from '../scheduler/index.js';
 import { TenetError, UsageError } from '../util/errors.js';
 
 export const AGENTS_PREFIX = '/tenet/agents/';
@@ -75,10 +75,21 @@ export class AgentDirectory {
     readonly ttlS: number,
   ) {}
 
-  /** Reuses the host's live lease (an agent restarted within the TTL), else grants one. */
-  async register(host: string, body: unknown): Promise<{ host: string; leaseId: string; ttlS: number }> {
+  /**
+   * Reuses the host's live lease (an agent restarted within the TTL), else grants one.
+   * `docHosts` (the stored document's hosts): a registration whose host entry would make the
+   * effective document invalid (model Host schema, an underlay IP of another host or agent)
+   * is refused with a UsageError naming the field, instead of stalling every placement.
+   */
+  async register(host: string, body: unknown, docHosts?: unknown): Promise<{ host: string; leaseId: string; ttlS: number }> {
     checkHost(host);
     const registration = parseRegistration(body);
+    if (docHosts !== undefined) {
+      const others: Record<string, AgentRegistration> = {};
+      for (const [h, v] of await this.live()) if (h !== host) others[h] = v.record.registration;
+      const issues = agentHostIssues(host, registration, docHosts, others).map((i) => `${i.path}: ${i.message}`);
+      if (issues.length) throw new UsageError(`invalid agent registration: ${issues.join('; ')}`, { issues });
+    }
     const prev = await this.record(host);
     let leaseId: string | undefined;
     if (prev && (await this.store.leaseTimeToLive(prev.leaseId)) > 0) {

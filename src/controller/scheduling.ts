@@ -9,7 +9,7 @@
  */
 import { hostname } from 'node:os';
 import pino, { type Logger } from 'pino';
-import { currentOf, place, samePlacement, schedulingInput, type AgentRecord, type AgentRegistration, type Assignment, type Move, type PlacementRecord } from '../scheduler/index.js';
+import { agentHostIssues, currentOf, place, samePlacement, schedulingInput, type AgentRecord, type AgentRegistration, type Assignment, type Move, type PlacementRecord } from '../scheduler/index.js';
 import { Election, type Store, type Watch } from '../store/index.js';
 import { AGENTS_PREFIX, type AgentDirectory } from './agents.js';
 import type { ApplyResult } from './types.js';
@@ -62,6 +62,8 @@ export class SchedulingLoop {
   private readonly lost = new Map<string, number>();
   /** Last agent records seen, for onHostLost and the not-alive listing. */
   private readonly records = new Map<string, AgentRecord>();
+  /** Agents left out of placement (invalid host entry) and why: logged once per reason. */
+  private readonly leftOut = new Map<string, string>();
 
   constructor(
     private readonly target: SchedulingTarget,
@@ -118,15 +120,17 @@ export class SchedulingLoop {
       this.watches.push(
         await this.store.watch(AGENTS_PREFIX, { prefix: true, startRevision: revision + 1 }, {
           onEvents: (events) => {
+            let relevant = false;
             for (const e of events) {
               const host = e.kv.key.slice(AGENTS_PREFIX.length);
-              if (host.includes('/')) continue; // the instances key: only reports
+              if (host.includes('/')) continue; // the instances key: reports do not change placement
+              relevant = true;
               if (e.type === 'put') {
                 this.records.set(host, JSON.parse(e.kv.value) as AgentRecord);
                 this.lost.delete(host);
               } else this.onLost(host);
             }
-            this.trigger();
+            if (relevant) this.trigger();
           },
           onError: (err) => this.watchFailed(err),
         }),
@@ -207,7 +211,21 @@ export class SchedulingLoop {
     }
     if (state.doc === null || state.doc === undefined) return;
     const regs: Record<string, AgentRegistration> = {};
-    for (const [host, v] of [...live].sort(([a], [b]) => (a < b ? -1 : 1))) regs[host] = placementFields(v.record.registration);
+    const docHosts = (state.doc as { hosts?: unknown }).hosts;
+    for (const [host, v] of [...live].sort(([a], [b]) => (a < b ? -1 : 1))) {
+      const reg = placementFields(v.record.registration);
+      // An agent whose host entry would make the effective document invalid (registered
+      // before the document listed its IP, say) is left out instead of stalling every placement.
+      const issues = agentHostIssues(host, reg, docHosts, regs);
+      if (issues.length) {
+        const why = issues.map((i) => `${i.path}: ${i.message}`).join('; ');
+        if (this.leftOut.get(host) !== why) this.log.warn({ host, issues: why }, 'scheduler: agent left out of placement: its host entry is invalid');
+        this.leftOut.set(host, why);
+        continue;
+      }
+      this.leftOut.delete(host);
+      regs[host] = reg;
+    }
     const input = schedulingInput(state.doc, regs);
     if (!input) return; // the stored document does not parse: nothing to place by
     const t0 = performance.now();

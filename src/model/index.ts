@@ -1,5 +1,5 @@
 /** Tenant model: the topology document's schema, validation and the resolved model. */
-export { Topology, topologyJsonSchema, DNS_NAME, type TopologyInput, type TopologyDoc, type SelectorDoc } from './schema.js';
+export { Topology, Host as HostSchema, topologyJsonSchema, DNS_NAME, type TopologyInput, type TopologyDoc, type SelectorDoc } from './schema.js';
 export { validate, loadTopology, TopologyError, pointer, type ValidationResult } from './validate.js';
 export type { Model, Host, Tenant, Network, Endpoint, Policy, ValidationIssue } from './types.js';
 export {

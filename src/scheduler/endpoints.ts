@@ -5,7 +5,7 @@
  * agents know. IPAM keys on the endpoint id ("tenant/name"), which does not change
  * when an instance moves host: a moved instance keeps its IP and MAC.
  */
-import { expandUnits, formatCpu, formatMemory, Topology, type TopologyDoc, type UnitSpec, type ValidationIssue } from '../model/index.js';
+import { expandUnits, formatCpu, formatMemory, HostSchema, Topology, type TopologyDoc, type UnitSpec, type ValidationIssue } from '../model/index.js';
 import { hostsOf } from './hosts.js';
 import { globalId, instanceIds } from './place.js';
 import type { AgentRegistration, PlacementRecord } from './records.js';
@@ -53,6 +53,28 @@ function agentHost(name: string, reg: AgentRegistration): Raw | undefined {
   const res = resourcesOf(reg);
   if (res) h.resources = res;
   return h;
+}
+
+/**
+ * Why an agent's registration would make the effective document invalid, with paths into
+ * the registration (`/underlayIp`, …): its host entry against the model's Host schema and
+ * its underlay IP against the document's other hosts and the other agents' own hosts.
+ * Empty for a host the document lists (only labels and resources are taken from the agent,
+ * checked when registering) or one that is not offered (no underlayIp/ovsdb).
+ */
+export function agentHostIssues(name: string, reg: AgentRegistration, rawDocHosts: unknown, others: Readonly<Record<string, AgentRegistration>>): ValidationIssue[] {
+  const docHosts = Array.isArray(rawDocHosts) ? rawDocHosts.filter(isObj) : [];
+  const listed = new Set(docHosts.map((h) => h.name));
+  const h = agentHost(name, reg);
+  if (listed.has(name) || !h) return [];
+  const r = HostSchema.safeParse(h);
+  if (!r.success) return r.error.issues.map((i) => ({ path: `/${i.path.join('/')}`, message: i.message }));
+  const clash = docHosts.find((d) => d.name !== name && d.underlayIp === reg.underlayIp);
+  if (clash) return [{ path: '/underlayIp', message: `underlay IP ${reg.underlayIp} is host ${String(clash.name)}'s in the document` }];
+  for (const [other, o] of Object.entries(others).sort(([a], [b]) => (a < b ? -1 : 1))) {
+    if (other !== name && !listed.has(other) && o.ovsdb && o.underlayIp === reg.underlayIp) return [{ path: '/underlayIp', message: `underlay IP ${reg.underlayIp} is registered by the agent of host ${other}` }];
+  }
+  return [];
 }
 
 /** Resources in document form: cpu as "<n>m" (a bare number would mean cores), memory in bytes. */

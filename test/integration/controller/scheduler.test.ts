@@ -38,8 +38,20 @@ t.test('scheduler in the daemon: placement, lease expiry, re-registration, bad i
         { name: 'cache', tenant: 'acme', network: 'web', command: ['sleep', 'infinity'], resources: { memory: '256Mi' } },
       ],
     };
+    // Before any unit: host1's agent is live (1Gi), no placement stored yet.
+    await api.apply({ ...doc, units: [] });
+    await api.registerAgent('host1', { version: 'sim', resources: { memory: 2 ** 30 } });
+    const early = await api.submitUnits([{ name: 'huge', tenant: 'acme', network: 'web', command: 'x', resources: { memory: '64Gi' } }]).then(() => undefined, (e: ApiError) => e);
+    t.match(early, { status: 400, issues: [{ path: '/units/0/resources/memory', message: /asks 64Gi; the largest host offers 1Gi/ }] }, 'the first submit is checked against the live agents (r3#3)');
+    // A registration whose host entry would break the document: 400 naming the field (r3#2).
+    const dupIp = await api.registerAgent('host9', { version: 'sim', underlayIp: doc.hosts[0]!.underlayIp, ovsdb: 'tcp:127.0.0.1:6640' }).then(() => undefined, (e: ApiError) => e);
+    t.match(dupIp, { status: 400, message: /\/underlayIp: underlay IP .* is host host1's in the document/ });
+    const badIp = await api.registerAgent('host9', { version: 'sim', underlayIp: '999.1.1.1', ovsdb: 'tcp:127.0.0.1:6640' }).then(() => undefined, (e: ApiError) => e);
+    t.match(badIp, { status: 400, message: /\/underlayIp/ });
+    // That early agent's lease (no heartbeats) lapses before the units come.
+    await until('the early agent expired', async () => (await api.agents()).every((a) => !a.alive), (TTL_S + 5) * 1000);
     const first = await api.apply(doc);
-    t.equal(first.generation, 1);
+    t.equal(first.generation, 2);
     // No agent yet: nothing to place on, every instance explained.
     await until('unplaceable explained', async () => (await api.units()).every((u) => u.unplaceable !== undefined), 10_000);
     t.match((await api.units())[1], { name: 'cache', instances: [{ id: 'cache' }], unplaceable: /cache: / });
@@ -127,7 +139,7 @@ t.test('scheduler in the daemon: placement, lease expiry, re-registration, bad i
     }
     const webLost = moving.find((m) => m.id.startsWith('web@'));
     if (webLost) t.match(after.find((u) => u.name === 'web@1..2')!.unplaceable, new RegExp(`${webLost.id.replace('.', '\\.')}: .*conflict`), 'a web instance that cannot move says why');
-    t.match(await api.agents(), [{ host: 'host1', alive: true }, { host: 'host2', alive: false }]);
+    t.match((await api.agents()).filter((a) => a.host !== 'host9'), [{ host: 'host1', alive: true }, { host: 'host2', alive: false }]);
     const hb = await api.heartbeat('host2', leases.get('host2')!).catch((e: ApiError) => e);
     t.ok(hb instanceof ApiError && hb.status === 404 && hb.error === 'lease-expired', 'the old lease: 404 lease-expired');
     const log = readFileSync(ctl.logFile, 'utf8');

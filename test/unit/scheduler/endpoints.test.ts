@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { validate } from '../../../src/model/index.js';
-import { currentOf, effectiveDoc, endpointName, oversizedUnits, place, samePlacement, schedulingInput, type AgentRegistration } from '../../../src/scheduler/index.js';
+import { agentHostIssues, currentOf, effectiveDoc, endpointName, oversizedUnits, place, samePlacement, schedulingInput, type AgentRegistration } from '../../../src/scheduler/index.js';
 
 const sample = JSON.parse(readFileSync(new URL('../../../topologies/units-three-hosts.json', import.meta.url), 'utf8')) as Record<string, unknown>;
 const reg = (labels: Record<string, string> = {}): AgentRegistration => ({ version: 'test', labels });
@@ -175,4 +175,19 @@ t.test('oversizedUnits: with agents, only their hosts count', async (t) => {
   };
   t.same(oversizedUnits(doc, {}), [], 'no agents: b and a are not limited');
   t.match(oversizedUnits(doc, { a: { version: 't', resources: { memory: 2 ** 30 } } }), [{ path: '/units/0/resources/memory' }], 'b has no agent: only a counts');
+});
+
+t.test('agentHostIssues: an agent-only host entry that would break the document, with the registration field (r3#2)', async (t) => {
+  const docHosts = [{ name: 'host1', underlayIp: '192.0.2.1', ovsdb: 'tcp:192.0.2.1:6640' }];
+  const reg = (ip: string): AgentRegistration => ({ version: '1', underlayIp: ip, ovsdb: 'tcp:127.0.0.1:6640' });
+  t.same(agentHostIssues('host9', reg('192.0.2.9'), docHosts, {}), [], 'a fresh IP is fine');
+  t.match(agentHostIssues('host9', reg('999.1.1.1'), docHosts, {}), [{ path: '/underlayIp', message: /IPv4/ }], 'not an IPv4 address');
+  t.match(agentHostIssues('host9', reg('192.0.2.1'), docHosts, {}), [{ path: '/underlayIp', message: /host1's in the document/ }]);
+  t.match(agentHostIssues('host9', reg('192.0.2.7'), docHosts, { host8: reg('192.0.2.7') }), [{ path: '/underlayIp', message: /agent of host host8/ }]);
+  t.same(agentHostIssues('host1', reg('999.1.1.1'), docHosts, {}), [], 'a listed host takes only labels and resources from its agent');
+  t.same(agentHostIssues('host9', { version: '1', underlayIp: '192.0.2.1' }, docHosts, {}), [], 'no ovsdb: not offered, nothing to break');
+  // The effective document with such an agent does not validate: what the scheduler avoids by leaving it out.
+  const doc = { version: 1, hosts: docHosts, tenants: [] };
+  const eff = effectiveDoc(doc, undefined, { host9: reg('192.0.2.1') });
+  t.notOk(validate(eff.doc).ok, 'the duplicate IP breaks the effective document');
 });
