@@ -181,6 +181,18 @@ export async function setupHost(opts: HostSetupOptions): Promise<HostSetupResult
   if (!iface && holder?.link !== UNDERLAY_BRIDGE) {
     throw new UsageError(`no interface holds ${underlay.ip}: name the underlay NIC (--underlay-iface)`, { underlayIp: underlay.cidr });
   }
+  // Moving the address onto br-phy takes the NIC's routes with it (the kernel drops them with the
+  // address): on a machine whose default route or other gateways use that NIC, setup would cut it
+  // off (an SSH session included). Refuse before touching anything; a dedicated underlay NIC is the fix.
+  if (datapathType === 'netdev' && holder && holder.link !== UNDERLAY_BRIDGE) {
+    const routes = (await ipCmd(ns, '-o', '-4', 'route', 'show', 'dev', holder.link)).stdout.split('\n').filter((l) => l.trim() && !/\bscope link\b/.test(l));
+    if (routes.length) {
+      throw new HostSetupError(
+        `${holder.link} carries routes besides its own subnet (${routes.map((r) => r.trim()).join('; ')}): moving ${holder.cidr} to ${UNDERLAY_BRIDGE} would drop them. Give the underlay its own NIC (the Vagrant VMs have one), or move those routes off ${holder.link} first`,
+        { step: 'underlay', iface: holder.link, cidr: holder.cidr, routes },
+      );
+    }
+  }
 
   // 1. Open vSwitch.
   if (mode === 'own') {
@@ -208,8 +220,9 @@ export async function setupHost(opts: HostSetupOptions): Promise<HostSetupResult
       await ipCmd(ns, 'link', 'set', iface, 'up');
     }
     // The userspace datapath's native tunnelling routes and ARPs through br-phy's own interface.
-    if (holder && holder.link !== UNDERLAY_BRIDGE) await ipCmd(ns, 'addr', 'del', holder.cidr, 'dev', holder.link);
+    // Onto br-phy first, then off the NIC: a failure in between leaves the address somewhere.
     await ipCmd(ns, 'addr', 'replace', underlay.cidr, 'dev', UNDERLAY_BRIDGE);
+    if (holder && holder.link !== UNDERLAY_BRIDGE) await ipCmd(ns, 'addr', 'del', holder.cidr, 'dev', holder.link);
     await ipCmd(ns, 'link', 'set', UNDERLAY_BRIDGE, 'up');
   } else if (!holder && iface) {
     await ipCmd(ns, 'addr', 'replace', underlay.cidr, 'dev', iface);

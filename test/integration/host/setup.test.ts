@@ -95,6 +95,18 @@ t.test('host setup on a fresh machine, again (no change), teardown', async (t) =
     return pid !== undefined && isAlive(pid);
   }), 'the refused setup started no daemon');
   t.equal((await tenet(['host', 'teardown', '--namespace', NS, '--ovs', 'own', '--run-dir', runDir])).code, 0, 'teardown with nothing set up exits 0 too');
+
+  // A NIC that also carries the default route: moving its address would cut the machine off.
+  ip('-n', NS, 'route', 'add', 'default', 'via', PEER_IP, 'dev', 'u0');
+  const routed = await tenet(args);
+  t.not(routed.code, 0, 'the underlay NIC carries the default route: refused');
+  t.match(routed.stderr, /u0 carries routes besides its own subnet \(default via 192\.0\.2\.6/, routed.stderr.trim());
+  t.same(addrs(NS).filter((a) => a.cidr === UNDERLAY).map((a) => a.link), ['u0'], 'the address stayed on u0');
+  t.match(runSync(['ip', '-n', NS, 'route', 'show', 'default']).stdout, /via 192\.0\.2\.6 dev u0/, 'the default route is untouched');
+  t.notOk([paths.pidfiles.ovsdbServer, paths.pidfiles.ovsVswitchd].some((f) => {
+    const pid = pidOf(f);
+    return pid !== undefined && isAlive(pid);
+  }), 'the refused setup started no daemon');
 });
 
 /**
