@@ -18,7 +18,7 @@ import { OpenFlowServer, type ListenOptions, type SwitchConnection } from '../op
 import { compile, type CompileResult, type Placement } from '../pipeline/index.js';
 import { diffState, type DesiredState } from '../reconcile/index.js';
 import type { DesiredState as UnitDesiredState } from '../model/index.js';
-import { effectiveDoc, oversizedUnits, type AgentAssignment, type AgentInfo, type AgentRecord, type Assignment, type InstanceEndpoint, type InstanceStatus, type Move, type PlacementRecord, type UnitInfo } from '../scheduler/index.js';
+import { effectiveDoc, oversizedUnits, type AgentAssignment, type AgentRegistration, type AgentInfo, type AgentRecord, type Assignment, type InstanceEndpoint, type InstanceStatus, type Move, type PlacementRecord, type UnitInfo } from '../scheduler/index.js';
 import type { Store } from '../store/index.js';
 import { TenetError, UsageError } from '../util/errors.js';
 import type { HostSwitchOptions } from '../vswitch/index.js';
@@ -65,6 +65,13 @@ export interface ControllerOptions {
   scheduler?: SchedulerOptions | false;
   /** Called by the leader when a host's agent lease expired (e.g. deregister its services from the registry). */
   onHostLost?: (host: string, record: AgentRecord) => void | Promise<void>;
+  /**
+   * The service registry to follow from the start (followServices before the first
+   * switch connects or compile runs: a restart never compiles chains without it).
+   */
+  services?: ServiceSource;
+  /** Hold-down of registry-driven recompiles, ms: changes within it coalesce into one. Default 200. */
+  servicesHoldMs?: number;
 }
 
 /** What the store holds under the topology key. */
@@ -121,7 +128,8 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
   /** The service registry this controller follows (followServices), and its resolution for `current`. */
   private services: ServiceSource | undefined;
   private serviceView: { model: Model; view: ServiceView } | undefined;
-  private servicesDue = false;
+  private servicesTimer: NodeJS.Timeout | undefined;
+  private unfollowServices: (() => void) | undefined;
 
   private constructor(private readonly opts: ControllerOptions) {
     super();
@@ -138,6 +146,7 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
     const c = new Controller(opts);
     try {
       await c.load();
+      if (opts.services) c.unfollowServices = c.followServices(opts.services);
       c.server.on('connect', (conn: SwitchConnection) => c.onSwitch(conn));
       c.server.on('disconnect', (conn: SwitchConnection, reason: Error) => c.onSwitchGone(conn, reason));
       c.server.on('handshake-error', (e: Error, remote: string) => c.log.warn({ remote, err: e.message }, 'OpenFlow handshake failed'));
@@ -177,6 +186,7 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.unfollowServices?.();
     await this.scheduling?.stop();
     if (this.driftTimer) clearInterval(this.driftTimer);
     // Pending waits answer now (realized:false) rather than keep the process alive until their timeout.
@@ -230,17 +240,21 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
     const off = source.onChange((change) => {
       // TTL renewals and check reports that change nothing chains read are most events: skip them.
       if (!relevantChange(seen, change)) return;
-      // A burst of registry events (a lease revoke deletes two keys) resolves once.
-      if (this.servicesDue) return;
-      this.servicesDue = true;
-      setImmediate(() => {
-        this.servicesDue = false;
+      // Hold-down: the first relevant change opens a window; every change within it (a burst,
+      // a flapping check) resolves once at its end. Not reset by later changes, so a check
+      // flapping faster than the window still recompiles at most once per window.
+      if (this.servicesTimer) return;
+      this.servicesTimer = setTimeout(() => {
+        this.servicesTimer = undefined;
         this.servicesChanged();
-      });
+      }, this.opts.servicesHoldMs ?? 200);
+      this.servicesTimer.unref();
     });
     this.servicesChanged();
     return () => {
       off();
+      if (this.servicesTimer) clearTimeout(this.servicesTimer);
+      this.servicesTimer = undefined;
       if (this.services === source) this.services = undefined;
     };
   }
@@ -345,7 +359,7 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
   }
 
   async registerAgent(host: string, registration: unknown): Promise<{ host: string; leaseId: string; ttlS: number }> {
-    const r = await this.agents.register(host, registration);
+    const r = await this.agents.register(host, registration, (this.record?.doc as { hosts?: unknown } | undefined)?.hosts ?? []);
     this.lostAgents.delete(host);
     return r;
   }
@@ -468,11 +482,12 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
    * Validates the effective document (units' instances as endpoints, agents' hosts: src/scheduler/endpoints.ts).
    * `apply`: count an invalid document in tenet_apply_total (a plan is not an apply).
    */
-  private validateEffective(doc: unknown, placement: PlacementRecord | undefined, apply = true, userChange = false): { model: Model; instances: InstanceEndpoint[] } {
+  private validateEffective(doc: unknown, placement: PlacementRecord | undefined, apply = true, liveAgents?: Record<string, AgentRegistration>): { model: Model; instances: InstanceEndpoint[] } {
     const eff = effectiveDoc(doc, placement, placement?.agents ?? {});
     const v = validate(eff.doc, this.record ? { previous: this.record.alloc } : {});
-    // A user's change may not ask more of a unit than any host offers; a stored one is not re-judged.
-    const errors = [...(v.ok ? [] : v.errors), ...eff.issues, ...(v.ok && userChange ? oversizedUnits(doc, placement?.agents ?? {}) : [])];
+    // A user's change (`liveAgents` given) may not ask more of a unit than any host with a
+    // live agent offers (the document's hosts when none is live); a stored one is not re-judged.
+    const errors = [...(v.ok ? [] : v.errors), ...eff.issues, ...(v.ok && liveAgents ? oversizedUnits(doc, liveAgents) : [])];
     if (errors.length || !v.ok) {
       if (apply) this.m.applies.inc({ result: 'invalid' });
       throw new TopologyError(errors);
@@ -481,7 +496,8 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
   }
 
   private async applyLocked(doc: unknown, placement = this.record?.placement, why?: { placed: Assignment[]; moved: Move[] }): Promise<ApplyResult> {
-    const { model, instances } = this.validateEffective(doc, placement, true, why === undefined);
+    const live = why === undefined ? Object.fromEntries([...(await this.agents.live())].map(([h, v]) => [h, v.record.registration])) : undefined;
+    const { model, instances } = this.validateEffective(doc, placement, true, live);
     if (this.record && JSON.stringify(doc) === JSON.stringify(this.record.doc) && placement === this.record.placement) {
       this.m.applies.inc({ result: 'unchanged' });
       return { generation: this.generation, plan: (await this.planModel(model, this.generation, instances)).plan, changed: false };

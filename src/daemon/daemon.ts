@@ -82,16 +82,19 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   let registry: Registry | undefined;
   let api: ApiServer | undefined;
   let dns: RegistryDnsServer | undefined;
-  let unfollow: (() => void) | undefined;
   const stop = async () => {
     await dns?.close().catch(() => undefined);
     await api?.close().catch(() => undefined);
-    unfollow?.();
+    await controller?.close(); // stops following the registry
     await registry?.close().catch(() => undefined);
-    await controller?.close();
     await store.close();
   };
   try {
+    // The registry first, so the controller follows it before any switch connects or chain
+    // compiles (a restart never compiles registry-driven hops without their members), and the
+    // lost-host hook has it. Tenants that may register: the controller's current ones (asked
+    // at each registration; none before the controller has loaded, and the API is not up yet).
+    const reg = (registry = await Registry.start({ store, prefix: REGISTRY_PREFIX, tenants: (t) => controller?.model()?.tenants.some((x) => x.name === t) ?? false }));
     controller = await Controller.start({
       store,
       advertise: [advertise],
@@ -99,16 +102,14 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       driftIntervalMs: opts.driftIntervalS * 1000,
       ...(opts.agentLeaseTtlS !== undefined ? { agentLeaseTtlS: opts.agentLeaseTtlS } : {}),
       logger: log,
+      services: { instances: () => reg.list().instances, onChange: (fn) => reg.subscribe({}, fn) },
       // The scheduler (leader) lost a host's agent: its containers went with it, so do their registrations.
       onHostLost: async (host) => {
-        const gone = (await registry?.deregisterWhere((i) => i.meta['host'] === host)) ?? [];
+        const gone = await reg.deregisterWhere((i) => i.meta['host'] === host);
         if (gone.length) log.info({ host, instances: gone.map((i) => `${i.tenant}/${i.service}/${i.id}`) }, 'deregistered the services of a lost host');
       },
     });
     const c = controller;
-    // Tenants that may register: the controller's current ones (asked at each registration).
-    const reg = (registry = await Registry.start({ store, prefix: REGISTRY_PREFIX, tenants: (t) => c.model()?.tenants.some((x) => x.name === t) ?? false }));
-    unfollow = c.followServices({ instances: () => reg.list().instances, onChange: (fn) => reg.subscribe({}, fn) });
     const httpOpts = token ? { token } : {};
     api = await startApi(c, {
       listen: opts.api,
