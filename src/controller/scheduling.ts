@@ -50,6 +50,20 @@ function placementFields(r: AgentRegistration): AgentRegistration {
 
 const EMPTY = { assignments: [], unplaceable: [] };
 
+/**
+ * Startup grace (pure): the hosts of the stored placement without a live agent, with the
+ * registration saved in that placement, so a new leader does not move everything while
+ * the agents are still re-registering. Hosts in `skip` (invalid entries) stay out.
+ */
+export function graceRegistrations(live: Readonly<Record<string, AgentRegistration>>, placement: Pick<PlacementRecord, 'assignments' | 'agents'> | undefined, skip: ReadonlyMap<string, unknown> = new Map()): Record<string, AgentRegistration> {
+  const out: Record<string, AgentRegistration> = {};
+  for (const a of placement?.assignments ?? []) {
+    if (live[a.host] || out[a.host] || skip.has(a.host)) continue;
+    out[a.host] = placement?.agents?.[a.host] ?? { version: 'grace' };
+  }
+  return out;
+}
+
 export class SchedulingLoop {
   private readonly log: Logger;
   private readonly election: Election;
@@ -64,6 +78,8 @@ export class SchedulingLoop {
   private readonly records = new Map<string, AgentRecord>();
   /** Agents left out of placement (invalid host entry) and why: logged once per reason. */
   private readonly leftOut = new Map<string, string>();
+  /** Until then (ms) the hosts of the stored placement count as live (startup grace). */
+  private graceUntil = 0;
 
   constructor(
     private readonly target: SchedulingTarget,
@@ -91,6 +107,11 @@ export class SchedulingLoop {
   async start(): Promise<void> {
     this.election.on('elected', () => {
       this.log.info({ id: this.election.id }, 'scheduler: leading; scheduling');
+      // Startup grace: agents may still be re-registering (every controller was down, or a
+      // failover); for one agent TTL the hosts of the stored placement count as live, then
+      // a pass judges them by their leases.
+      this.graceUntil = Date.now() + this.agents.ttlS * 1000;
+      setTimeout(() => this.trigger(0), this.agents.ttlS * 1000 + 50).unref();
       void this.follow();
     });
     this.election.on('lost', (reason) => {
@@ -226,6 +247,7 @@ export class SchedulingLoop {
       this.leftOut.delete(host);
       regs[host] = reg;
     }
+    if (Date.now() < this.graceUntil) Object.assign(regs, graceRegistrations(regs, state.placement, this.leftOut));
     const input = schedulingInput(state.doc, regs);
     if (!input) return; // the stored document does not parse: nothing to place by
     const t0 = performance.now();
