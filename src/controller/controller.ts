@@ -25,7 +25,7 @@ import type { HostSwitchOptions } from '../vswitch/index.js';
 import { HostRuntime } from './host.js';
 import { createMetrics, type ControllerMetrics } from './metrics.js';
 import { chainInfos, unhealthyEndpoints, type HealthView } from './chains.js';
-import { relevantChange, resolveServices, type ServiceSource, type ServiceView } from './services.js';
+import { blamedTenants, relevantChange, resolveServices, tenantsWithRegistered, withoutRegistered, type ServiceSource, type ServiceView } from './services.js';
 import { chainHostDeps, compileFailure, endpointInfo, tunnelPeers } from './pure.js';
 import { AgentDirectory } from './agents.js';
 import { SchedulingLoop, type SchedulerOptions } from './scheduling.js';
@@ -660,16 +660,38 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
     const v = this.view();
     if (!this.current || !v) return undefined;
     if (this.compiled) return this.compiled;
-    try {
-      this.compiled = compile(v.model, this.placement(), { unhealthy: this.unhealthy(v.model, v.checkFailing) });
-    } catch (err) {
-      if (v.model === this.current) throw err;
-      // Registered members the validated document did not have made the compile fail (e.g. a
-      // classifier conflict at a registered endpoint's port): run on the labelled members.
-      this.log.error({ err: (err as Error).message }, 'chains with the registry\'s members do not compile: using the labelled members');
-      this.compiled = compile(this.current, this.placement(), { unhealthy: this.unhealthy(this.current, v.checkFailing) });
+    const { result, view } = this.compileView(v, this.current);
+    // A fallback shows in GET /v1/chains (the tenant's labelled members, its registrations skipped).
+    if (view !== v) this.serviceView = { model: this.current, view };
+    this.compiled = result;
+    return result;
+  }
+
+  /**
+   * Compiles a resolved view of `base`. When registered members the validated document
+   * did not have make the compile fail (e.g. a classifier conflict at a registered
+   * endpoint's port), only the tenant(s) the error blames (else every tenant with
+   * registered members) run on their labelled members, their joining registrations
+   * skipped with the error; other tenants keep their registered members.
+   */
+  private compileView(v: ServiceView, base: Model): { result: CompileResult; view: ServiceView } {
+    let view = v;
+    for (;;) {
+      try {
+        return { result: compile(view.model, this.placement(), { unhealthy: this.unhealthy(view.model, view.checkFailing) }), view };
+      } catch (err) {
+        if (view.model === base) throw err;
+        const withRegistered = tenantsWithRegistered(view, base);
+        const blamed = new Set([...blamedTenants(err)].filter((t) => withRegistered.has(t)));
+        const back = blamed.size ? blamed : withRegistered;
+        const message = (err as Error).message;
+        this.log.error(
+          { err: message, tenants: [...back], registrations: view.joined.filter((j) => back.has(j.chain.slice(0, j.chain.indexOf('/')))).map((j) => `${j.chain} hop ${j.hop}: ${j.service}/${j.id} -> ${j.endpoint}`) },
+          "chains with these registrations' members do not compile: their tenants run on the labelled members",
+        );
+        view = withoutRegistered(view, base, back, `its member makes the chains fail to compile: ${message}`);
+      }
     }
-    return this.compiled;
   }
 
   private desiredFor(host: string): { generation: number; state: DesiredState } {
@@ -682,14 +704,7 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
   private async planModel(model: Model, generation: number, instances: readonly InstanceEndpoint[]): Promise<{ plan: Plan; result: CompileResult; placementVersion: number }> {
     const placementVersion = this.placementVersion;
     const v = this.resolved(model, instances);
-    const result = uncompilable(model, () => {
-      try {
-        return compile(v.model, this.placement(), { unhealthy: this.unhealthy(v.model, v.checkFailing) });
-      } catch (err) {
-        if (v.model === model) throw err;
-        return compile(model, this.placement(), { unhealthy: this.unhealthy(model, v.checkFailing) }); // as compileCurrent
-      }
-    });
+    const result = uncompilable(model, () => this.compileView(v, model).result); // as compileCurrent
     const hosts = await Promise.all(
       model.hosts.map(async (h) => {
         const desired = uncompilable(model, () => result.host(h.name), h.name);

@@ -86,12 +86,24 @@ export interface SkippedRegistration {
   reason: string;
 }
 
+/** A registration that made its endpoint a member of a hop. */
+export interface JoinedRegistration {
+  chain: string;
+  hop: number;
+  service: string;
+  id: string;
+  /** Endpoint id. */
+  endpoint: string;
+}
+
 export interface ServiceView {
   /** The model with each service hop's verified registered members added to its labelled ones. */
   model: Model;
   /** Endpoint ids of chain instances whose registry check is critical. */
   checkFailing: Set<string>;
   skipped: SkippedRegistration[];
+  /** The registrations that added a member to a hop (the members the validated model did not have). */
+  joined: JoinedRegistration[];
   /** Equal keys: the same members and the same failing instances (nothing to recompile). */
   key: string;
 }
@@ -180,6 +192,7 @@ export function resolveServices(model: Model, registered: readonly RegisteredIns
     else byTenant.set(r.tenant, [r]);
   }
   const skipped: SkippedRegistration[] = [];
+  const joined: JoinedRegistration[] = [];
   const checkFailing = new Set<string>();
   const keyParts: string[] = [];
   let changed = false;
@@ -207,12 +220,15 @@ export function resolveServices(model: Model, registered: readonly RegisteredIns
           const skip = (reason: string) => skipped.push({ chain: c.id, hop: k, service: h.service!, id: r.id, reason });
           if (typeof e === 'string') skip(e);
           else if (h.instances.some((i) => i.ingress === e)) continue; // a labelled member registered itself (health only)
-          else if (added.includes(e)) continue; // two registrations of one endpoint: one member
+          else if (added.includes(e)) joined.push({ chain: c.id, hop: k, service: h.service, id: r.id, endpoint: e.id }); // two registrations of one endpoint: one member
           else if (e.network !== c.network) skip(`endpoint "${e.name}" is on network "${e.network.name}", the chain on "${c.network.name}"`);
           else if (dst.has(e)) skip(`endpoint "${e.name}" is a destination of the chain`);
           else if (src.has(e)) skip(`endpoint "${e.name}" is a source of the chain`);
           else if (used.has(e)) skip(`endpoint "${e.name}" is already an instance of the chain`);
-          else added.push(e);
+          else {
+            added.push(e);
+            joined.push({ chain: c.id, hop: k, service: h.service, id: r.id, endpoint: e.id });
+          }
         }
         if (!added.length) return h;
         for (const e of added) used.add(e);
@@ -239,5 +255,38 @@ export function resolveServices(model: Model, registered: readonly RegisteredIns
     return { ...t, chains };
   });
   keyParts.push(`failing=${[...checkFailing].sort().join(',')}`);
-  return { model: changed ? { ...model, tenants } : model, checkFailing, skipped, key: keyParts.join(';') };
+  return { model: changed ? { ...model, tenants } : model, checkFailing, skipped, joined, key: keyParts.join(';') };
+}
+
+/** The tenant of a chain id ("tenant/chain"). */
+const tenantOfChain = (chainId: string) => chainId.slice(0, chainId.indexOf('/'));
+
+/**
+ * `view` with the tenants named on their validated chains (`base`'s, labelled members
+ * only): for when their registered members make the compile fail. Their registrations
+ * that added members move to `skipped` with `reason`; other tenants keep theirs. The key
+ * stays (the registry did not change). Returns `base` itself once no tenant differs.
+ */
+export function withoutRegistered(view: ServiceView, base: Model, tenants: ReadonlySet<string>, reason: string): ServiceView {
+  const model = view.model.tenants.map((t, i) => (tenants.has(t.name) ? base.tenants[i]! : t));
+  const differs = model.some((t, i) => t !== base.tenants[i]);
+  const out = view.joined.filter((j) => tenants.has(tenantOfChain(j.chain)));
+  return {
+    model: differs ? { ...view.model, tenants: model } : base,
+    checkFailing: view.checkFailing,
+    skipped: [...view.skipped, ...out.map((j) => ({ chain: j.chain, hop: j.hop, service: j.service, id: j.id, reason }))],
+    joined: view.joined.filter((j) => !tenants.has(tenantOfChain(j.chain))),
+    key: view.key,
+  };
+}
+
+/** Tenants whose chains differ from `base`'s in `view` (the ones with registered members). */
+export function tenantsWithRegistered(view: ServiceView, base: Model): Set<string> {
+  return new Set(view.model.tenants.filter((t, i) => t !== base.tenants[i]).map((t) => t.name));
+}
+
+/** The tenants a compile error blames (a ChainConflictError names its chains "tenant/chain"); empty when it names none. */
+export function blamedTenants(err: unknown): Set<string> {
+  const chains = (err as { context?: { chains?: unknown } }).context?.chains;
+  return new Set(Array.isArray(chains) ? chains.filter((c): c is string => typeof c === 'string' && c.includes('/')).map(tenantOfChain) : []);
 }

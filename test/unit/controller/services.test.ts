@@ -5,7 +5,8 @@
  */
 import t from 'tap';
 import { chainInfos } from '../../../src/controller/chains.js';
-import { endpointOf, relevantChange, resolveServices, standsFor, type RegisteredInstance } from '../../../src/controller/services.js';
+import { blamedTenants, endpointOf, relevantChange, resolveServices, standsFor, tenantsWithRegistered, withoutRegistered, type RegisteredInstance } from '../../../src/controller/services.js';
+import { ChainConflictError, compile } from '../../../src/pipeline/index.js';
 import { validate, type Model } from '../../../src/model/index.js';
 
 const doc = {
@@ -230,4 +231,54 @@ t.test('relevantChange: only what chains read wakes the controller', async (t) =
   t.equal(relevantChange(seen, ch('deregister')), true, 'a deregistration');
   t.equal(seen.size, 0, 'forgotten once deregistered');
   t.equal(relevantChange(new Map(), ch('update')), true, 'an instance not seen before (registered before the controller followed)');
+});
+
+t.test('fallback per tenant: withoutRegistered, tenantsWithRegistered, blamedTenants', async (t) => {
+  // Two tenants with the same chain; each gets a registered member.
+  const d = structuredClone(doc) as typeof doc & { tenants: Record<string, unknown>[] };
+  const other = structuredClone(d.tenants[0]!) as { name: string };
+  other.name = 'initech';
+  d.tenants.push(other);
+  const m = modelOf(d);
+  const both = [...units, ...units.map((u) => ({ ...u, tenant: 'initech' }))];
+  const v = resolveServices(m, [reg('a', '10.1.0.52'), reg('b', '10.1.0.53', { tenant: 'initech' })], both);
+  t.same(v.joined.map((j) => [j.chain, j.id, j.endpoint]), [['acme/web', 'a', 'acme/ids-2'], ['initech/web', 'b', 'initech/ids-3']], 'joined: which registration made which member');
+  t.same([...tenantsWithRegistered(v, m)], ['acme', 'initech']);
+  t.same([...blamedTenants(new ChainConflictError('host1', 'table=35', ['initech/web', 'initech/other']))], ['initech'], 'a chain conflict names its tenant');
+  t.same([...blamedTenants(new Error('x'))], [], 'another error names none');
+  const w = withoutRegistered(v, m, new Set(['initech']), 'its member makes the chains fail to compile: boom');
+  const hopOf = (x: Model, tn: string) => x.tenants.find((y) => y.name === tn)!.chains[0]!.hops[1]!.instances.map((i) => i.ingress.name);
+  t.same(hopOf(w.model, 'acme'), ['ids-1', 'ids-2'], 'acme keeps its registered member');
+  t.same(hopOf(w.model, 'initech'), ['ids-1'], 'initech runs on its labelled member');
+  t.same(w.skipped.map((s) => [s.chain, s.id, s.reason]), [['initech/web', 'b', 'its member makes the chains fail to compile: boom']], 'the registration that caused it is skipped, with the reason');
+  t.equal(w.key, v.key, 'the same key (the registry did not change)');
+  t.equal(withoutRegistered(w, m, new Set(['acme']), 'x').model, m, 'no tenant left with registered members: the validated model itself');
+});
+
+t.test('a registered member that makes the chains conflict: its tenant falls back, the compile succeeds', async (t) => {
+  // ids-2 is the source of chain b; as a member of web's ids hop its own port classifies for both chains.
+  const d = structuredClone(doc) as typeof doc & { tenants: { chains?: unknown[] }[] };
+  d.tenants[0]!.chains = [
+    { name: 'web', from: { endpoints: ['client'] }, to: { endpoints: ['server'] }, protocol: 'tcp', ports: [80], hops: [{ service: 'ids' }] },
+    { name: 'b', from: { endpoints: ['ids-2'] }, to: { endpoints: ['server'] }, protocol: 'tcp', ports: [80], hops: [{ instances: ['fw-1'] }] },
+  ];
+  const other = structuredClone(d.tenants[0]!) as { name: string; chains: unknown[] };
+  other.name = 'initech';
+  other.chains = [other.chains[0]];
+  d.tenants.push(other as never);
+  const m = modelOf(d);
+  const v = resolveServices(m, [reg('a', '10.1.0.52'), reg('b', '10.1.0.52', { tenant: 'initech' })], [...units, ...units.map((u) => ({ ...u, tenant: 'initech' }))]);
+  t.same(v.joined.map((j) => j.endpoint), ['acme/ids-2', 'initech/ids-2']);
+  let err: unknown;
+  try {
+    compile(v.model);
+  } catch (e) {
+    err = e;
+  }
+  t.type(err, ChainConflictError, 'the registered member makes two chains classify the same flow');
+  t.same([...blamedTenants(err)], ['acme'], 'the error names acme only');
+  const w = withoutRegistered(v, m, blamedTenants(err), 'x');
+  t.doesNotThrow(() => compile(w.model), 'acme on its labelled members: compiles');
+  t.same(w.joined.map((j) => j.endpoint), ['initech/ids-2'], 'initech keeps its registered member');
+  t.same(w.skipped.map((s) => [s.chain, s.id]), [['acme/web', 'a']]);
 });
