@@ -13,6 +13,7 @@ import { TenetError } from '../util/errors.js';
 import { ControllerClient, ControllerHttpError } from './client.js';
 import type { DriverInstance, RuntimeDriver } from './driver.js';
 import { endpointName } from './naming.js';
+import { lockStateDir } from './lock.js';
 import { NetnsDriver, type LogFn } from './netns-driver.js';
 import { ServiceManager, type ServiceWant } from './services.js';
 import { startSidekick } from './sidekick.js';
@@ -98,6 +99,8 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
   mkdirSync(opts.stateDir, { recursive: true });
   const socketPath = join(opts.stateDir, 'agent.sock');
   if (Buffer.byteLength(socketPath) > 107) throw new AgentError(`socket path too long for a unix socket (${socketPath}); use a shorter --state-dir`, { socketPath });
+  // One agent per state dir: a second would adopt and restart the same instances.
+  const unlock = lockStateDir(opts.stateDir);
   const ovsdb = opts.ovsdb ?? 'unix:/var/run/openvswitch/db.sock';
   const driver: RuntimeDriver =
     opts.driver ??
@@ -378,6 +381,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
           // Tell the controller at once rather than at the next heartbeat it never gets.
           await client.request('PUT', `${hostPath}/instances`, { leaseId: lease.leaseId, instances: [] }, 2000).catch(() => {});
         }
+        unlock();
         log('info', `agent for host ${opts.host} stopped${o.stopInstances ? ' (instances stopped)' : ' (instances left running for adoption)'}`);
       })()),
   };

@@ -9,3 +9,4 @@ export { ControllerClient, ControllerHttpError, ControllerUnreachableError, netw
 export { ServiceManager, registrationBody, servicePath, checkIntervalMs, type ServiceWant } from './services.js';
 export { checkArgv, runCheck } from './checks.js';
 export { startSidekick, agentSocketRequest, readAgentLogs, parseSidekickBody, INSTANCE_HEADER } from './sidekick.js';
+export { lockStateDir, lockHeld, StateDirLockedError } from './lock.js';
