@@ -80,6 +80,9 @@ export class SchedulingLoop {
   private readonly leftOut = new Map<string, string>();
   /** Until then (ms) the hosts of the stored placement count as live (startup grace). */
   private graceUntil = 0;
+  /** Incremented by every unfollow(): a follow() of an older term drops what it made. */
+  private term = 0;
+  private refollowTerm = -1;
 
   constructor(
     private readonly target: SchedulingTarget,
@@ -135,10 +138,21 @@ export class SchedulingLoop {
 
   private async follow(): Promise<void> {
     await this.unfollow();
+    // A loss, stop() or another follow() during one of the awaits below starts a new term:
+    // what this call made after that is cancelled, never left running beside the new one.
+    const term = this.term;
+    const current = () => term === this.term && !this.stopped;
+    const keep = async (w: Watch): Promise<boolean> => {
+      if (current()) return this.watches.push(w) > 0;
+      await w.cancel().catch(() => undefined);
+      return false;
+    };
     try {
       const { revision } = await this.store.status();
-      for (const v of (await this.agents.live()).values()) this.records.set(v.record.host, v.record);
-      this.watches.push(
+      const live = await this.agents.live();
+      if (!current()) return;
+      for (const v of live.values()) this.records.set(v.record.host, v.record);
+      const agentsWatch =
         await this.store.watch(AGENTS_PREFIX, { prefix: true, startRevision: revision + 1 }, {
           onEvents: (events) => {
             let relevant = false;
@@ -154,15 +168,14 @@ export class SchedulingLoop {
             if (relevant) this.trigger();
           },
           onError: (err) => this.watchFailed(err),
-        }),
-      );
+        });
+      if (!(await keep(agentsWatch))) return;
       const key = this.target.schedulingState().key;
-      this.watches.push(
-        await this.store.watch(key, { startRevision: revision + 1 }, {
-          onEvents: () => this.trigger(),
-          onError: (err) => this.watchFailed(err),
-        }),
-      );
+      const topologyWatch = await this.store.watch(key, { startRevision: revision + 1 }, {
+        onEvents: () => this.trigger(),
+        onError: (err) => this.watchFailed(err),
+      });
+      if (!(await keep(topologyWatch))) return;
       this.trigger(0);
     } catch (err) {
       this.watchFailed(err as Error);
@@ -171,6 +184,9 @@ export class SchedulingLoop {
 
   private watchFailed(err: Error): void {
     if (this.stopped || !this.election.isLeader) return;
+    // Both watches failing (one store outage) follow again once per term, not twice.
+    if (this.refollowTerm === this.term) return;
+    this.refollowTerm = this.term;
     this.log.warn({ err: err.message }, 'scheduler: watch failed; following again in 1 s');
     setTimeout(() => {
       if (!this.stopped && this.election.isLeader) void this.follow();
@@ -178,6 +194,7 @@ export class SchedulingLoop {
   }
 
   private async unfollow(): Promise<void> {
+    this.term++;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     const ws = this.watches;
