@@ -308,9 +308,12 @@ export class Controller extends EventEmitter<{ event: [ControllerEvent] }> imple
   // ------------------------------------------------------------------ units and agents (issue 9)
 
   /** Stores the scheduler's placement: same CAS and generation+1 as an apply; the user's document stays. */
-  applyPlacement(p: PlacementRecord, why: { placed: Assignment[]; moved: Move[] } = { placed: [], moved: [] }): Promise<ApplyResult> {
+  applyPlacement(p: PlacementRecord, why: { placed: Assignment[]; moved: Move[] } = { placed: [], moved: [] }, basedOn?: number): Promise<ApplyResult> {
     return this.exclusive(async () => {
       if (!this.record) throw new UsageError('no topology applied yet');
+      // Computed from an older record (a submit, stop or constraint change got in first):
+      // storing it would pair the new document with a placement made for the old one.
+      if (basedOn !== undefined && basedOn !== this.modRevision) throw new ConflictError('the topology changed while the placement was computed; placing again', { basedOn, modRevision: this.modRevision });
       return this.applyLocked(this.record.doc, p, why);
     });
   }

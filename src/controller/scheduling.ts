@@ -30,7 +30,8 @@ export interface SchedulerOptions {
 /** What the loop needs of the Controller. */
 export interface SchedulingTarget {
   schedulingState(): { doc: unknown; placement: PlacementRecord | undefined; modRevision: number; key: string };
-  applyPlacement(p: PlacementRecord, why: { placed: Assignment[]; moved: Move[] }): Promise<ApplyResult>;
+  /** `basedOn`: the modRevision the placement was computed from; ECONFLICT when the record moved on. */
+  applyPlacement(p: PlacementRecord, why: { placed: Assignment[]; moved: Move[] }, basedOn?: number): Promise<ApplyResult>;
   /** Re-reads the topology record when another writer changed it. */
   reload(): Promise<void>;
   /** Remembers an agent whose lease expired (GET /v1/agents shows it as not alive). */
@@ -277,7 +278,7 @@ export class SchedulingLoop {
       this.reportLost(undefined);
       return;
     }
-    const res = await this.target.applyPlacement(next, { placed: r.placed, moved: r.moved });
+    const res = await this.target.applyPlacement(next, { placed: r.placed, moved: r.moved }, state.modRevision);
     this.log.info(
       {
         generation: res.generation,

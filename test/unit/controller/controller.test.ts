@@ -297,3 +297,26 @@ t.test('daemon: options, token, API, clean stop', async (t) => {
   await d.close();
   await d.close(); // idempotent
 });
+
+t.test('applyPlacement refuses a placement computed from an older record (ECONFLICT; r3#7)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'tenet-ctl-unit-'));
+  const store = await EmbeddedStore.open({ dir });
+  const c = await Controller.start({ store, advertise: ['tcp:127.0.0.1:1'], openflow: { host: '127.0.0.1', port: 0 }, driftIntervalMs: 0 });
+  t.teardown(async () => {
+    await c.close();
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const d = doc(await hosts());
+  await c.apply(d);
+  const seen = c.schedulingState().modRevision;
+  // A user change lands between the scheduler's read and its write.
+  await c.apply({ ...d, tenants: [...(d.tenants as unknown[]), { name: 'other', networks: [{ name: 'n', subnet: '10.9.0.0/24' }] }] });
+  const p = { assignments: [], unplaceable: [], at: new Date().toISOString() };
+  const err = await c.applyPlacement(p, undefined, seen).then(() => undefined, (e: Error & { code?: string }) => e);
+  t.equal(err?.code, 'ECONFLICT', 'stale: refused');
+  t.equal(c.topology().generation, 2, 'nothing stored');
+  const ok = await c.applyPlacement(p, undefined, c.schedulingState().modRevision);
+  t.equal(ok.generation, 3, 'computed from the current record: stored');
+  t.equal(((c.topology().doc as { tenants: { name: string }[] }).tenants).map((x) => x.name).includes('other'), true, 'with the user change kept');
+});
