@@ -154,9 +154,14 @@ export class NetnsDriver implements RuntimeDriver {
 
   private changed(rec: InstanceRecord): void {
     this.persist(rec);
+    this.notify(rec.id);
+  }
+
+  /** Tells the listeners; one that throws is logged and does not stop the others (or the caller). */
+  private notify(id: string): void {
     for (const l of this.listeners) {
       try {
-        l(rec.id);
+        l(id);
       } catch (err) {
         this.log('warn', 'driver change listener failed', { error: (err as Error).message });
       }
@@ -170,8 +175,14 @@ export class NetnsDriver implements RuntimeDriver {
   private persist(rec: InstanceRecord): void {
     if (!this.records.has(rec.id)) return; // removed meanwhile
     const path = this.recordPath(rec.id);
-    writeFileSync(`${path}.tmp`, JSON.stringify(rec, null, 2) + '\n');
-    renameSync(`${path}.tmp`, path);
+    // A failed write (disk full) is logged, not thrown: it must not stop a poll pass from
+    // handling the other instances' exits. The record is written again at the next change.
+    try {
+      writeFileSync(`${path}.tmp`, JSON.stringify(rec, null, 2) + '\n');
+      renameSync(`${path}.tmp`, path);
+    } catch (err) {
+      this.log('warn', `instance ${rec.id}: record not written (a restarted agent may not adopt it)`, { path, error: (err as Error).message });
+    }
   }
 
   private setState(rec: InstanceRecord, state: InstanceState, message?: string): void {
@@ -368,7 +379,7 @@ export class NetnsDriver implements RuntimeDriver {
     rmSync(this.recordPath(id), { force: true });
     rmSync(rec.exitFile, { force: true });
     this.log('info', `instance ${id}: removed (namespace ${rec.netns}, port ${rec.hostIface})`);
-    for (const l of this.listeners) l(id);
+    this.notify(id);
   }
 
   private unplug(r: Pick<InstanceRecord, 'netns' | 'hostIface'>): void {
