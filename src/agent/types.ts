@@ -1,11 +1,15 @@
 /**
  * The agent's side of the issue-9 contract (controller ↔ agent HTTP API, see
- * docs/AGENT.md). Declared here rather than imported from the API: the agent
- * speaks only HTTP to the controller and must not load its code.
+ * docs/AGENT.md). The agent speaks only HTTP to the controller and must not load
+ * its code: the records both sides share are type-only imports from
+ * src/scheduler/records.ts (erased at run time), so the compiler checks that the
+ * two sides agree; the assignment's service checks are read more loosely here.
  */
+import type { AgentAssignment as ControllerAssignment, InstanceState, InstanceStatus, AgentRegistration } from '../scheduler/records.js';
+
+export type { InstanceState, InstanceStatus, AgentRegistration };
 
 export type RestartPolicy = 'always' | 'on-failure' | 'never';
-export type InstanceState = 'starting' | 'running' | 'exited' | 'failed' | 'stopped';
 
 export interface UnitCheckSpec {
   type: 'tcp' | 'http' | 'ttl';
@@ -44,29 +48,6 @@ export interface AgentAssignment {
   services: AssignmentService[];
 }
 
-export interface InstanceStatus {
-  id: string;
-  unit: string;
-  endpoint: string;
-  state: InstanceState;
-  pid?: number;
-  restarts: number;
-  exitCode?: number;
-  since: string;
-  message?: string;
-  logPath?: string;
-}
-
-export interface AgentRegistration {
-  version: string;
-  labels?: Record<string, string>;
-  resources?: { cpu?: number; memory?: number };
-  underlayIp?: string;
-  ovsdb?: string;
-  datapathType?: 'netdev' | 'system';
-  socket?: string;
-}
-
 export interface RegisterResponse {
   host: string;
   leaseId: string | number;
@@ -77,3 +58,7 @@ export interface AssignmentsResponse {
   index: number;
   assignments: AgentAssignment[];
 }
+
+/** What the controller sends is what the agent reads: fails to compile if they drift apart. */
+type Holds<T extends true> = T;
+export type AssignmentFits = Holds<ControllerAssignment extends AgentAssignment ? true : false>;
