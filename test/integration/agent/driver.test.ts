@@ -60,7 +60,10 @@ t.test('netns driver on a lab host', async (t) => {
       await until('unshare forked', () => childOf() > 0, 5000, 20);
       const child = childOf();
       t.not(readlinkSync(`/proc/${child}/ns/pid`), readlinkSync('/proc/self/ns/pid'), 'own PID namespace');
-      t.equal((await run(['nsenter', '-t', String(child), '-u', 'hostname'])).stdout.trim(), 'web-1', 'own UTS namespace, hostname = endpoint name');
+      // The instance's shell sets the hostname right after the fork: wait for it (bounded), then assert.
+      const hostnameOf = async () => (await run(['nsenter', '-t', String(child), '-u', 'hostname'])).stdout.trim();
+      await until('hostname set in the instance UTS namespace', async () => (await hostnameOf()) === 'web-1', 5000, 50).catch(() => undefined);
+      t.equal(await hostnameOf(), 'web-1', 'own UTS namespace, hostname = endpoint name');
     }
 
     const addr = (await run(['ip', '-n', ns, '-br', 'addr', 'show', 'eth0'])).stdout;
