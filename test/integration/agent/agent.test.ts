@@ -9,31 +9,31 @@ import t from 'tap';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startAgent, readAgentLogs, endpointName, instanceProcesses, instanceNetns, instanceHostIface, type Agent, type AgentAssignment, type AgentOptions } from '../../../src/agent/index.js';
+import { startAgent, readAgentLogs, instanceProcesses, instanceNetns, instanceHostIface, type Agent, type AgentAssignment, type AgentOptions } from '../../../src/agent/index.js';
 import { hostEnv, namespacePids } from '../../../src/lab/index.js';
 import { run } from '../../../src/util/exec.js';
 import { withLab } from '../../helpers/lab.js';
 import { until } from '../../helpers/net.js';
 import { startAgentApiStub, STUB_TOKEN } from '../../helpers/agent-api-stub.js';
+import { agentAssignment } from '../../helpers/agent-assignment.js';
 
 const SERVER = "require('net').createServer((s)=>{s.on('error',()=>{});s.end('HTTP/1.0 200 OK\\r\\n\\r\\nhi\\n')}).listen(8080,()=>console.log('listening 8080'))";
 
-const assignment = (id: string, n: number, over: Partial<AgentAssignment> = {}): AgentAssignment => ({
-  id,
-  unit: id.split('@')[0]!,
-  tenant: 'acme',
-  network: 'web',
-  desiredState: 'launched',
-  command: [process.execPath, '-e', SERVER],
-  env: { GREETING: 'hello' },
-  restart: 'always',
-  endpoint: { id: `acme/${endpointName(id)}`, name: endpointName(id), ip: `10.0.0.${n}/24`, mac: `02:00:00:00:01:${n.toString(16).padStart(2, '0')}`, gateway: '10.0.0.1' },
-  services: [
-    { name: 'web', port: 8080, check: { type: 'tcp', intervalMs: 300, timeoutMs: 250 } },
-    { name: 'api', port: 8080, check: { type: 'http', path: '/health', intervalMs: 300, timeoutMs: 250 } },
-  ],
-  ...over,
-});
+const assignment = (id: string, n: number, over: Partial<AgentAssignment> = {}): AgentAssignment =>
+  agentAssignment(
+    id,
+    n,
+    {
+      command: [process.execPath, '-e', SERVER],
+      env: { GREETING: 'hello' },
+      services: [
+        { name: 'web', port: 8080, check: { type: 'tcp', intervalMs: 300, timeoutMs: 250 } },
+        { name: 'api', port: 8080, check: { type: 'http', path: '/health', intervalMs: 300, timeoutMs: 250 } },
+      ],
+      ...over,
+    },
+    '02:00:00:00:01',
+  );
 
 t.test('agent loop on a lab host', async (t) => {
   await withLab(t, { hosts: 1 }, async (lab) => {

@@ -7,25 +7,14 @@ import t from 'tap';
 import { mkdtempSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { NetnsDriver, processInNetns, unshareAvailable, instanceNetns, instanceHostIface, type AgentAssignment, endpointName } from '../../../src/agent/index.js';
+import { NetnsDriver, processInNetns, unshareAvailable, instanceNetns, instanceHostIface } from '../../../src/agent/index.js';
 import { hostEnv, namespacePids } from '../../../src/lab/index.js';
 import { run } from '../../../src/util/exec.js';
 import { withLab } from '../../helpers/lab.js';
 import { until } from '../../helpers/net.js';
+import { agentAssignment } from '../../helpers/agent-assignment.js';
 
-const assignment = (id: string, n: number, over: Partial<AgentAssignment> = {}): AgentAssignment => ({
-  id,
-  unit: id.split('@')[0]!,
-  tenant: 'acme',
-  network: 'web',
-  desiredState: 'launched',
-  command: ['sleep', '1000'],
-  env: {},
-  restart: 'always',
-  endpoint: { id: `acme/${endpointName(id)}`, name: endpointName(id), ip: `10.0.0.${n}/24`, mac: `02:00:00:00:00:${n.toString(16).padStart(2, '0')}`, gateway: '10.0.0.1' },
-  services: [],
-  ...over,
-});
+const assignment = agentAssignment;
 
 t.test('netns driver on a lab host', async (t) => {
   await withLab(t, { hosts: 1 }, async (lab) => {

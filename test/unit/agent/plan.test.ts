@@ -14,20 +14,9 @@ import {
   restartDecision,
   type AgentAssignment,
 } from '../../../src/agent/index.js';
+import { agentAssignment } from '../../helpers/agent-assignment.js';
 
-const assignment = (id: string, over: Partial<AgentAssignment> = {}): AgentAssignment => ({
-  id,
-  unit: id.split('@')[0]!,
-  tenant: 'acme',
-  network: 'web',
-  desiredState: 'launched',
-  command: ['sleep', '1000'],
-  env: {},
-  restart: 'always',
-  endpoint: { id: `acme/${endpointName(id)}`, name: endpointName(id), ip: '10.0.0.5/24', mac: '02:00:00:00:00:05', gateway: '10.0.0.1' },
-  services: [],
-  ...over,
-});
+const assignment = (id: string, over: Partial<AgentAssignment> = {}): AgentAssignment => agentAssignment(id, 5, over);
 
 t.test('names: endpoint names, namespaces, host-side veths', async (t) => {
   t.equal(endpointName('web@1'), 'web-1');
