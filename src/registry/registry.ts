@@ -382,7 +382,8 @@ export class Registry extends EventEmitter {
         if (!cur) return; // deregistered meanwhile
         const h = JSON.parse(cur.value) as HealthRecord;
         const old = h.checks[checkId];
-        if (old && old.status === status && !touch) return;
+        // Unchanged results are not rewritten; a new reason with the same status is (ECONNRESET racing a close, then ECONNREFUSED).
+        if (old && old.status === status && old.output === output && !touch) return;
         const now = Date.now();
         h.checks[checkId] = { status, output, updatedAt: now };
         const agg = aggregate(Object.values(h.checks));
